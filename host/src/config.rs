@@ -1,0 +1,429 @@
+//! The config file: TOML in, typed and validated config out.
+//!
+//! Every error names the file, the line and the key. Secrets written as
+//! `{ env = "NAME" }` are read from the environment here and nowhere else.
+//! This module checks the file's own consistency; whether an adapter exists
+//! and accepts its settings is checked when adapters load.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The embedded default: routes `/v1/send` to the `outbox` adapter.
+pub const DEFAULT: &str = include_str!("../../config/smsbridge.toml");
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config came from, for messages: a path or "embedded default".
+    pub source: String,
+    pub server: Server,
+    pub adapters: Adapters,
+    pub providers: Vec<Provider>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adapters {
+    /// Folder of `.wasm` files that add to or replace the bundled adapters.
+    pub dir: Option<PathBuf>,
+}
+
+/// One adapter instance: an adapter plus its settings and sandbox limits.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub adapter: String,
+    /// Hosts this instance may call; `None` means the adapter's default hosts.
+    pub allow_hosts: Option<Vec<String>>,
+    /// Wall-clock budget for one whole send, HTTP calls included.
+    pub timeout: Duration,
+    /// Budget of guest CPU time for one send, host calls excluded.
+    pub cpu: Duration,
+    /// Linear memory cap for one send's instance.
+    pub memory_bytes: usize,
+    pub max_response_bytes: usize,
+    /// The one directory this instance may touch (a WASI preopen).
+    pub data_dir: Option<PathBuf>,
+    /// Default sender id / from number, unless the route gives one.
+    pub sender: Option<String>,
+    pub settings: BTreeMap<String, Setting>,
+}
+
+/// A provider setting. Values read from the environment are secrets; so are
+/// values of keys the adapter declares secret (see `runtime`).
+#[derive(Clone)]
+pub struct Setting {
+    pub value: String,
+    pub from_env: bool,
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Setting(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Post,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub path: String,
+    pub methods: Vec<Method>,
+    pub fields: Fields,
+    /// Provider names, in the order they are tried.
+    pub providers: Vec<String>,
+    pub default_country: Option<phonenumber::country::Id>,
+    /// Sender id / from number for this route, overriding the provider's.
+    pub sender: Option<String>,
+}
+
+/// The names of the caller's fields: every MFA product lets its admin choose.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fields {
+    #[serde(default = "defaults::phone_field")]
+    pub phone: String,
+    #[serde(default = "defaults::message_field")]
+    pub message: String,
+}
+
+mod defaults {
+    use super::*;
+    pub fn listen() -> SocketAddr {
+        "127.0.0.1:8080".parse().unwrap()
+    }
+    pub fn max_body_bytes() -> usize {
+        64 * 1024
+    }
+    pub fn phone_field() -> String {
+        "phone".into()
+    }
+    pub fn message_field() -> String {
+        "message".into()
+    }
+    pub fn methods() -> Vec<super::Method> {
+        vec![super::Method::Get, super::Method::Post]
+    }
+    pub fn timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn cpu_ms() -> u64 {
+        100
+    }
+    pub fn memory_mb() -> usize {
+        32
+    }
+    pub fn max_response_bytes() -> usize {
+        256 * 1024
+    }
+}
+
+// The file as written. Spans let later checks point at a line.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: Option<Server>,
+    #[serde(default)]
+    adapters: Adapters,
+    #[serde(default, rename = "provider")]
+    providers: Vec<Spanned<RawProvider>>,
+    #[serde(default, rename = "route")]
+    routes: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: Spanned<String>,
+    adapter: String,
+    allow_hosts: Option<Vec<String>>,
+    #[serde(default = "defaults::timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default = "defaults::cpu_ms")]
+    cpu_ms: u64,
+    #[serde(default = "defaults::memory_mb")]
+    memory_mb: usize,
+    #[serde(default = "defaults::max_response_bytes")]
+    max_response_bytes: usize,
+    data_dir: Option<PathBuf>,
+    sender: Option<String>,
+    #[serde(default)]
+    config: BTreeMap<String, Spanned<RawSetting>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSetting {
+    Text(String),
+    Integer(i64),
+    Bool(bool),
+    Env { env: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path: Spanned<String>,
+    #[serde(default = "defaults::methods")]
+    methods: Vec<Method>,
+    fields: Option<Fields>,
+    providers: Spanned<Vec<Spanned<String>>>,
+    default_country: Option<Spanned<String>>,
+    sender: Option<String>,
+}
+
+impl Config {
+    /// Reads and checks the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// The embedded default config.
+    pub fn embedded() -> Config {
+        Self::parse(DEFAULT, "embedded default").expect("the embedded default config is valid")
+    }
+
+    /// Parses and checks `text`; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| format!(":{}", line_of(text, s.start)))
+                .unwrap_or_default();
+            anyhow::anyhow!("{source}{line}: {}", e.message())
+        })?;
+        let at = |span: std::ops::Range<usize>| format!("{source}:{}", line_of(text, span.start));
+
+        let mut providers = Vec::new();
+        for p in raw.providers {
+            let span = p.span();
+            let p = p.into_inner();
+            let name = p.name.get_ref().trim().to_string();
+            if name.is_empty() {
+                bail!("{}: provider `name` must not be empty", at(p.name.span()));
+            }
+            if providers.iter().any(|q: &Provider| q.name == name) {
+                bail!("{}: provider `{name}` is defined twice", at(p.name.span()));
+            }
+            for (key, limit) in [
+                ("timeout_ms", p.timeout_ms),
+                ("cpu_ms", p.cpu_ms),
+                ("memory_mb", p.memory_mb as u64),
+            ] {
+                if limit == 0 {
+                    bail!(
+                        "{}: provider `{name}`: `{key}` must be greater than 0",
+                        at(span.clone())
+                    );
+                }
+            }
+            let mut settings = BTreeMap::new();
+            for (key, value) in p.config {
+                let setting = match value.get_ref() {
+                    RawSetting::Text(s) => Setting {
+                        value: s.clone(),
+                        from_env: false,
+                    },
+                    RawSetting::Integer(n) => Setting {
+                        value: n.to_string(),
+                        from_env: false,
+                    },
+                    RawSetting::Bool(b) => Setting {
+                        value: b.to_string(),
+                        from_env: false,
+                    },
+                    RawSetting::Env { env } => match std::env::var(env) {
+                        Ok(v) => Setting {
+                            value: v,
+                            from_env: true,
+                        },
+                        Err(_) => bail!(
+                            "{}: provider `{name}`: `config.{key}` reads environment variable `{env}`, which is not set",
+                            at(value.span())
+                        ),
+                    },
+                };
+                settings.insert(key, setting);
+            }
+            providers.push(Provider {
+                name,
+                adapter: p.adapter,
+                allow_hosts: p.allow_hosts,
+                timeout: Duration::from_millis(p.timeout_ms),
+                cpu: Duration::from_millis(p.cpu_ms),
+                memory_bytes: p.memory_mb << 20,
+                max_response_bytes: p.max_response_bytes,
+                data_dir: p.data_dir,
+                sender: p.sender,
+                settings,
+            });
+        }
+
+        let mut routes: Vec<Route> = Vec::new();
+        for r in raw.routes {
+            let r = r.into_inner();
+            let path = r.path.get_ref().clone();
+            if !path.starts_with('/') {
+                bail!(
+                    "{}: route path `{path}` must start with `/`",
+                    at(r.path.span())
+                );
+            }
+            if routes.iter().any(|q| q.path == path) {
+                bail!("{}: route `{path}` is defined twice", at(r.path.span()));
+            }
+            if r.providers.get_ref().is_empty() {
+                bail!(
+                    "{}: route `{path}`: `providers` must name at least one provider",
+                    at(r.providers.span())
+                );
+            }
+            for name in r.providers.get_ref() {
+                if !providers.iter().any(|p| &p.name == name.get_ref()) {
+                    bail!(
+                        "{}: route `{path}`: provider `{}` is not defined",
+                        at(name.span()),
+                        name.get_ref()
+                    );
+                }
+            }
+            let default_country = match &r.default_country {
+                None => None,
+                Some(c) => Some(c.get_ref().to_uppercase().parse::<phonenumber::country::Id>().map_err(|_| {
+                    anyhow::anyhow!(
+                        "{}: route `{path}`: `default_country` `{}` is not an ISO 3166 country code such as GB or US",
+                        at(c.span()),
+                        c.get_ref()
+                    )
+                })?),
+            };
+            if r.methods.is_empty() {
+                bail!(
+                    "{}: route `{path}`: `methods` must not be empty",
+                    at(r.path.span())
+                );
+            }
+            routes.push(Route {
+                path,
+                methods: r.methods,
+                fields: r.fields.unwrap_or(Fields {
+                    phone: defaults::phone_field(),
+                    message: defaults::message_field(),
+                }),
+                providers: r
+                    .providers
+                    .into_inner()
+                    .into_iter()
+                    .map(Spanned::into_inner)
+                    .collect(),
+                default_country,
+                sender: r.sender,
+            });
+        }
+
+        Ok(Config {
+            source: source.into(),
+            server: raw.server.unwrap_or(Server {
+                listen: defaults::listen(),
+                max_body_bytes: defaults::max_body_bytes(),
+            }),
+            adapters: raw.adapters,
+            providers,
+            routes,
+        })
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    pub fn route(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.path == path)
+    }
+}
+
+/// 1-based line number of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_routes_to_outbox() {
+        let c = Config::embedded();
+        let route = c.route("/v1/send").unwrap();
+        assert_eq!(route.providers, ["outbox"]);
+        assert_eq!(c.provider("outbox").unwrap().adapter, "outbox");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let text = "[[provider]]\nname = \"a\"\nadapter = \"outbox\"\n\n[[route]]\npath = \"/x\"\nproviders = [\"a\", \"nope\"]\n";
+        let err = Config::parse(text, "gw.toml").unwrap_err().to_string();
+        assert_eq!(err, "gw.toml:7: route `/x`: provider `nope` is not defined");
+
+        let err = Config::parse(
+            "[server]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 1\n",
+            "gw.toml",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("gw.toml:3: unknown field `listen_typo`"),
+            "{err}"
+        );
+
+        let text = "[[provider]]\nname = \"a\"\nadapter = \"x\"\nconfig = { token = { env = \"SMSBRIDGE_SURELY_UNSET\" } }\n";
+        let err = Config::parse(text, "gw.toml").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "gw.toml:4: provider `a`: `config.token` reads environment variable `SMSBRIDGE_SURELY_UNSET`, which is not set"
+        );
+
+        let text = "[[provider]]\nname = \"a\"\nadapter = \"x\"\n[[route]]\npath = \"/x\"\nproviders = [\"a\"]\ndefault_country = \"Britain\"\n";
+        let err = Config::parse(text, "gw.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("gw.toml:7: route `/x`: `default_country` `Britain`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn settings_take_text_numbers_and_environment() {
+        // SAFETY: no other test reads this variable.
+        unsafe { std::env::set_var("SMSBRIDGE_TEST_TOKEN", "s3cret") };
+        let text = "[[provider]]\nname = \"a\"\nadapter = \"x\"\n[provider.config]\nsid = \"AC1\"\nvalidity = 600\ntoken = { env = \"SMSBRIDGE_TEST_TOKEN\" }\n";
+        let c = Config::parse(text, "t").unwrap();
+        let s = &c.provider("a").unwrap().settings;
+        assert_eq!(s["sid"].value, "AC1");
+        assert_eq!(s["validity"].value, "600");
+        assert!(s["token"].from_env && s["token"].value == "s3cret");
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+}

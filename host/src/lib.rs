@@ -1,0 +1,16 @@
+//! smsbridge: an on-premises SMS gateway for MFA servers. A caller's request
+//! is authenticated, its number normalised to E.164, and the message handed
+//! to a sandboxed WebAssembly adapter that speaks one provider's API.
+
+pub mod config;
+pub mod gateway;
+pub mod outbound;
+pub mod phone;
+pub mod registry;
+pub mod runtime;
+pub mod server;
+
+/// Components built from `adapters/` by the build script.
+pub mod artifacts {
+    include!(concat!(env!("OUT_DIR"), "/adapters.rs"));
+}

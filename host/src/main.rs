@@ -1,0 +1,212 @@
+//! The `smsbridge` command: serve, check a config, or send one message.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use smsbridge::config::Config;
+use smsbridge::gateway::Gateway;
+use smsbridge::runtime::Runtime;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "smsbridge",
+    version,
+    about = "On-premises SMS gateway for MFA servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Config file; without it, the embedded default (the outbox adapter).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address, overriding `server.listen`.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate the config and adapters; list each provider with its adapter.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Send one message through a route, without a server.
+    Send {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Phone number, in any format the route accepts.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        message: String,
+        /// Route path; defaults to the first route.
+        #[arg(long)]
+        route: Option<String>,
+    },
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Ok(Config::embedded()),
+    }
+}
+
+async fn gateway(path: Option<&Path>) -> Result<Gateway> {
+    let config = load_config(path)?;
+    Gateway::new(config, Runtime::new()?).await
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SMSBRIDGE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { config, listen } => serve(config.as_deref(), listen).await,
+        Command::Check { config } => check(config.as_deref()).await,
+        Command::Send {
+            config,
+            to,
+            message,
+            route,
+        } => send(config.as_deref(), &to, &message, route.as_deref()).await,
+    }
+}
+
+async fn serve(config: Option<&Path>, listen: Option<SocketAddr>) -> Result<()> {
+    let gateway = Arc::new(gateway(config).await?);
+    let addr = listen.unwrap_or(gateway.config.server.listen);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(config = %gateway.config.source, "listening on http://{local}");
+    for route in &gateway.config.routes {
+        tracing::info!("route {} -> {}", route.path, route.providers.join(", "));
+    }
+    smsbridge::server::serve(gateway, listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+}
+
+async fn check(config: Option<&Path>) -> Result<()> {
+    let gateway = gateway(config).await?;
+    println!("config: {} (ok)", gateway.config.source);
+    for (name, adapter) in gateway.registry.list() {
+        println!(
+            "adapter {name}: {} {} ({}), {}",
+            adapter.info.name, adapter.info.version, adapter.info.provider, adapter.source
+        );
+    }
+    for p in &gateway.config.providers {
+        let adapter = gateway
+            .registry
+            .get(&p.adapter)
+            .expect("checked by Gateway::new");
+        let info = &adapter.info;
+        println!(
+            "provider {}: adapter {} {} — {}",
+            p.name, info.name, info.version, info.provider
+        );
+        for key in &info.config_keys {
+            let state = match (p.settings.contains_key(&key.name), key.required) {
+                (true, _) => "set",
+                (false, true) => "MISSING",
+                (false, false) => "not set",
+            };
+            let kind = if key.secret {
+                "secret"
+            } else if key.required {
+                "required"
+            } else {
+                "optional"
+            };
+            println!(
+                "  {:<20} {:<8} {:<9} {}",
+                key.name, kind, state, key.description
+            );
+        }
+        let hosts = p
+            .allow_hosts
+            .clone()
+            .unwrap_or_else(|| info.default_hosts.clone());
+        println!(
+            "  allow_hosts: {}",
+            if hosts.is_empty() {
+                "(none)".into()
+            } else {
+                hosts.join(", ")
+            }
+        );
+    }
+    for r in &gateway.config.routes {
+        println!(
+            "route {}: fields {}/{}, providers {}",
+            r.path,
+            r.fields.phone,
+            r.fields.message,
+            r.providers.join(", ")
+        );
+    }
+    Ok(())
+}
+
+async fn send(config: Option<&Path>, to: &str, message: &str, route: Option<&str>) -> Result<()> {
+    let gateway = gateway(config).await?;
+    let route = match route {
+        Some(path) => gateway
+            .config
+            .route(path)
+            .with_context(|| format!("no route `{path}` in the config"))?,
+        None => gateway
+            .config
+            .routes
+            .first()
+            .context("the config has no routes")?,
+    };
+    match gateway.send(route, to, message).await {
+        Ok(sent) => {
+            println!(
+                "{}",
+                serde_json::json!({"status": "pending", "id": sent.id, "provider": sent.provider,
+                    "provider_id": sent.provider_id, "segments": sent.segments})
+            );
+            Ok(())
+        }
+        Err(refusal) => {
+            let (status, body) = smsbridge::server::refusal_answer(route, refusal);
+            anyhow::bail!("not sent (HTTP {status}): {body}")
+        }
+    }
+}

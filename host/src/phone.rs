@@ -1,0 +1,211 @@
+//! Phone numbers: what callers send, turned into E.164, and masked for logs.
+//!
+//! MFA servers send numbers in every shape: with or without `+`, with
+//! separators, in national format, with a `00` prefix, and with a `+` that an
+//! unencoded form body turned into a space. Parsing and validity come from
+//! libphonenumber's metadata (the `phonenumber` crate).
+
+use phonenumber::country::Id as Country;
+use phonenumber::{Mode, PhoneNumber, Type};
+
+/// The number types whose lengths make a number possible.
+const NUMBER_TYPES: &[Type] = &[
+    Type::FixedLine,
+    Type::Mobile,
+    Type::TollFree,
+    Type::PremiumRate,
+    Type::SharedCost,
+    Type::PersonalNumber,
+    Type::Voip,
+    Type::Pager,
+    Type::Uan,
+];
+
+/// Why a number could not be normalised; the text is safe to show the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhoneError {
+    Empty,
+    BadCharacter(char),
+    NoCountry,
+    Invalid,
+}
+
+impl std::fmt::Display for PhoneError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PhoneError::Empty => f.write_str("is empty"),
+            PhoneError::BadCharacter(c) => write!(
+                f,
+                "contains {c:?}; only digits, a leading + and the separators . - ( ) / and space are allowed"
+            ),
+            PhoneError::NoCountry => {
+                f.write_str("has no country code (+CC) and the route sets no default_country")
+            }
+            PhoneError::Invalid => f.write_str("is not a valid phone number"),
+        }
+    }
+}
+
+/// Normalises `raw` to E.164 (`+447700900123`).
+///
+/// A number without `+` is read in `default_country` first and, if that is
+/// not a valid number, as international digits (RSA AM sends both shapes).
+pub fn normalise(raw: &str, default_country: Option<Country>) -> Result<String, PhoneError> {
+    // `+44…` in a form body that was not percent-encoded arrives as ` 44…`.
+    let plus_as_space = raw.starts_with(' ')
+        && raw
+            .trim_start()
+            .starts_with(|c: char| ('1'..='9').contains(&c));
+    let raw = raw.trim();
+    // `+44 (0)7700 …`: the bracketed trunk prefix is not dialled from abroad.
+    let raw = &raw.replacen("(0)", "", 1);
+    if raw.is_empty() {
+        return Err(PhoneError::Empty);
+    }
+    let mut digits = String::with_capacity(raw.len() + 1);
+    for (i, c) in raw.char_indices() {
+        match c {
+            '0'..='9' => digits.push(c),
+            '+' if i == 0 => digits.push(c),
+            ' ' | '-' | '.' | '(' | ')' | '/' | '\t' => {}
+            other => return Err(PhoneError::BadCharacter(other)),
+        }
+    }
+    if plus_as_space {
+        digits.insert(0, '+');
+    }
+    if let Some(rest) = digits.strip_prefix("00") {
+        digits = format!("+{rest}");
+    }
+    if digits.trim_start_matches('+').is_empty() {
+        return Err(PhoneError::Empty);
+    }
+
+    if digits.starts_with('+') {
+        return parse_valid(None, &digits).ok_or(PhoneError::Invalid);
+    }
+    if let Some(country) = default_country
+        && let Some(n) = parse_valid(Some(country), &digits)
+    {
+        return Ok(n);
+    }
+    match parse_valid(None, &format!("+{digits}")) {
+        Some(n) => Ok(n),
+        None if default_country.is_none() && digits.starts_with('0') => Err(PhoneError::NoCountry),
+        None => Err(PhoneError::Invalid),
+    }
+}
+
+/// The number in E.164 if it parses and has a length its country uses.
+///
+/// Length, not the full validity rules: numbers reserved for drama and tests
+/// (`+44 7700 900xxx`, `+1 555 01xx`) must pass, and numbering plans change
+/// faster than metadata.
+fn parse_valid(country: Option<Country>, text: &str) -> Option<String> {
+    let number: PhoneNumber = phonenumber::parse(country, text).ok()?;
+    let national_len = number.national().to_string().len() as u16;
+    // Every region sharing the country code (44: GB, GG, IM, JE).
+    let regions = phonenumber::metadata::DATABASE.by_code(&number.code().value())?;
+    let possible = regions.iter().any(|meta| {
+        NUMBER_TYPES.iter().any(|kind| {
+            meta.descriptors()
+                .get(*kind)
+                .is_some_and(|d| d.possible_length().contains(&national_len))
+        })
+    });
+    possible.then(|| number.format().mode(Mode::E164).to_string())
+}
+
+/// A number fit for logs: country code and first digits, the last four, and
+/// no more (`+447700900123` → `+4477****0123`).
+pub fn mask(number: &str) -> String {
+    let chars: Vec<char> = number.chars().collect();
+    if chars.len() <= 8 {
+        return "****".into();
+    }
+    let head_len = if number.starts_with('+') { 5 } else { 4 };
+    let head: String = chars[..head_len].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+/// `text` with every run of seven or more digits (a phone number or a code,
+/// possibly with `+`) masked: for text from adapters and providers that may
+/// carry a number.
+pub fn mask_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        let digits = run.chars().filter(char::is_ascii_digit).count();
+        out.push_str(&if digits >= 7 { mask(run) } else { run.clone() });
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() || (c == '+' && run.is_empty()) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GB: Option<Country> = Some(Country::GB);
+
+    #[test]
+    fn accepts_the_shapes_callers_send() {
+        for raw in [
+            "+447700900123",
+            "+44 7700 900123",
+            "+44 (0)7700-900.123",
+            "447700900123",
+            "00447700900123",
+            " 447700900123",
+            "07700 900123",
+            "(07700) 900-123",
+        ] {
+            assert_eq!(normalise(raw, GB), Ok("+447700900123".into()), "{raw:?}");
+        }
+        assert_eq!(
+            normalise("+1 (201) 555-0123", None),
+            Ok("+12015550123".into())
+        );
+        assert_eq!(
+            normalise("2015550123", Some(Country::US)),
+            Ok("+12015550123".into())
+        );
+        assert_eq!(normalise("447700900123", None), Ok("+447700900123".into()));
+        assert_eq!(normalise(" 447700900123", None), Ok("+447700900123".into()));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_number() {
+        assert_eq!(normalise("", GB), Err(PhoneError::Empty));
+        assert_eq!(normalise("  + ", GB), Err(PhoneError::Empty));
+        assert_eq!(
+            normalise("+44 7700 abc", GB),
+            Err(PhoneError::BadCharacter('a'))
+        );
+        assert_eq!(normalise("44+7700", GB), Err(PhoneError::BadCharacter('+')));
+        assert_eq!(normalise("+44 12", GB), Err(PhoneError::Invalid));
+        assert_eq!(normalise("07700 900123", None), Err(PhoneError::NoCountry));
+        assert_eq!(normalise("+999 1234567", None), Err(PhoneError::Invalid));
+    }
+
+    #[test]
+    fn masks_numbers() {
+        assert_eq!(mask("+447700900123"), "+4477****0123");
+        assert_eq!(mask("+12"), "****");
+        assert_eq!(
+            mask_in("cannot send to +447700900123 (code 21211)"),
+            "cannot send to +4477****0123 (code 21211)"
+        );
+        assert_eq!(mask_in("447700900123"), "4477****0123");
+    }
+}

@@ -1,0 +1,549 @@
+//! The adapter sandbox: one wasmtime engine, each adapter compiled once, and
+//! every send in a fresh store with a memory cap, a CPU budget and a
+//! wall-clock deadline.
+//!
+//! An adapter gets WASI clocks and random, the `http`, `config` and `log`
+//! imports bound to its provider instance, and — only for an instance with a
+//! `data_dir` — that one directory. No environment, no sockets, no stdio.
+
+use crate::config;
+use crate::outbound::{HostRule, Outbound};
+use crate::phone;
+use anyhow::{Context, Result, anyhow, bail};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "adapter",
+        imports: { "smsbridge:adapter/http.send": async },
+        exports: { default: async },
+    });
+}
+
+use bindings::smsbridge::adapter::{config as config_import, http, log, types};
+pub use types::{Accepted, AdapterInfo, Message, SendError};
+
+/// Sends that may run at once; each holds one pooled instance slot.
+const MAX_CONCURRENT_SENDS: u32 = 128;
+/// The most linear memory any provider instance may be given.
+pub const MAX_MEMORY_BYTES: usize = 256 << 20;
+/// How often the engine's epoch advances: the granularity of CPU budgets.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Budgets for `info()`, which must answer at once.
+const INFO_TIMEOUT: Duration = Duration::from_secs(2);
+const INFO_CPU: Duration = Duration::from_millis(500);
+/// Guest stderr kept per send, to explain a panic.
+const STDERR_CAPTURE: usize = 4096;
+
+/// The process-wide engine and linker, and a cache of compiled components.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<State>,
+    compiled: Mutex<HashMap<[u8; 32], Component>>,
+    permits: Semaphore,
+}
+
+/// A loaded adapter: compiled, linked, and answering `info()`.
+pub struct Adapter {
+    pub info: AdapterInfo,
+    /// Hex SHA-256 of the component bytes.
+    pub sha256: String,
+    /// `bundled` or the file it was loaded from.
+    pub source: String,
+    pre: bindings::AdapterPre<State>,
+}
+
+/// Why a send did not produce an answer from the adapter.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    /// The adapter answered with an error.
+    Adapter(SendError),
+    /// The sandbox stopped the adapter or it broke: trap, CPU, memory, time.
+    Fault(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Fault(why) => f.write_str(why),
+            Failure::Adapter(e) => match e {
+                SendError::InvalidRecipient(s) => write!(f, "invalid recipient: {s}"),
+                SendError::Rejected(s) => write!(f, "rejected: {s}"),
+                SendError::Unauthorized(s) => write!(f, "unauthorized: {s}"),
+                SendError::RateLimited(Some(s)) => write!(f, "rate limited: retry after {s} s"),
+                SendError::RateLimited(None) => f.write_str("rate limited"),
+                SendError::Unavailable(s) => write!(f, "unavailable: {s}"),
+                SendError::Misconfigured(s) => write!(f, "misconfigured: {s}"),
+            },
+        }
+    }
+}
+
+/// Everything one provider instance's sends need: its settings, its egress
+/// policy and its limits.
+pub struct ProviderContext {
+    pub name: String,
+    settings: BTreeMap<String, String>,
+    /// Values never to show: from the environment or declared secret.
+    secrets: Vec<String>,
+    outbound: Outbound,
+    pub timeout: Duration,
+    cpu: Duration,
+    memory_bytes: usize,
+    data_dir: Option<PathBuf>,
+}
+
+impl ProviderContext {
+    /// Binds `provider` to its adapter's `info` (secret keys, default hosts).
+    pub fn new(provider: &config::Provider, info: &AdapterInfo) -> Result<ProviderContext> {
+        let hosts = provider
+            .allow_hosts
+            .clone()
+            .unwrap_or_else(|| info.default_hosts.clone());
+        let rules = hosts
+            .iter()
+            .map(|h| HostRule::parse(h))
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| format!("provider `{}`", provider.name))?;
+        if provider.memory_bytes > MAX_MEMORY_BYTES {
+            bail!(
+                "provider `{}`: `memory_mb` may be at most {}",
+                provider.name,
+                MAX_MEMORY_BYTES >> 20
+            );
+        }
+        let secret_keys: Vec<&str> = info
+            .config_keys
+            .iter()
+            .filter(|k| k.secret)
+            .map(|k| k.name.as_str())
+            .collect();
+        let secrets = provider
+            .settings
+            .iter()
+            .filter(|(k, s)| s.from_env || secret_keys.contains(&k.as_str()))
+            .map(|(_, s)| s.value.clone())
+            .filter(|v| v.len() >= 4)
+            .collect();
+        if let Some(dir) = &provider.data_dir {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "provider `{}`: cannot create data_dir {}",
+                    provider.name,
+                    dir.display()
+                )
+            })?;
+        }
+        Ok(ProviderContext {
+            name: provider.name.clone(),
+            settings: provider
+                .settings
+                .iter()
+                .map(|(k, s)| (k.clone(), s.value.clone()))
+                .collect(),
+            secrets,
+            outbound: Outbound::new(rules, provider.max_response_bytes)?,
+            timeout: provider.timeout,
+            cpu: provider.cpu,
+            memory_bytes: provider.memory_bytes,
+            data_dir: provider.data_dir.clone(),
+        })
+    }
+
+    /// A context with no settings and no egress, for `info()`.
+    fn inspection() -> ProviderContext {
+        ProviderContext {
+            name: "<inspect>".into(),
+            settings: BTreeMap::new(),
+            secrets: Vec::new(),
+            outbound: Outbound::new(Vec::new(), 0).expect("an empty client builds"),
+            timeout: INFO_TIMEOUT,
+            cpu: INFO_CPU,
+            memory_bytes: 64 << 20,
+            data_dir: None,
+        }
+    }
+
+    /// `text` with this instance's secrets replaced and numbers masked: for
+    /// anything an adapter says that reaches a log or a caller.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.secrets {
+            out = out.replace(secret.as_str(), "***");
+        }
+        phone::mask_in(&out)
+    }
+
+    fn scrub_failure(&self, failure: Failure) -> Failure {
+        let s = |t: String| self.scrub(&t);
+        match failure {
+            Failure::Fault(t) => Failure::Fault(s(t)),
+            Failure::Adapter(e) => Failure::Adapter(match e {
+                SendError::InvalidRecipient(t) => SendError::InvalidRecipient(s(t)),
+                SendError::Rejected(t) => SendError::Rejected(s(t)),
+                SendError::Unauthorized(t) => SendError::Unauthorized(s(t)),
+                SendError::Unavailable(t) => SendError::Unavailable(s(t)),
+                SendError::Misconfigured(t) => SendError::Misconfigured(s(t)),
+                r @ SendError::RateLimited(_) => r,
+            }),
+        }
+    }
+}
+
+/// One send's store data.
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stderr: MemoryOutputPipe,
+    provider: Arc<ProviderContext>,
+    deadline: Instant,
+    started: Instant,
+    /// Time spent waiting in host calls, which the CPU budget does not count.
+    in_host: Duration,
+    memory_cap: MemoryCap,
+}
+
+impl State {
+    fn guest_time(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.in_host)
+    }
+}
+
+/// The memory cap, as a distinct error so a send can say what happened.
+#[derive(Debug)]
+struct MemoryExceeded(usize);
+impl std::fmt::Display for MemoryExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "adapter exceeded its memory limit of {} MiB",
+            self.0 >> 20
+        )
+    }
+}
+impl std::error::Error for MemoryExceeded {}
+
+#[derive(Debug)]
+struct CpuExceeded(Duration);
+impl std::fmt::Display for CpuExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "adapter exceeded its CPU budget of {} ms",
+            self.0.as_millis()
+        )
+    }
+}
+impl std::error::Error for CpuExceeded {}
+
+/// Caps linear memory per store; tables and instances are bounded by the pool.
+struct MemoryCap(usize);
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for State {}
+
+impl http::Host for State {
+    async fn send(&mut self, req: http::Request) -> Result<http::Response, http::Error> {
+        let entered = Instant::now();
+        let origin = Outbound::origin(&req.url);
+        let result = self.provider.outbound.send(req, self.deadline).await;
+        self.in_host += entered.elapsed();
+        match &result {
+            Err(http::Error::Denied(why)) => {
+                tracing::warn!(provider = %self.provider.name, %origin, "outbound call refused: {}", self.provider.scrub(why))
+            }
+            Err(e) => {
+                tracing::debug!(provider = %self.provider.name, %origin, "outbound call failed: {e:?}")
+            }
+            Ok(r) => {
+                tracing::debug!(provider = %self.provider.name, %origin, status = r.status, "outbound call")
+            }
+        }
+        result
+    }
+}
+
+impl config_import::Host for State {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.provider.settings.get(&key).cloned()
+    }
+}
+
+impl log::Host for State {
+    fn write(&mut self, level: log::Level, msg: String) {
+        let msg: String = self.provider.scrub(&msg).chars().take(1024).collect();
+        let provider = &self.provider.name;
+        match level {
+            log::Level::Debug => tracing::debug!(%provider, "adapter: {msg}"),
+            log::Level::Info => tracing::info!(%provider, "adapter: {msg}"),
+            log::Level::Warn => tracing::warn!(%provider, "adapter: {msg}"),
+            log::Level::Error => tracing::error!(%provider, "adapter: {msg}"),
+        }
+    }
+}
+
+impl Runtime {
+    pub fn new() -> Result<Arc<Runtime>> {
+        let engine = match Engine::new(&engine_config(true)) {
+            Ok(engine) => engine,
+            Err(e) => {
+                // e.g. a virtual address space limit too small for the pool.
+                tracing::warn!("pooling allocator unavailable ({e}); instantiating on demand");
+                Engine::new(&engine_config(false)).map_err(|e| anyhow!("{e}"))?
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        bindings::Adapter::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(|e| anyhow!("{e}"))?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("smsbridge-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            compiled: Mutex::new(HashMap::new()),
+            permits: Semaphore::new(MAX_CONCURRENT_SENDS as usize),
+        }))
+    }
+
+    /// Compiles (or finds compiled) `bytes`, links it against the `adapter`
+    /// world and asks its `info()`. `source` names it in errors.
+    pub async fn load(&self, bytes: &[u8], source: &str) -> Result<Adapter> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let cached = self.compiled.lock().unwrap().get(&digest).cloned();
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                let engine = self.engine.clone();
+                let owned = bytes.to_vec();
+                let component =
+                    tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+                        .await?
+                        .map_err(|e| {
+                            anyhow!("{source} is not a loadable WebAssembly component: {e:#}")
+                        })?;
+                self.compiled
+                    .lock()
+                    .unwrap()
+                    .insert(digest, component.clone());
+                component
+            }
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("{source} does not fit the smsbridge:adapter world: {e:#}"))?;
+        let pre = bindings::AdapterPre::new(pre)
+            .map_err(|e| anyhow!("{source} does not export smsbridge:adapter/sender: {e:#}"))?;
+        let ctx = Arc::new(ProviderContext::inspection());
+        let info = self
+            .run(&pre, &ctx, |adapter, store| {
+                Box::pin(async move { adapter.smsbridge_adapter_sender().call_info(store).await })
+            })
+            .await
+            .map_err(|f| anyhow!("{source}: info() failed: {f}"))?;
+        Ok(Adapter {
+            info,
+            sha256: hex(&digest),
+            source: source.into(),
+            pre,
+        })
+    }
+
+    /// Sends `msg` through `adapter` with `provider`'s settings and limits.
+    pub async fn send(
+        &self,
+        adapter: &Adapter,
+        provider: &Arc<ProviderContext>,
+        msg: Message,
+    ) -> Result<Accepted, Failure> {
+        let result = self
+            .run(&adapter.pre, provider, move |adapter, store| {
+                Box::pin(async move {
+                    adapter
+                        .smsbridge_adapter_sender()
+                        .call_send(store, &msg)
+                        .await
+                })
+            })
+            .await;
+        match result {
+            Ok(Ok(accepted)) => Ok(accepted),
+            Ok(Err(e)) => Err(provider.scrub_failure(Failure::Adapter(e))),
+            Err(f) => Err(provider.scrub_failure(f)),
+        }
+    }
+
+    /// Runs `call` on a fresh instance in a fresh store, within `provider`'s
+    /// limits. Every failure of the sandbox comes back as `Failure::Fault`.
+    async fn run<R: Send + 'static>(
+        &self,
+        pre: &bindings::AdapterPre<State>,
+        provider: &Arc<ProviderContext>,
+        call: impl for<'a> FnOnce(
+            &'a bindings::Adapter,
+            &'a mut Store<State>,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>,
+        > + Send,
+    ) -> Result<R, Failure> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Failure::Fault("runtime is shutting down".into()))?;
+        let mut store = self
+            .store(provider)
+            .map_err(|e| Failure::Fault(format!("cannot set up the sandbox: {e:#}")))?;
+        let work = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            call(&instance, &mut store).await
+        };
+        let outcome = tokio::time::timeout(provider.timeout, work).await;
+        match outcome {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(Failure::Fault(describe_fault(&e, &store))),
+            Err(_) => Err(Failure::Fault(format!(
+                "adapter did not finish within {} ms",
+                provider.timeout.as_millis()
+            ))),
+        }
+    }
+
+    fn store(&self, provider: &Arc<ProviderContext>) -> Result<Store<State>> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let mut wasi = WasiCtx::builder();
+        wasi.stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        if let Some(dir) = &provider.data_dir {
+            wasi.preopened_dir(dir, ".", FsPerms::ReadWrite)
+                .map_err(|e| anyhow!("cannot open data_dir {}: {e}", dir.display()))?;
+        }
+        let now = Instant::now();
+        let state = State {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            stderr,
+            provider: provider.clone(),
+            deadline: now + provider.timeout,
+            started: now,
+            in_host: Duration::ZERO,
+            memory_cap: MemoryCap(provider.memory_bytes),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory_cap);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|cx| {
+            let state = cx.data();
+            if state.guest_time() > state.provider.cpu {
+                return Err(CpuExceeded(state.provider.cpu).into());
+            }
+            // Hand the thread back to tokio: a busy guest never starves the
+            // server, and the wall-clock timeout can fire.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        Ok(store)
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.0 {
+            return Err(MemoryExceeded(self.0).into());
+        }
+        Ok(true)
+    }
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// A short, safe sentence for a sandbox failure.
+fn describe_fault(e: &wasmtime::Error, store: &Store<State>) -> String {
+    if let Some(m) = e.downcast_ref::<MemoryExceeded>() {
+        return m.to_string();
+    }
+    if let Some(c) = e.downcast_ref::<CpuExceeded>() {
+        return c.to_string();
+    }
+    let stderr = store.data().stderr.contents();
+    let said = String::from_utf8_lossy(&stderr);
+    let last = said
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    match e.downcast_ref::<Trap>() {
+        Some(trap) if last.is_empty() => format!("adapter trapped: {trap}"),
+        Some(trap) => format!(
+            "adapter trapped: {trap} ({})",
+            last.chars().take(300).collect::<String>()
+        ),
+        None => format!(
+            "adapter failed: {}",
+            e.to_string().lines().next().unwrap_or("")
+        ),
+    }
+}
+
+fn engine_config(pooling: bool) -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.epoch_interruption(true);
+    if pooling {
+        let n = MAX_CONCURRENT_SENDS;
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n * 2)
+            .total_tables(n * 8)
+            .total_stacks(n)
+            .max_memory_size(MAX_MEMORY_BYTES);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
