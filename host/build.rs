@@ -57,9 +57,7 @@ fn main() {
             cmd.env_remove(key.as_ref());
         }
     }
-    let status = cmd
-        .status()
-        .expect("failed to run cargo to build the adapters");
+    let status = cmd.status().expect("failed to run cargo to build the adapters");
     assert!(
         status.success(),
         "building the adapters failed; is the target installed? `rustup target add wasm32-wasip2`"
@@ -71,12 +69,7 @@ fn main() {
     src.push_str("pub const BUNDLED: &[(&str, &[u8])] = &[\n");
     for name in &product {
         let path = wasm_path(&wasm_dir, name);
-        writeln!(
-            src,
-            "    ({name:?}, include_bytes!({:?})),",
-            path.display().to_string()
-        )
-        .unwrap();
+        writeln!(src, "    ({name:?}, include_bytes!({:?})),", path.display().to_string()).unwrap();
     }
     src.push_str("];\n");
     for name in product.iter().chain(&testing) {
@@ -96,11 +89,7 @@ fn main() {
 /// The built component of crate `name`.
 fn wasm_path(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
-    assert!(
-        path.exists(),
-        "the adapter build produced no {}",
-        path.display()
-    );
+    assert!(path.exists(), "the adapter build produced no {}", path.display());
     path
 }
 

@@ -1,1 +1,142 @@
+//! Shared by the end-to-end tests: a real smsbridge server on a loopback
+//! port, built from a config text, with adapters compiled once per test
+//! binary.
 
+use smsbridge::config::Config;
+use smsbridge::gateway::Gateway;
+use smsbridge::runtime::Runtime;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+pub use smsbridge::artifacts;
+
+/// One runtime per test binary, so each component is compiled once.
+pub fn runtime() -> Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| Runtime::new().expect("the runtime starts"))
+        .clone()
+}
+
+/// A running smsbridge and the scratch folder its config points into.
+pub struct Bridge {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+impl Bridge {
+    /// Starts smsbridge with `config`, in which `{dir}` stands for a fresh
+    /// scratch folder.
+    pub async fn start(config: &str) -> Bridge {
+        Self::start_with(config, |_| {}).await
+    }
+
+    /// Like [`Bridge::start`], after `prepare` has filled the scratch folder.
+    pub async fn start_with(config: &str, prepare: impl FnOnce(&Path)) -> Bridge {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path());
+        let text = config.replace("{dir}", dir.path().to_str().unwrap());
+        let config = Config::parse(&text, "test.toml").expect("test config is valid");
+        let gateway = Arc::new(Gateway::new(config, runtime()).await.expect("gateway starts"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(smsbridge::server::serve(gateway, listener, std::future::pending()));
+        Bridge {
+            addr,
+            dir,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a form body exactly as given (not re-encoded).
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<String>) -> Answer {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+        Answer::read(resp).await
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> Answer {
+        Answer::read(self.client.get(self.url(path_and_query)).send().await.unwrap()).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> Answer {
+        Answer::read(self.client.post(self.url(path)).json(&body).send().await.unwrap()).await
+    }
+
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        Answer::read(self.client.post(self.url(path)).form(fields).send().await.unwrap()).await
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The outbox lines written under `{dir}/rel`, parsed.
+    pub fn outbox(&self, rel: &str) -> Vec<serde_json::Value> {
+        read_outbox(&self.path(rel).join("outbox.jsonl"))
+    }
+}
+
+pub fn read_outbox(file: &Path) -> Vec<serde_json::Value> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("each outbox line is JSON"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// An HTTP answer: status, raw body and the body as JSON.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub text: String,
+    pub json: serde_json::Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    async fn read(resp: reqwest::Response) -> Answer {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Answer {
+            status,
+            text,
+            json,
+            headers,
+        }
+    }
+
+    /// Asserts a failure answer: `status`, error code `code`, and a body
+    /// without the success word.
+    pub fn assert_failed(&self, status: u16, code: &str) -> &Answer {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.json["error"], code, "{self:?}");
+        assert_eq!(self.json["status"], "failed", "{self:?}");
+        assert!(
+            !self.text.contains("pending"),
+            "a failure body must not contain the success word: {}",
+            self.text
+        );
+        self
+    }
+
+    pub fn message(&self) -> &str {
+        self.json["message"].as_str().unwrap_or("")
+    }
+}

@@ -196,8 +196,8 @@ struct RawRoute {
 impl Config {
     /// Reads and checks the config file at `path`.
     pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -287,10 +287,7 @@ impl Config {
             let r = r.into_inner();
             let path = r.path.get_ref().clone();
             if !path.starts_with('/') {
-                bail!(
-                    "{}: route path `{path}` must start with `/`",
-                    at(r.path.span())
-                );
+                bail!("{}: route path `{path}` must start with `/`", at(r.path.span()));
             }
             if routes.iter().any(|q| q.path == path) {
                 bail!("{}: route `{path}` is defined twice", at(r.path.span()));
@@ -321,10 +318,7 @@ impl Config {
                 })?),
             };
             if r.methods.is_empty() {
-                bail!(
-                    "{}: route `{path}`: `methods` must not be empty",
-                    at(r.path.span())
-                );
+                bail!("{}: route `{path}`: `methods` must not be empty", at(r.path.span()));
             }
             routes.push(Route {
                 path,
@@ -333,12 +327,7 @@ impl Config {
                     phone: defaults::phone_field(),
                     message: defaults::message_field(),
                 }),
-                providers: r
-                    .providers
-                    .into_inner()
-                    .into_iter()
-                    .map(Spanned::into_inner)
-                    .collect(),
+                providers: r.providers.into_inner().into_iter().map(Spanned::into_inner).collect(),
                 default_country,
                 sender: r.sender,
             });
@@ -388,18 +377,14 @@ mod tests {
         let err = Config::parse(text, "gw.toml").unwrap_err().to_string();
         assert_eq!(err, "gw.toml:7: route `/x`: provider `nope` is not defined");
 
-        let err = Config::parse(
-            "[server]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 1\n",
-            "gw.toml",
-        )
-        .unwrap_err();
+        let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 1\n", "gw.toml").unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("gw.toml:3: unknown field `listen_typo`"),
+            err.to_string().starts_with("gw.toml:3: unknown field `listen_typo`"),
             "{err}"
         );
 
-        let text = "[[provider]]\nname = \"a\"\nadapter = \"x\"\nconfig = { token = { env = \"SMSBRIDGE_SURELY_UNSET\" } }\n";
+        let text =
+            "[[provider]]\nname = \"a\"\nadapter = \"x\"\nconfig = { token = { env = \"SMSBRIDGE_SURELY_UNSET\" } }\n";
         let err = Config::parse(text, "gw.toml").unwrap_err().to_string();
         assert_eq!(
             err,

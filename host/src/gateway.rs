@@ -76,10 +76,7 @@ impl Gateway {
                     ));
                 }
             }
-            providers.insert(
-                p.name.clone(),
-                Arc::new(ProviderContext::new(p, &adapter.info)?),
-            );
+            providers.insert(p.name.clone(), Arc::new(ProviderContext::new(p, &adapter.info)?));
         }
         Ok(Gateway {
             config,
@@ -135,25 +132,17 @@ impl Gateway {
         Err(last.expect("a route names at least one provider"))
     }
 
-    async fn send_via(
-        &self,
-        provider: &str,
-        route: &Route,
-        id: &str,
-        to: &str,
-        body: &str,
-    ) -> Result<String, Failure> {
+    async fn send_via(&self, provider: &str, route: &Route, id: &str, to: &str, body: &str) -> Result<String, Failure> {
         let ctx = &self.providers[provider];
         let adapter_name = &self
             .config
             .provider(provider)
             .expect("routes name defined providers")
             .adapter;
-        let sender = route.sender.clone().or_else(|| {
-            self.config
-                .provider(provider)
-                .and_then(|p| p.sender.clone())
-        });
+        let sender = route
+            .sender
+            .clone()
+            .or_else(|| self.config.provider(provider).and_then(|p| p.sender.clone()));
         let adapter = self
             .registry
             .get(adapter_name)
@@ -165,10 +154,7 @@ impl Gateway {
             sender,
             params: Vec::new(),
         };
-        self.runtime
-            .send(&adapter, ctx, msg)
-            .await
-            .map(|a| a.provider_id)
+        self.runtime.send(&adapter, ctx, msg).await.map(|a| a.provider_id)
     }
 }
 

@@ -10,11 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(
-    name = "smsbridge",
-    version,
-    about = "On-premises SMS gateway for MFA servers"
-)]
+#[command(name = "smsbridge", version, about = "On-premises SMS gateway for MFA servers")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,10 +62,7 @@ async fn gateway(path: Option<&Path>) -> Result<Gateway> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SMSBRIDGE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SMSBRIDGE_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()).await {
@@ -112,8 +105,7 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>) -> Result<()> 
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {},
         _ = term.recv() => {},
@@ -130,10 +122,7 @@ async fn check(config: Option<&Path>) -> Result<()> {
         );
     }
     for p in &gateway.config.providers {
-        let adapter = gateway
-            .registry
-            .get(&p.adapter)
-            .expect("checked by Gateway::new");
+        let adapter = gateway.registry.get(&p.adapter).expect("checked by Gateway::new");
         let info = &adapter.info;
         println!(
             "provider {}: adapter {} {} — {}",
@@ -152,15 +141,9 @@ async fn check(config: Option<&Path>) -> Result<()> {
             } else {
                 "optional"
             };
-            println!(
-                "  {:<20} {:<8} {:<9} {}",
-                key.name, kind, state, key.description
-            );
+            println!("  {:<20} {:<8} {:<9} {}", key.name, kind, state, key.description);
         }
-        let hosts = p
-            .allow_hosts
-            .clone()
-            .unwrap_or_else(|| info.default_hosts.clone());
+        let hosts = p.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
         println!(
             "  allow_hosts: {}",
             if hosts.is_empty() {
@@ -189,11 +172,7 @@ async fn send(config: Option<&Path>, to: &str, message: &str, route: Option<&str
             .config
             .route(path)
             .with_context(|| format!("no route `{path}` in the config"))?,
-        None => gateway
-            .config
-            .routes
-            .first()
-            .context("the config has no routes")?,
+        None => gateway.config.routes.first().context("the config has no routes")?,
     };
     match gateway.send(route, to, message).await {
         Ok(sent) => {

@@ -36,8 +36,7 @@ impl HostRule {
         // how request URLs are read.
         let wildcard = rest.starts_with("*.");
         let probe = format!("{scheme}://{}", if wildcard { &rest[2..] } else { rest });
-        let url =
-            Url::parse(&probe).map_err(|e| anyhow::anyhow!("allow_hosts entry `{entry}`: {e}"))?;
+        let url = Url::parse(&probe).map_err(|e| anyhow::anyhow!("allow_hosts entry `{entry}`: {e}"))?;
         let host = url.host_str().unwrap_or_default().to_string();
         Ok(HostRule {
             scheme: scheme.into(),
@@ -109,10 +108,7 @@ impl Outbound {
     fn admit(&self, req: &Request) -> Result<(reqwest::Method, Url), Error> {
         let method = req.method.to_ascii_uppercase();
         if !METHODS.contains(&method.as_str()) {
-            return Err(Error::Denied(format!(
-                "method `{}` is not allowed",
-                req.method
-            )));
+            return Err(Error::Denied(format!("method `{}` is not allowed", req.method)));
         }
         let url = Url::parse(&req.url).map_err(|e| Error::Denied(format!("invalid URL: {e}")))?;
         if !self.rules.iter().any(|r| r.permits(&url)) {
@@ -131,11 +127,7 @@ impl Outbound {
         if remaining.is_zero() {
             return Err(Error::Timeout);
         }
-        let mut builder = self
-            .client
-            .request(method, url)
-            .timeout(remaining)
-            .body(req.body);
+        let mut builder = self.client.request(method, url).timeout(remaining).body(req.body);
         for (name, value) in &req.headers {
             if HOST_OWNED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 continue;
@@ -168,11 +160,7 @@ impl Outbound {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        Ok(Response { status, headers, body })
     }
 }
 
@@ -202,54 +190,25 @@ mod tests {
     use super::*;
 
     fn permits(rule: &str, url: &str) -> bool {
-        HostRule::parse(rule)
-            .unwrap()
-            .permits(&Url::parse(url).unwrap())
+        HostRule::parse(rule).unwrap().permits(&Url::parse(url).unwrap())
     }
 
     #[test]
     fn allowlist_matches_parsed_urls_only() {
-        assert!(permits(
-            "api.twilio.com",
-            "https://api.twilio.com/2010-04-01/x"
-        ));
+        assert!(permits("api.twilio.com", "https://api.twilio.com/2010-04-01/x"));
         assert!(permits("API.Twilio.com", "https://api.twilio.com:443/"));
         assert!(!permits("api.twilio.com", "http://api.twilio.com/"));
         assert!(!permits("api.twilio.com", "https://api.twilio.com:8443/"));
-        assert!(!permits(
-            "api.twilio.com",
-            "https://api.twilio.com.evil.example/"
-        ));
-        assert!(!permits(
-            "api.twilio.com",
-            "https://evil.example/?api.twilio.com"
-        ));
+        assert!(!permits("api.twilio.com", "https://api.twilio.com.evil.example/"));
+        assert!(!permits("api.twilio.com", "https://evil.example/?api.twilio.com"));
         assert!(permits("api.twilio.com", "https://user:pw@api.twilio.com/"));
-        assert!(!permits(
-            "api.twilio.com",
-            "https://api.twilio.com@evil.example/"
-        ));
-        assert!(permits(
-            "http://127.0.0.1:9000",
-            "http://127.0.0.1:9000/sms"
-        ));
-        assert!(!permits(
-            "http://127.0.0.1:9000",
-            "http://127.0.0.1:9001/sms"
-        ));
-        assert!(!permits(
-            "http://127.0.0.1:9000",
-            "http://2130706433:9001/sms"
-        ));
-        assert!(permits(
-            "*.signalwire.com",
-            "https://acme.signalwire.com/api"
-        ));
+        assert!(!permits("api.twilio.com", "https://api.twilio.com@evil.example/"));
+        assert!(permits("http://127.0.0.1:9000", "http://127.0.0.1:9000/sms"));
+        assert!(!permits("http://127.0.0.1:9000", "http://127.0.0.1:9001/sms"));
+        assert!(!permits("http://127.0.0.1:9000", "http://2130706433:9001/sms"));
+        assert!(permits("*.signalwire.com", "https://acme.signalwire.com/api"));
         assert!(!permits("*.signalwire.com", "https://signalwire.com/api"));
-        assert!(!permits(
-            "*.signalwire.com",
-            "https://evilsignalwire.com/api"
-        ));
+        assert!(!permits("*.signalwire.com", "https://evilsignalwire.com/api"));
         assert!(permits("http://[::1]:8080", "http://[::1]:8080/"));
     }
 

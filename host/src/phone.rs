@@ -38,9 +38,7 @@ impl std::fmt::Display for PhoneError {
                 f,
                 "contains {c:?}; only digits, a leading + and the separators . - ( ) / and space are allowed"
             ),
-            PhoneError::NoCountry => {
-                f.write_str("has no country code (+CC) and the route sets no default_country")
-            }
+            PhoneError::NoCountry => f.write_str("has no country code (+CC) and the route sets no default_country"),
             PhoneError::Invalid => f.write_str("is not a valid phone number"),
         }
     }
@@ -52,10 +50,7 @@ impl std::fmt::Display for PhoneError {
 /// not a valid number, as international digits (RSA AM sends both shapes).
 pub fn normalise(raw: &str, default_country: Option<Country>) -> Result<String, PhoneError> {
     // `+44…` in a form body that was not percent-encoded arrives as ` 44…`.
-    let plus_as_space = raw.starts_with(' ')
-        && raw
-            .trim_start()
-            .starts_with(|c: char| ('1'..='9').contains(&c));
+    let plus_as_space = raw.starts_with(' ') && raw.trim_start().starts_with(|c: char| ('1'..='9').contains(&c));
     let raw = raw.trim();
     // `+44 (0)7700 …`: the bracketed trunk prefix is not dialled from abroad.
     let raw = &raw.replacen("(0)", "", 1);
@@ -172,14 +167,8 @@ mod tests {
         ] {
             assert_eq!(normalise(raw, GB), Ok("+447700900123".into()), "{raw:?}");
         }
-        assert_eq!(
-            normalise("+1 (201) 555-0123", None),
-            Ok("+12015550123".into())
-        );
-        assert_eq!(
-            normalise("2015550123", Some(Country::US)),
-            Ok("+12015550123".into())
-        );
+        assert_eq!(normalise("+1 (201) 555-0123", None), Ok("+12015550123".into()));
+        assert_eq!(normalise("2015550123", Some(Country::US)), Ok("+12015550123".into()));
         assert_eq!(normalise("447700900123", None), Ok("+447700900123".into()));
         assert_eq!(normalise(" 447700900123", None), Ok("+447700900123".into()));
     }
@@ -188,10 +177,7 @@ mod tests {
     fn refuses_what_is_not_a_number() {
         assert_eq!(normalise("", GB), Err(PhoneError::Empty));
         assert_eq!(normalise("  + ", GB), Err(PhoneError::Empty));
-        assert_eq!(
-            normalise("+44 7700 abc", GB),
-            Err(PhoneError::BadCharacter('a'))
-        );
+        assert_eq!(normalise("+44 7700 abc", GB), Err(PhoneError::BadCharacter('a')));
         assert_eq!(normalise("44+7700", GB), Err(PhoneError::BadCharacter('+')));
         assert_eq!(normalise("+44 12", GB), Err(PhoneError::Invalid));
         assert_eq!(normalise("07700 900123", None), Err(PhoneError::NoCountry));

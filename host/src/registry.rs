@@ -19,15 +19,10 @@ impl Registry {
     /// Loads every bundled adapter and every `.wasm` file in `dir`. A file
     /// that fails to load is reported and skipped; a bundled adapter that
     /// fails is a build defect and an error.
-    pub async fn load(
-        runtime: &Runtime,
-        dir: Option<&Path>,
-    ) -> Result<(Registry, Vec<anyhow::Error>)> {
+    pub async fn load(runtime: &Runtime, dir: Option<&Path>) -> Result<(Registry, Vec<anyhow::Error>)> {
         let registry = Registry::default();
         for (name, bytes) in BUNDLED {
-            let adapter = runtime
-                .load(bytes, &format!("bundled adapter `{name}`"))
-                .await?;
+            let adapter = runtime.load(bytes, &format!("bundled adapter `{name}`")).await?;
             registry.insert(name, adapter);
         }
         let mut errors = Vec::new();
@@ -50,13 +45,8 @@ impl Registry {
 
     /// Loads one `.wasm` file; the adapter's name is the file's stem.
     pub async fn load_file(runtime: &Runtime, path: &Path) -> Result<(String, Adapter)> {
-        let name = path
-            .file_stem()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let adapter = runtime.load(&bytes, &path.display().to_string()).await?;
         Ok((name, adapter))
     }

@@ -42,6 +42,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Budgets for `info()`, which must answer at once.
 const INFO_TIMEOUT: Duration = Duration::from_secs(2);
 const INFO_CPU: Duration = Duration::from_millis(500);
+/// Time past a send's deadline for the adapter to turn a timed-out HTTP call
+/// into its own error before the sandbox stops it.
+const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 /// Guest stderr kept per send, to explain a panic.
 const STDERR_CAPTURE: usize = 4096;
 
@@ -136,13 +139,8 @@ impl ProviderContext {
             .filter(|v| v.len() >= 4)
             .collect();
         if let Some(dir) = &provider.data_dir {
-            std::fs::create_dir_all(dir).with_context(|| {
-                format!(
-                    "provider `{}`: cannot create data_dir {}",
-                    provider.name,
-                    dir.display()
-                )
-            })?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("provider `{}`: cannot create data_dir {}", provider.name, dir.display()))?;
         }
         Ok(ProviderContext {
             name: provider.name.clone(),
@@ -224,11 +222,7 @@ impl State {
 struct MemoryExceeded(usize);
 impl std::fmt::Display for MemoryExceeded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "adapter exceeded its memory limit of {} MiB",
-            self.0 >> 20
-        )
+        write!(f, "adapter exceeded its memory limit of {} MiB", self.0 >> 20)
     }
 }
 impl std::error::Error for MemoryExceeded {}
@@ -237,11 +231,7 @@ impl std::error::Error for MemoryExceeded {}
 struct CpuExceeded(Duration);
 impl std::fmt::Display for CpuExceeded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "adapter exceeded its CPU budget of {} ms",
-            self.0.as_millis()
-        )
+        write!(f, "adapter exceeded its CPU budget of {} ms", self.0.as_millis())
     }
 }
 impl std::error::Error for CpuExceeded {}
@@ -312,8 +302,7 @@ impl Runtime {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
-        bindings::Adapter::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
-            .map_err(|e| anyhow!("{e}"))?;
+        bindings::Adapter::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| anyhow!("{e}"))?;
 
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -344,16 +333,10 @@ impl Runtime {
             None => {
                 let engine = self.engine.clone();
                 let owned = bytes.to_vec();
-                let component =
-                    tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
-                        .await?
-                        .map_err(|e| {
-                            anyhow!("{source} is not a loadable WebAssembly component: {e:#}")
-                        })?;
-                self.compiled
-                    .lock()
-                    .unwrap()
-                    .insert(digest, component.clone());
+                let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+                    .await?
+                    .map_err(|e| anyhow!("{source} is not a loadable WebAssembly component: {e:#}"))?;
+                self.compiled.lock().unwrap().insert(digest, component.clone());
                 component
             }
         };
@@ -387,16 +370,15 @@ impl Runtime {
     ) -> Result<Accepted, Failure> {
         let result = self
             .run(&adapter.pre, provider, move |adapter, store| {
-                Box::pin(async move {
-                    adapter
-                        .smsbridge_adapter_sender()
-                        .call_send(store, &msg)
-                        .await
-                })
+                Box::pin(async move { adapter.smsbridge_adapter_sender().call_send(store, &msg).await })
             })
             .await;
         match result {
-            Ok(Ok(accepted)) => Ok(accepted),
+            Ok(Ok(accepted)) => Ok(Accepted {
+                provider_id: provider.scrub(&accepted.provider_id),
+                status: accepted.status.map(|s| provider.scrub(&s)),
+                segments: accepted.segments,
+            }),
             Ok(Err(e)) => Err(provider.scrub_failure(Failure::Adapter(e))),
             Err(f) => Err(provider.scrub_failure(f)),
         }
@@ -411,9 +393,8 @@ impl Runtime {
         call: impl for<'a> FnOnce(
             &'a bindings::Adapter,
             &'a mut Store<State>,
-        ) -> std::pin::Pin<
-            Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>,
-        > + Send,
+        ) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>
+        + Send,
     ) -> Result<R, Failure> {
         let _permit = self
             .permits
@@ -427,7 +408,7 @@ impl Runtime {
             let instance = pre.instantiate_async(&mut store).await?;
             call(&instance, &mut store).await
         };
-        let outcome = tokio::time::timeout(provider.timeout, work).await;
+        let outcome = tokio::time::timeout(provider.timeout + DEADLINE_GRACE, work).await;
         match outcome {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(Failure::Fault(describe_fault(&e, &store))),
@@ -477,23 +458,13 @@ impl Runtime {
 }
 
 impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.0 {
             return Err(MemoryExceeded(self.0).into());
         }
         Ok(true)
     }
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        _desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(true)
     }
 }
@@ -506,24 +477,19 @@ fn describe_fault(e: &wasmtime::Error, store: &Store<State>) -> String {
     if let Some(c) = e.downcast_ref::<CpuExceeded>() {
         return c.to_string();
     }
+    // A Rust guest's panic says where and why on stderr; keep that.
     let stderr = store.data().stderr.contents();
-    let said = String::from_utf8_lossy(&stderr);
-    let last = said
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
+    let said: Vec<&str> = std::str::from_utf8(&stderr)
         .unwrap_or("")
-        .trim();
+        .lines()
+        .map(|l| l.trim().trim_start_matches("thread '<unnamed>' "))
+        .filter(|l| !l.is_empty() && !l.starts_with("note: "))
+        .collect();
+    let said: String = said.join(" ").chars().take(300).collect();
     match e.downcast_ref::<Trap>() {
-        Some(trap) if last.is_empty() => format!("adapter trapped: {trap}"),
-        Some(trap) => format!(
-            "adapter trapped: {trap} ({})",
-            last.chars().take(300).collect::<String>()
-        ),
-        None => format!(
-            "adapter failed: {}",
-            e.to_string().lines().next().unwrap_or("")
-        ),
+        Some(trap) if said.is_empty() => format!("adapter trapped: {trap}"),
+        Some(trap) => format!("adapter trapped: {trap} ({said})"),
+        None => format!("adapter failed: {}", e.to_string().lines().next().unwrap_or("")),
     }
 }
 

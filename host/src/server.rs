@@ -83,8 +83,7 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let mut resp = (self.status, axum::Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -99,13 +98,10 @@ async fn handle(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
 
 async fn send(gateway: &Gateway, req: Request) -> Result<Response, Problem> {
     let path = req.uri().path().to_string();
-    let route = gateway.config.route(&path).ok_or_else(|| {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "unknown_route",
-            format!("no route for {path}"),
-        )
-    })?;
+    let route = gateway
+        .config
+        .route(&path)
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "unknown_route", format!("no route for {path}")))?;
     let method = match *req.method() {
         Method::GET => RouteMethod::Get,
         Method::POST => RouteMethod::Post,
@@ -162,31 +158,23 @@ fn method_not_allowed(route: &Route, method: &Method) -> Problem {
 }
 
 /// The caller's fields: the query string, then the body's fields over it.
-async fn read_fields(
-    req: Request,
-    max_body_bytes: usize,
-) -> Result<HashMap<String, String>, Problem> {
-    let mut fields: HashMap<String, String> =
-        url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+async fn read_fields(req: Request, max_body_bytes: usize) -> Result<HashMap<String, String>, Problem> {
+    let mut fields: HashMap<String, String> = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
     let content_type = content_type(req.headers());
-    let body = to_bytes(req.into_body(), max_body_bytes)
-        .await
-        .map_err(|_| {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("request body is larger than {max_body_bytes} bytes"),
-            )
-        })?;
+    let body = to_bytes(req.into_body(), max_body_bytes).await.map_err(|_| {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body is larger than {max_body_bytes} bytes"),
+        )
+    })?;
     if body.is_empty() {
         return Ok(fields);
     }
     match content_type.as_deref() {
-        Some("application/x-www-form-urlencoded") => {
-            fields.extend(url::form_urlencoded::parse(&body).into_owned())
-        }
+        Some("application/x-www-form-urlencoded") => fields.extend(url::form_urlencoded::parse(&body).into_owned()),
         Some("application/json") => fields.extend(json_fields(&body)?),
         other => {
             return Err(Problem::new(
@@ -205,21 +193,13 @@ async fn read_fields(
 /// The media type alone, lower case, without parameters.
 fn content_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(
-        value
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase(),
-    )
+    Some(value.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
 }
 
 /// A JSON object's top-level strings, numbers and booleans.
 fn json_fields(body: &[u8]) -> Result<HashMap<String, String>, Problem> {
     let bad = |why: String| Problem::new(StatusCode::BAD_REQUEST, "invalid_json", why);
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
     let Value::Object(map) = value else {
         return Err(bad("body must be a JSON object".into()));
     };
@@ -231,10 +211,7 @@ fn json_fields(body: &[u8]) -> Result<HashMap<String, String>, Problem> {
             Value::Bool(b) => b.to_string(),
             Value::Null => continue,
             _ => {
-                return Err(bad(format!(
-                    "field `{k}` must be a string, not an array or object"
-                ))
-                .with("field", k));
+                return Err(bad(format!("field `{k}` must be a string, not an array or object")).with("field", k));
             }
         };
         fields.insert(k, text);
@@ -263,9 +240,7 @@ fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
                     Problem::new(StatusCode::BAD_REQUEST, "invalid_recipient", text)
                         .with("field", route.fields.phone.clone())
                 }
-                Failure::Adapter(SendError::Rejected(_)) => {
-                    Problem::new(StatusCode::BAD_GATEWAY, "rejected", text)
-                }
+                Failure::Adapter(SendError::Rejected(_)) => Problem::new(StatusCode::BAD_GATEWAY, "rejected", text),
                 Failure::Adapter(SendError::Unauthorized(_)) => {
                     Problem::new(StatusCode::BAD_GATEWAY, "provider_unauthorized", text)
                 }

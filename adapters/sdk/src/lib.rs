@@ -53,9 +53,7 @@ pub mod bindings {
 }
 
 pub use bindings::exports::smsbridge::adapter::sender::Guest as Adapter;
-pub use bindings::smsbridge::adapter::types::{
-    Accepted, AdapterInfo, ConfigKey, Message, SendError,
-};
+pub use bindings::smsbridge::adapter::types::{Accepted, AdapterInfo, ConfigKey, Message, SendError};
 
 /// Exports `$ty`, which implements [`Adapter`], as this component's `sender`.
 ///
@@ -292,18 +290,10 @@ pub mod http {
         /// failing over); a host the operator did not allow, `misconfigured`.
         pub fn send(self) -> Result<Response, SendError> {
             host::send(&self.0).map(Response).map_err(|e| match e {
-                host::Error::Denied(why) => {
-                    SendError::Misconfigured(format!("request refused: {why}"))
-                }
-                host::Error::Timeout => {
-                    SendError::Unavailable("provider did not answer in time".into())
-                }
-                host::Error::Connect(why) => {
-                    SendError::Unavailable(format!("cannot connect: {why}"))
-                }
-                host::Error::Protocol(why) => {
-                    SendError::Unavailable(format!("bad HTTP exchange: {why}"))
-                }
+                host::Error::Denied(why) => SendError::Misconfigured(format!("request refused: {why}")),
+                host::Error::Timeout => SendError::Unavailable("provider did not answer in time".into()),
+                host::Error::Connect(why) => SendError::Unavailable(format!("cannot connect: {why}")),
+                host::Error::Protocol(why) => SendError::Unavailable(format!("bad HTTP exchange: {why}")),
             })
         }
     }
@@ -341,9 +331,8 @@ pub mod http {
         /// The body as JSON, or `unavailable` naming the status when it is not
         /// JSON (a proxy's HTML error page, a truncated answer).
         pub fn json(&self) -> Result<serde_json::Value, SendError> {
-            serde_json::from_slice(&self.0.body).map_err(|e| {
-                SendError::Unavailable(format!("HTTP {}: answer is not JSON: {e}", self.0.status))
-            })
+            serde_json::from_slice(&self.0.body)
+                .map_err(|e| SendError::Unavailable(format!("HTTP {}: answer is not JSON: {e}", self.0.status)))
         }
 
         /// `Retry-After` in seconds, when given as a number.
