@@ -175,11 +175,17 @@ impl ProviderContext {
     /// `text` with this instance's secrets replaced and numbers masked: for
     /// anything an adapter says that reaches a log or a caller.
     pub fn scrub(&self, text: &str) -> String {
+        phone::mask_in(&self.hide_secrets(text))
+    }
+
+    /// `text` with this instance's secrets replaced, numbers left alone: for
+    /// ids and status words, which may well contain digit runs.
+    fn hide_secrets(&self, text: &str) -> String {
         let mut out = text.to_string();
         for secret in &self.secrets {
             out = out.replace(secret.as_str(), "***");
         }
-        phone::mask_in(&out)
+        out
     }
 
     fn scrub_failure(&self, failure: Failure) -> Failure {
@@ -375,8 +381,8 @@ impl Runtime {
             .await;
         match result {
             Ok(Ok(accepted)) => Ok(Accepted {
-                provider_id: provider.scrub(&accepted.provider_id),
-                status: accepted.status.map(|s| provider.scrub(&s)),
+                provider_id: provider.hide_secrets(&accepted.provider_id),
+                status: accepted.status.map(|s| provider.hide_secrets(&s)),
                 segments: accepted.segments,
             }),
             Ok(Err(e)) => Err(provider.scrub_failure(Failure::Adapter(e))),
