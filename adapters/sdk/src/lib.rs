@@ -126,6 +126,11 @@ impl InfoBuilder {
         self.key(name, true, true, description)
     }
 
+    /// A credential the adapter can do without in some setups.
+    pub fn optional_secret(self, name: &str, description: &str) -> Self {
+        self.key(name, false, true, description)
+    }
+
     /// A host the adapter calls by default (`api.example.com`).
     pub fn host(mut self, host: &str) -> Self {
         self.0.default_hosts.push(host.into());
@@ -212,6 +217,8 @@ pub fn basic_auth(user: &str, password: &str) -> String {
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!("Basic {token}")
 }
+
+pub mod twilio_compat;
 
 /// JSON bodies, with `serde_json` re-exported.
 pub use serde_json as json;
