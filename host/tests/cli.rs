@@ -153,3 +153,29 @@ fn send_delivers_one_message_without_a_server() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_accepts_every_example_config() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut cmd = smsbridge(dir.path());
+        cmd.arg("check").arg("--config").arg(&path);
+        // Every secret an example reads from the environment.
+        for var in text.split("env = \"").skip(1).map(|rest| rest.split('"').next().unwrap()) {
+            cmd.env(var, "example-secret-value");
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        let adapter = path.file_stem().unwrap().to_str().unwrap();
+        assert!(stdout.contains(&format!(": adapter {adapter} 0.1.0")), "{}: {stdout}", path.display());
+        assert!(!stdout.contains("MISSING"), "{}: {stdout}", path.display());
+        assert!(!stdout.contains("example-secret-value"), "check never prints a secret");
+        seen += 1;
+    }
+    assert_eq!(seen, 8, "one example per bundled provider adapter");
+}
