@@ -165,14 +165,27 @@ fn check_accepts_every_example_config() {
         let mut cmd = smsbridge(dir.path());
         cmd.arg("check").arg("--config").arg(&path);
         // Every secret an example reads from the environment.
-        for var in text.split("env = \"").skip(1).map(|rest| rest.split('"').next().unwrap()) {
+        for var in text
+            .split("env = \"")
+            .skip(1)
+            .map(|rest| rest.split('"').next().unwrap())
+        {
             cmd.env(var, "example-secret-value");
         }
         let out = cmd.output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let adapter = path.file_stem().unwrap().to_str().unwrap();
-        assert!(stdout.contains(&format!(": adapter {adapter} 0.1.0")), "{}: {stdout}", path.display());
+        assert!(
+            stdout.contains(&format!(": adapter {adapter} 0.1.0")),
+            "{}: {stdout}",
+            path.display()
+        );
         assert!(!stdout.contains("MISSING"), "{}: {stdout}", path.display());
         assert!(!stdout.contains("example-secret-value"), "check never prints a secret");
         seen += 1;

@@ -53,12 +53,9 @@ fn rest(msg: Message, from: Option<String>) -> Result<Accepted, SendError> {
         .json(&body)
         .send()?;
     if resp.is_success() {
-        let v = resp.json()?;
-        let id = v["uuid"]
-            .as_str()
-            .ok_or_else(|| SendError::Unavailable(format!("HTTP {}: answer has no `uuid`", resp.status())))?;
+        let id = resp.json_str("/uuid")?;
         return Ok(Accepted {
-            provider_id: id.into(),
+            provider_id: id,
             status: None,
             segments: None,
         });

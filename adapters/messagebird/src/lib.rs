@@ -49,12 +49,9 @@ impl Adapter for MessageBird {
             .json(&body)
             .send()?;
         if resp.is_success() {
-            let v = resp.json()?;
-            let id = v["id"]
-                .as_str()
-                .ok_or_else(|| SendError::Unavailable(format!("HTTP {}: answer has no `id`", resp.status())))?;
+            let id = resp.json_str("/id")?;
             return Ok(Accepted {
-                provider_id: id.into(),
+                provider_id: id,
                 status: Some("sent".into()),
                 segments: None,
             });

@@ -342,6 +342,23 @@ pub mod http {
                 .map_err(|e| SendError::Unavailable(format!("HTTP {}: answer is not JSON: {e}", self.0.status)))
         }
 
+        /// The string at JSON `pointer` in the body (`/id`, `/messages/0/id`),
+        /// or `unavailable` saying it is missing: an answer without the
+        /// provider's id cannot be trusted as accepted.
+        ///
+        /// ```no_run
+        /// # fn f(resp: smsbridge_sdk::http::Response) -> Result<(), smsbridge_sdk::SendError> {
+        /// let id = resp.json_str("/id")?;
+        /// # Ok(()) }
+        /// ```
+        pub fn json_str(&self, pointer: &str) -> Result<String, SendError> {
+            self.json()?
+                .pointer(pointer)
+                .and_then(|v| v.as_str())
+                .map(Into::into)
+                .ok_or_else(|| SendError::Unavailable(format!("HTTP {}: answer has no `{pointer}`", self.0.status)))
+        }
+
         /// `Retry-After` in seconds, when given as a number.
         pub fn retry_after(&self) -> Option<u32> {
             self.header("Retry-After")?.trim().parse().ok()

@@ -29,10 +29,8 @@ pub fn create_with(
             .and_then(|c| special(c, detail))
             .unwrap_or_else(|| error_for(resp.status(), code, &message, resp.retry_after())));
     }
+    let sid = resp.json_str("/sid")?;
     let v = resp.json()?;
-    let sid = v["sid"]
-        .as_str()
-        .ok_or_else(|| SendError::Unavailable(format!("HTTP {}: answer has no `sid`", resp.status())))?;
     // Twilio sends `num_segments` as a string, SignalWire as a number.
     let segments = match &v["num_segments"] {
         serde_json::Value::String(s) => s.parse().ok(),
