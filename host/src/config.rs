@@ -20,7 +20,10 @@ pub const DEFAULT: &str = include_str!("../../config/smsbridge.toml");
 pub struct Config {
     /// Where the config came from, for messages: a path or "embedded default".
     pub source: String,
+    /// The file, when there is one to reload.
+    pub path: Option<PathBuf>,
     pub server: Server,
+    pub admin: Option<Admin>,
     pub adapters: Adapters,
     pub providers: Vec<Provider>,
     pub routes: Vec<Route>,
@@ -41,6 +44,16 @@ pub struct Server {
 pub struct Adapters {
     /// Folder of `.wasm` files that add to or replace the bundled adapters.
     pub dir: Option<PathBuf>,
+    /// Folder for compiled adapter code, so restarts skip compilation.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The admin listener: adapter listing and health, apart from callers.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    /// Bearer token; required unless `listen` is a loopback address.
+    pub token: Option<Setting>,
 }
 
 /// One adapter instance: an adapter plus its settings and sandbox limits.
@@ -118,6 +131,9 @@ mod defaults {
     pub fn phone_field() -> String {
         "phone".into()
     }
+    pub fn admin_listen() -> SocketAddr {
+        "127.0.0.1:8081".parse().unwrap()
+    }
     pub fn message_field() -> String {
         "message".into()
     }
@@ -144,6 +160,7 @@ mod defaults {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     server: Option<Server>,
+    admin: Option<Spanned<RawAdmin>>,
     #[serde(default)]
     adapters: Adapters,
     #[serde(default, rename = "provider")]
@@ -170,6 +187,14 @@ struct RawProvider {
     sender: Option<String>,
     #[serde(default)]
     config: BTreeMap<String, Spanned<RawSetting>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    #[serde(default = "defaults::admin_listen")]
+    listen: SocketAddr,
+    token: Option<Spanned<RawSetting>>,
 }
 
 #[derive(Deserialize)]
@@ -333,8 +358,26 @@ impl Config {
             });
         }
 
+        let admin = match raw.admin {
+            None => None,
+            Some(a) => {
+                let span = a.span();
+                let a = a.into_inner();
+                let token = match &a.token {
+                    Some(t) => Some(resolve(t, || format!("{}: admin `token`", at(t.span())))?),
+                    None => None,
+                };
+                if token.is_none() && !a.listen.ip().is_loopback() {
+                    bail!("{}: admin listens on {}, which is not loopback: set `token`", at(span), a.listen);
+                }
+                Some(Admin { listen: a.listen, token })
+            }
+        };
+
         Ok(Config {
             source: source.into(),
+            path: None,
+            admin,
             server: raw.server.unwrap_or(Server {
                 listen: defaults::listen(),
                 max_body_bytes: defaults::max_body_bytes(),
@@ -352,6 +395,19 @@ impl Config {
     pub fn route(&self, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.path == path)
     }
+}
+
+/// A setting's value; `what` names it in the error for an unset variable.
+fn resolve(value: &Spanned<RawSetting>, what: impl Fn() -> String) -> Result<Setting> {
+    Ok(match value.get_ref() {
+        RawSetting::Text(s) => Setting { value: s.clone(), from_env: false },
+        RawSetting::Integer(n) => Setting { value: n.to_string(), from_env: false },
+        RawSetting::Bool(b) => Setting { value: b.to_string(), from_env: false },
+        RawSetting::Env { env } => match std::env::var(env) {
+            Ok(v) => Setting { value: v, from_env: true },
+            Err(_) => bail!("{} reads environment variable `{env}`, which is not set", what()),
+        },
+    })
 }
 
 /// 1-based line number of byte `offset` in `text`.

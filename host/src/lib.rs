@@ -2,6 +2,7 @@
 //! is authenticated, its number normalised to E.164, and the message handed
 //! to a sandboxed WebAssembly adapter that speaks one provider's API.
 
+pub mod admin;
 pub mod config;
 pub mod gateway;
 pub mod outbound;
@@ -9,6 +10,7 @@ pub mod phone;
 pub mod registry;
 pub mod runtime;
 pub mod server;
+pub mod watch;
 
 /// Components built from `adapters/` by the build script.
 pub mod artifacts {

@@ -90,15 +90,30 @@ async fn run(cli: Cli) -> Result<()> {
 
 async fn serve(config: Option<&Path>, listen: Option<SocketAddr>) -> Result<()> {
     let gateway = Arc::new(gateway(config).await?);
-    let addr = listen.unwrap_or(gateway.config.server.listen);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let routing = gateway.routing();
+    let addr = listen.unwrap_or(routing.config.server.listen);
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    tracing::info!(config = %gateway.config.source, "listening on http://{local}");
-    for route in &gateway.config.routes {
+    tracing::info!(config = %routing.config.source, "listening on http://{local}");
+    for route in &routing.config.routes {
         tracing::info!("route {} -> {}", route.path, route.providers.join(", "));
     }
+    if let Some(admin) = &routing.config.admin {
+        let admin_listener =
+            tokio::net::TcpListener::bind(admin.listen).await.with_context(|| format!("cannot listen on {}", admin.listen))?;
+        tracing::info!("admin on http://{}/admin/adapters", admin_listener.local_addr()?);
+        let router = smsbridge::admin::router(gateway.clone(), admin.token.as_ref().map(|t| t.value.clone()));
+        tokio::spawn(async move { axum::serve(admin_listener, router).await });
+    }
+    let _watch = smsbridge::watch::start(gateway.clone())?;
+    let hup = gateway.clone();
+    tokio::spawn(async move {
+        let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        while signal.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            hup.reload_config().await;
+        }
+    });
     smsbridge::server::serve(gateway, listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
@@ -115,14 +130,15 @@ async fn shutdown_signal() {
 
 async fn check(config: Option<&Path>) -> Result<()> {
     let gateway = gateway(config).await?;
-    println!("config: {} (ok)", gateway.config.source);
+    let routing = gateway.routing();
+    println!("config: {} (ok)", routing.config.source);
     for (name, adapter) in gateway.registry.list() {
         println!(
             "adapter {name}: {} {} ({}), {}",
             adapter.info.name, adapter.info.version, adapter.info.provider, adapter.source
         );
     }
-    for p in &gateway.config.providers {
+    for p in &routing.config.providers {
         let adapter = gateway.registry.get(&p.adapter).expect("checked by Gateway::new");
         let info = &adapter.info;
         println!(
@@ -154,7 +170,7 @@ async fn check(config: Option<&Path>) -> Result<()> {
             }
         );
     }
-    for r in &gateway.config.routes {
+    for r in &routing.config.routes {
         println!(
             "route {}: fields {}/{}, providers {}",
             r.path,
@@ -168,14 +184,12 @@ async fn check(config: Option<&Path>) -> Result<()> {
 
 async fn send(config: Option<&Path>, to: &str, message: &str, route: Option<&str>) -> Result<()> {
     let gateway = gateway(config).await?;
+    let routing = gateway.routing();
     let route = match route {
-        Some(path) => gateway
-            .config
-            .route(path)
-            .with_context(|| format!("no route `{path}` in the config"))?,
-        None => gateway.config.routes.first().context("the config has no routes")?,
+        Some(path) => routing.config.route(path).with_context(|| format!("no route `{path}` in the config"))?,
+        None => routing.config.routes.first().context("the config has no routes")?,
     };
-    match gateway.send(route, to, message).await {
+    match gateway.send(&routing, route, to, message).await {
         Ok(sent) => {
             println!(
                 "{}",

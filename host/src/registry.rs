@@ -1,73 +1,170 @@
 //! The set of loaded adapters, by name: the bundled ones, then any `.wasm`
 //! in the adapters folder, which adds to them or replaces one of the same
-//! name. Lookups hand out an `Arc`, so a send keeps the adapter it started
-//! with while the entry is swapped.
+//! name. Lookups hand out an `Arc`, so a send keeps the version it started
+//! with while the entry is swapped. A file that fails to load leaves the
+//! version before it serving, and its error is kept for the admin view.
 
 use crate::artifacts::BUNDLED;
-use crate::runtime::{Adapter, Runtime};
+use crate::runtime::{Adapter, Compiled, Runtime};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+pub struct Registry {
+    runtime: Arc<Runtime>,
+    dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    inner: RwLock<Inner>,
+}
 
 #[derive(Default)]
-pub struct Registry {
-    adapters: RwLock<BTreeMap<String, Arc<Adapter>>>,
+struct Inner {
+    live: BTreeMap<String, Arc<Adapter>>,
+    /// What a deleted file falls back to.
+    bundled: BTreeMap<String, Arc<Adapter>>,
+    /// The last load failure per name, until a load of that name succeeds.
+    errors: BTreeMap<String, LoadError>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadError {
+    pub message: String,
+    pub at: SystemTime,
+}
+
+/// What a reload of one file did.
+#[derive(Debug)]
+pub enum Change {
+    Loaded(String),
+    Unchanged(String),
+    Unloaded(String),
+    Failed(String),
 }
 
 impl Registry {
     /// Loads every bundled adapter and every `.wasm` file in `dir`. A file
-    /// that fails to load is reported and skipped; a bundled adapter that
+    /// that fails to load is recorded and skipped; a bundled adapter that
     /// fails is a build defect and an error.
-    pub async fn load(runtime: &Runtime, dir: Option<&Path>) -> Result<(Registry, Vec<anyhow::Error>)> {
-        let registry = Registry::default();
+    pub async fn load(runtime: Arc<Runtime>, dir: Option<&Path>, cache_dir: Option<&Path>) -> Result<Registry> {
+        let registry = Registry {
+            runtime,
+            dir: dir.map(Path::to_path_buf),
+            cache_dir: cache_dir.map(Path::to_path_buf),
+            inner: Default::default(),
+        };
         for (name, bytes) in BUNDLED {
-            let adapter = runtime.load(bytes, &format!("bundled adapter `{name}`")).await?;
-            registry.insert(name, adapter);
+            let adapter = Arc::new(registry.runtime.load(bytes, "bundled", cache_dir).await?);
+            log_loaded(name, &adapter);
+            let mut inner = registry.inner.write().unwrap();
+            inner.bundled.insert(name.to_string(), adapter.clone());
+            inner.live.insert(name.to_string(), adapter);
         }
-        let mut errors = Vec::new();
         if let Some(dir) = dir.filter(|d| d.is_dir()) {
             let mut files: Vec<_> = std::fs::read_dir(dir)
                 .with_context(|| format!("cannot list adapters folder {}", dir.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+                .filter(|p| is_adapter_file(p))
                 .collect();
             files.sort();
             for path in files {
-                match Self::load_file(runtime, &path).await {
-                    Ok((name, adapter)) => registry.insert(&name, adapter),
-                    Err(e) => errors.push(e),
+                registry.reload(&path).await;
+            }
+        }
+        Ok(registry)
+    }
+
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Loads, replaces or unloads the adapter of file `path`, as the file
+    /// now is. The old version keeps serving unless the new one loads.
+    pub async fn reload(&self, path: &Path) -> Change {
+        let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.unload(&name),
+            Err(e) => return self.failed(&name, format!("cannot read {}: {e}", path.display())),
+        };
+        let current = self.get(&name);
+        if current.as_ref().is_some_and(|a| a.source != "bundled" && a.sha256 == sha256_hex(&bytes)) {
+            return Change::Unchanged(name);
+        }
+        match self.runtime.load(&bytes, &path.display().to_string(), self.cache_dir.as_deref()).await {
+            Ok(adapter) => {
+                let adapter = Arc::new(adapter);
+                log_loaded(&name, &adapter);
+                let mut inner = self.inner.write().unwrap();
+                inner.errors.remove(&name);
+                inner.live.insert(name.clone(), adapter);
+                Change::Loaded(name)
+            }
+            Err(e) => self.failed(&name, format!("{e:#}")),
+        }
+    }
+
+    fn failed(&self, name: &str, message: String) -> Change {
+        tracing::error!(adapter = name, "adapter not loaded; the version before it keeps serving: {message}");
+        let error = LoadError { message: message.clone(), at: SystemTime::now() };
+        self.inner.write().unwrap().errors.insert(name.into(), error);
+        Change::Failed(message)
+    }
+
+    /// A deleted file: its name falls back to the bundled adapter, if any.
+    fn unload(&self, name: &str) -> Change {
+        let mut inner = self.inner.write().unwrap();
+        inner.errors.remove(name);
+        match inner.bundled.get(name).cloned() {
+            Some(bundled) => {
+                tracing::info!(adapter = name, "adapter file removed; the bundled version serves again");
+                inner.live.insert(name.into(), bundled);
+            }
+            None => {
+                if inner.live.remove(name).is_some() {
+                    tracing::warn!(adapter = name, "adapter file removed; adapter unloaded");
                 }
             }
         }
-        Ok((registry, errors))
-    }
-
-    /// Loads one `.wasm` file; the adapter's name is the file's stem.
-    pub async fn load_file(runtime: &Runtime, path: &Path) -> Result<(String, Adapter)> {
-        let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let adapter = runtime.load(&bytes, &path.display().to_string()).await?;
-        Ok((name, adapter))
-    }
-
-    pub fn insert(&self, name: &str, adapter: Adapter) {
-        self.adapters
-            .write()
-            .unwrap()
-            .insert(name.to_string(), Arc::new(adapter));
+        Change::Unloaded(name.into())
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Adapter>> {
-        self.adapters.read().unwrap().get(name).cloned()
+        self.inner.read().unwrap().live.get(name).cloned()
     }
 
     pub fn list(&self) -> Vec<(String, Arc<Adapter>)> {
-        self.adapters
-            .read()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.inner.read().unwrap().live.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
+
+    pub fn errors(&self) -> BTreeMap<String, LoadError> {
+        self.inner.read().unwrap().errors.clone()
+    }
+}
+
+/// `.wasm` files only: editors' and copiers' temporary names are ignored.
+pub fn is_adapter_file(path: &Path) -> bool {
+    path.extension().is_some_and(|x| x == "wasm")
+        && !path.file_name().unwrap_or_default().to_string_lossy().starts_with('.')
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn log_loaded(name: &str, adapter: &Adapter) {
+    let how = match adapter.compiled {
+        Compiled::Now(took) => format!("compiled in {} ms", took.as_millis()),
+        Compiled::Memory => "already compiled".into(),
+        Compiled::Disk => "from the compiled-code cache".into(),
+    };
+    tracing::info!(
+        adapter = name,
+        version = %adapter.info.version,
+        source = %adapter.source,
+        sha256 = %&adapter.sha256[..12],
+        "adapter loaded ({how})"
+    );
 }

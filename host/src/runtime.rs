@@ -12,7 +12,7 @@ use crate::phone;
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -63,7 +63,22 @@ pub struct Adapter {
     pub sha256: String,
     /// `bundled` or the file it was loaded from.
     pub source: String,
+    /// How the machine code was had: compiled now, or from a cache.
+    pub compiled: Compiled,
+    pub loaded_at: std::time::SystemTime,
+    /// Sends this version has run.
+    pub served: std::sync::atomic::AtomicU64,
     pre: bindings::AdapterPre<State>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compiled {
+    /// Cranelift compiled it, taking this long.
+    Now(Duration),
+    /// Found compiled in this process.
+    Memory,
+    /// Found compiled in the cache folder.
+    Disk,
 }
 
 /// Why a send did not produce an answer from the adapter.
@@ -331,21 +346,9 @@ impl Runtime {
 
     /// Compiles (or finds compiled) `bytes`, links it against the `adapter`
     /// world and asks its `info()`. `source` names it in errors.
-    pub async fn load(&self, bytes: &[u8], source: &str) -> Result<Adapter> {
+    pub async fn load(&self, bytes: &[u8], source: &str, cache_dir: Option<&Path>) -> Result<Adapter> {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
-        let cached = self.compiled.lock().unwrap().get(&digest).cloned();
-        let component = match cached {
-            Some(c) => c,
-            None => {
-                let engine = self.engine.clone();
-                let owned = bytes.to_vec();
-                let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
-                    .await?
-                    .map_err(|e| anyhow!("{source} is not a loadable WebAssembly component: {e:#}"))?;
-                self.compiled.lock().unwrap().insert(digest, component.clone());
-                component
-            }
-        };
+        let (component, compiled) = self.compile(bytes, digest, source, cache_dir).await?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -363,8 +366,65 @@ impl Runtime {
             info,
             sha256: hex(&digest),
             source: source.into(),
+            compiled,
+            loaded_at: std::time::SystemTime::now(),
+            served: Default::default(),
             pre,
         })
+    }
+
+    /// The compiled component for `bytes`: from memory, from `cache_dir`, or
+    /// compiled now (off the async threads) and written to `cache_dir`.
+    ///
+    /// Cache files are named by the component's SHA-256 and the engine's
+    /// compatibility hash, so a changed file or a new wasmtime never hits a
+    /// stale entry. They are read into memory, never mapped, so rewriting one
+    /// cannot change code under a live instance.
+    async fn compile(
+        &self,
+        bytes: &[u8],
+        digest: [u8; 32],
+        source: &str,
+        cache_dir: Option<&Path>,
+    ) -> Result<(Component, Compiled)> {
+        if let Some(c) = self.compiled.lock().unwrap().get(&digest).cloned() {
+            return Ok((c, Compiled::Memory));
+        }
+        let cache_file = cache_dir.map(|dir| dir.join(format!("{}-{:016x}.cwasm", hex(&digest), self.engine_hash())));
+        if let Some(file) = &cache_file
+            && let Ok(code) = std::fs::read(file)
+        {
+            // SAFETY: the cache folder is the operator's, like the binary; the
+            // bytes are checked against this engine's version and settings.
+            match unsafe { Component::deserialize(&self.engine, &code) } {
+                Ok(c) => {
+                    self.compiled.lock().unwrap().insert(digest, c.clone());
+                    return Ok((c, Compiled::Disk));
+                }
+                Err(e) => tracing::warn!("ignoring compiled cache {}: {e}", file.display()),
+            }
+        }
+        let engine = self.engine.clone();
+        let owned = bytes.to_vec();
+        let started = Instant::now();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &owned))
+            .await?
+            .map_err(|e| anyhow!("{source} is not a loadable WebAssembly component: {e:#}"))?;
+        let took = started.elapsed();
+        if let Some(file) = &cache_file
+            && let Err(e) = write_cache(&component, file)
+        {
+            tracing::warn!("cannot write compiled cache {}: {e:#}", file.display());
+        }
+        self.compiled.lock().unwrap().insert(digest, component.clone());
+        Ok((component, Compiled::Now(took)))
+    }
+
+    fn engine_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        h.finish()
     }
 
     /// Sends `msg` through `adapter` with `provider`'s settings and limits.
@@ -514,6 +574,18 @@ fn engine_config(pooling: bool) -> wasmtime::Config {
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     }
     config
+}
+
+/// Writes `component`'s machine code to `file` whole or not at all.
+fn write_cache(component: &Component, file: &Path) -> Result<()> {
+    let code = component.serialize().map_err(|e| anyhow!("{e}"))?;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, code)?;
+    std::fs::rename(&tmp, file)?;
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {

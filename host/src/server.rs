@@ -98,7 +98,8 @@ async fn handle(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
 
 async fn send(gateway: &Gateway, req: Request) -> Result<Response, Problem> {
     let path = req.uri().path().to_string();
-    let route = gateway
+    let routing = gateway.routing();
+    let route = routing
         .config
         .route(&path)
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "unknown_route", format!("no route for {path}")))?;
@@ -110,7 +111,7 @@ async fn send(gateway: &Gateway, req: Request) -> Result<Response, Problem> {
     if !route.methods.contains(&method) {
         return Err(method_not_allowed(route, req.method()));
     }
-    let fields = read_fields(req, gateway.config.server.max_body_bytes).await?;
+    let fields = read_fields(req, routing.config.server.max_body_bytes).await?;
     let field = |name: &str| {
         fields.get(name).ok_or_else(|| {
             Problem::new(
@@ -124,7 +125,7 @@ async fn send(gateway: &Gateway, req: Request) -> Result<Response, Problem> {
     let phone = field(&route.fields.phone)?;
     let message = field(&route.fields.message)?;
 
-    match gateway.send(route, phone, message).await {
+    match gateway.send(&routing, route, phone, message).await {
         Ok(sent) => Ok(axum::Json(json!({
             "status": "pending",
             "id": sent.id,

@@ -1,0 +1,88 @@
+//! The admin listener: which adapters are loaded (and which failed), and
+//! whether every route can deliver. Kept apart from the callers' listener;
+//! a bearer token guards it when configured.
+
+use crate::gateway::Gateway;
+use crate::runtime::Compiled;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+use subtle::ConstantTimeEq;
+
+pub fn router(gateway: Arc<Gateway>, token: Option<String>) -> Router {
+    Router::new()
+        .route("/admin/adapters", get(adapters))
+        .route("/admin/health", get(health))
+        .layer(middleware::from_fn_with_state(Arc::new(token), require_token))
+        .with_state(gateway)
+}
+
+async fn require_token(State(token): State<Arc<Option<String>>>, req: Request, next: Next) -> Response {
+    if let Some(token) = token.as_deref() {
+        let offered = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(offered.as_bytes().ct_eq(token.as_bytes())) {
+            return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "unauthorized"}))).into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn time(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+async fn adapters(State(gateway): State<Arc<Gateway>>) -> axum::Json<Value> {
+    let errors = gateway.registry.errors();
+    let mut list: Vec<Value> = gateway
+        .registry
+        .list()
+        .into_iter()
+        .map(|(name, a)| {
+            let compiled = match a.compiled {
+                Compiled::Now(took) => json!({"from": "compiler", "ms": took.as_millis() as u64}),
+                Compiled::Memory => json!({"from": "memory"}),
+                Compiled::Disk => json!({"from": "cache"}),
+            };
+            json!({
+                "name": name,
+                "version": a.info.version,
+                "provider": a.info.provider,
+                "source": a.source,
+                "sha256": a.sha256,
+                "loaded_at": time(a.loaded_at),
+                "compiled": compiled,
+                "served": a.served.load(Ordering::Relaxed),
+                "last_error": errors.get(&name).map(|e| json!({"message": e.message, "at": time(e.at)})),
+            })
+        })
+        .collect();
+    // Names that never loaded have only an error.
+    for (name, e) in &errors {
+        if gateway.registry.get(name).is_none() {
+            list.push(json!({"name": name, "last_error": {"message": e.message, "at": time(e.at)}}));
+        }
+    }
+    axum::Json(json!({ "adapters": list }))
+}
+
+async fn health(State(gateway): State<Arc<Gateway>>) -> Response {
+    let unserved = gateway.routing().unserved_routes();
+    if unserved.is_empty() {
+        axum::Json(json!({"status": "ok"})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "degraded", "unserved_routes": unserved})))
+            .into_response()
+    }
+}
