@@ -86,9 +86,12 @@ fn main() {
     std::fs::write(out_dir.join("adapters.rs"), src).unwrap();
 }
 
-/// The built component of crate `name`.
+/// The built component of crate `name`: a library's file name has `_` for
+/// `-`, a binary's keeps the package name.
 fn wasm_path(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    let library = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    let binary = dir.join(format!("{name}.wasm"));
+    let path = if library.exists() { library } else { binary };
     assert!(path.exists(), "the adapter build produced no {}", path.display());
     path
 }

@@ -13,17 +13,25 @@ pub use smsbridge::artifacts;
 
 /// One runtime per test binary, so each component is compiled once.
 pub fn runtime() -> Arc<Runtime> {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("smsbridge=debug")
+        .try_init();
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| Runtime::new().expect("the runtime starts"))
         .clone()
 }
 
-/// A running smsbridge and the scratch folder its config points into.
+/// A running smsbridge — callers' and admin listeners, file watch — and the
+/// scratch folder its config points into.
 pub struct Bridge {
     pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
+    pub gateway: Arc<Gateway>,
+    _watch: smsbridge::watch::Watch,
 }
 
 impl Bridge {
@@ -39,15 +47,55 @@ impl Bridge {
         prepare(dir.path());
         let text = config.replace("{dir}", dir.path().to_str().unwrap());
         let config = Config::parse(&text, "test.toml").expect("test config is valid");
-        let gateway = Arc::new(Gateway::new(config, runtime()).await.expect("gateway starts"));
+        Self::launch(config, runtime(), dir).await
+    }
+
+    /// Starts smsbridge from the config file `smsbridge.toml` that it writes
+    /// into the scratch folder (`{dir}` in it is replaced), after `prepare`,
+    /// so edits to that file reload it.
+    pub async fn start_from_file(config: &str, prepare: impl FnOnce(&Path)) -> Bridge {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path());
+        let file = dir.path().join("smsbridge.toml");
+        std::fs::write(&file, config.replace("{dir}", dir.path().to_str().unwrap())).unwrap();
+        let config = Config::load(&file).expect("test config is valid");
+        Self::launch(config, runtime(), dir).await
+    }
+
+    /// Starts smsbridge on `config` with `runtime`, in `dir`.
+    pub async fn launch(config: Config, runtime: Arc<Runtime>, dir: tempfile::TempDir) -> Bridge {
+        let gateway = Arc::new(Gateway::new(config, runtime).await.expect("gateway starts"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(smsbridge::server::serve(gateway, listener, std::future::pending()));
+        tokio::spawn(smsbridge::server::serve(
+            gateway.clone(),
+            listener,
+            std::future::pending(),
+        ));
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let router = smsbridge::admin::router(gateway.clone(), None);
+        tokio::spawn(async move { axum::serve(admin, router).await });
+        let watch = smsbridge::watch::start(gateway.clone()).expect("the watch starts");
         Bridge {
             addr,
+            admin_addr,
             dir,
             client: reqwest::Client::new(),
+            gateway,
+            _watch: watch,
         }
+    }
+
+    /// GETs an admin endpoint and parses its JSON.
+    pub async fn admin(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .get(format!("http://{}{path}", self.admin_addr))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -223,7 +223,9 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
-        Self::parse(&text, &path.display().to_string())
+        let mut config = Self::parse(&text, &path.display().to_string())?;
+        config.path = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// The embedded default config.
@@ -368,9 +370,16 @@ impl Config {
                     None => None,
                 };
                 if token.is_none() && !a.listen.ip().is_loopback() {
-                    bail!("{}: admin listens on {}, which is not loopback: set `token`", at(span), a.listen);
+                    bail!(
+                        "{}: admin listens on {}, which is not loopback: set `token`",
+                        at(span),
+                        a.listen
+                    );
                 }
-                Some(Admin { listen: a.listen, token })
+                Some(Admin {
+                    listen: a.listen,
+                    token,
+                })
             }
         };
 
@@ -400,11 +409,23 @@ impl Config {
 /// A setting's value; `what` names it in the error for an unset variable.
 fn resolve(value: &Spanned<RawSetting>, what: impl Fn() -> String) -> Result<Setting> {
     Ok(match value.get_ref() {
-        RawSetting::Text(s) => Setting { value: s.clone(), from_env: false },
-        RawSetting::Integer(n) => Setting { value: n.to_string(), from_env: false },
-        RawSetting::Bool(b) => Setting { value: b.to_string(), from_env: false },
+        RawSetting::Text(s) => Setting {
+            value: s.clone(),
+            from_env: false,
+        },
+        RawSetting::Integer(n) => Setting {
+            value: n.to_string(),
+            from_env: false,
+        },
+        RawSetting::Bool(b) => Setting {
+            value: b.to_string(),
+            from_env: false,
+        },
         RawSetting::Env { env } => match std::env::var(env) {
-            Ok(v) => Setting { value: v, from_env: true },
+            Ok(v) => Setting {
+                value: v,
+                from_env: true,
+            },
             Err(_) => bail!("{} reads environment variable `{env}`, which is not set", what()),
         },
     })

@@ -58,21 +58,32 @@ pub enum Refusal {
     Phone(PhoneError),
     Message(String),
     /// The last provider tried, and what went wrong there.
-    Provider { provider: String, failure: Failure },
+    Provider {
+        provider: String,
+        failure: Failure,
+    },
 }
 
 impl Gateway {
     /// Loads the adapters and binds each provider instance to its adapter,
     /// checking that the adapter exists and has its required settings.
     pub async fn new(config: Config, runtime: Arc<Runtime>) -> Result<Gateway> {
-        let registry =
-            Registry::load(runtime.clone(), config.adapters.dir.as_deref(), config.adapters.cache_dir.as_deref())
-                .await?;
+        let registry = Registry::load(
+            runtime.clone(),
+            config.adapters.dir.as_deref(),
+            config.adapters.cache_dir.as_deref(),
+        )
+        .await?;
         for (name, e) in registry.errors() {
             tracing::error!(adapter = %name, "adapter not loaded: {}", e.message);
         }
         let routing = Routing::bind(config, &registry, true)?;
-        Ok(Gateway { runtime, registry, routing: ArcSwap::from_pointee(routing), rebuild: Default::default() })
+        Ok(Gateway {
+            runtime,
+            registry,
+            routing: ArcSwap::from_pointee(routing),
+            rebuild: Default::default(),
+        })
     }
 
     /// The snapshot a send should use.
@@ -134,7 +145,9 @@ impl Gateway {
             return Err(Refusal::Message("is empty".into()));
         }
         if body.chars().count() > MAX_MESSAGE_CHARS {
-            return Err(Refusal::Message(format!("is longer than {MAX_MESSAGE_CHARS} characters")));
+            return Err(Refusal::Message(format!(
+                "is longer than {MAX_MESSAGE_CHARS} characters"
+            )));
         }
         let id = uuid::Uuid::now_v7().simple().to_string();
         let segments = smsbridge_segments::count(body).count;
@@ -147,12 +160,21 @@ impl Gateway {
             match result {
                 Ok(provider_id) => {
                     tracing::info!(%id, route = %route.path, provider = %name, to = %masked, segments, ms, "sent");
-                    return Ok(Sent { id, to, provider: name.clone(), provider_id, segments });
+                    return Ok(Sent {
+                        id,
+                        to,
+                        provider: name.clone(),
+                        provider_id,
+                        segments,
+                    });
                 }
                 Err(failure) => {
                     tracing::warn!(%id, route = %route.path, provider = %name, to = %masked, ms, "not sent: {failure}");
                     let transient = is_transient(&failure);
-                    last = Some(Refusal::Provider { provider: name.clone(), failure });
+                    last = Some(Refusal::Provider {
+                        provider: name.clone(),
+                        failure,
+                    });
                     if !transient {
                         break;
                     }
@@ -171,11 +193,25 @@ impl Gateway {
         to: &str,
         body: &str,
     ) -> Result<String, Failure> {
-        let bound = routing.providers[provider].as_ref().map_err(|why| Failure::Fault(why.clone()))?;
-        let sender = route.sender.clone().or_else(|| routing.config.provider(provider).and_then(|p| p.sender.clone()));
-        let msg = Message { id: id.into(), to: to.into(), body: body.into(), sender, params: Vec::new() };
+        let bound = routing.providers[provider]
+            .as_ref()
+            .map_err(|why| Failure::Fault(why.clone()))?;
+        let sender = route
+            .sender
+            .clone()
+            .or_else(|| routing.config.provider(provider).and_then(|p| p.sender.clone()));
+        let msg = Message {
+            id: id.into(),
+            to: to.into(),
+            body: body.into(),
+            sender,
+            params: Vec::new(),
+        };
         bound.adapter.served.fetch_add(1, Ordering::Relaxed);
-        self.runtime.send(&bound.adapter, &bound.ctx, msg).await.map(|a| a.provider_id)
+        self.runtime
+            .send(&bound.adapter, &bound.ctx, msg)
+            .await
+            .map(|a| a.provider_id)
     }
 }
 
@@ -197,12 +233,20 @@ impl Routing {
                         known.join(", ")
                     ))
                 }
-                Some(adapter) => match adapter.info.config_keys.iter().find(|k| k.required && !p.settings.contains_key(&k.name)) {
+                Some(adapter) => match adapter
+                    .info
+                    .config_keys
+                    .iter()
+                    .find(|k| k.required && !p.settings.contains_key(&k.name))
+                {
                     Some(key) => Err(format!(
                         "{}: provider `{}`: adapter `{}` requires `config.{}` ({})",
                         config.source, p.name, p.adapter, key.name, key.description
                     )),
-                    None => Ok(Bound { ctx: Arc::new(ProviderContext::new(p, &adapter.info)?), adapter }),
+                    None => Ok(Bound {
+                        ctx: Arc::new(ProviderContext::new(p, &adapter.info)?),
+                        adapter,
+                    }),
                 },
             };
             match bound {
@@ -224,7 +268,11 @@ impl Routing {
         self.config
             .routes
             .iter()
-            .filter(|r| !r.providers.iter().any(|p| self.providers.get(p).is_some_and(|b| b.is_ok())))
+            .filter(|r| {
+                !r.providers
+                    .iter()
+                    .any(|p| self.providers.get(p).is_some_and(|b| b.is_ok()))
+            })
             .map(|r| r.path.clone())
             .collect()
     }
@@ -232,5 +280,8 @@ impl Routing {
 
 /// Failures worth trying the next provider for.
 fn is_transient(failure: &Failure) -> bool {
-    matches!(failure, Failure::Fault(_) | Failure::Adapter(SendError::Unavailable(_) | SendError::RateLimited(_)))
+    matches!(
+        failure,
+        Failure::Fault(_) | Failure::Adapter(SendError::Unavailable(_) | SendError::RateLimited(_))
+    )
 }

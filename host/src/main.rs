@@ -26,6 +26,9 @@ enum Command {
         /// Listen address, overriding `server.listen`.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Admin listen address, overriding `admin.listen`.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
     },
     /// Validate the config and adapters; list each provider with its adapter.
     Check {
@@ -77,7 +80,11 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { config, listen } => serve(config.as_deref(), listen).await,
+        Command::Serve {
+            config,
+            listen,
+            admin_listen,
+        } => serve(config.as_deref(), listen, admin_listen).await,
         Command::Check { config } => check(config.as_deref()).await,
         Command::Send {
             config,
@@ -88,19 +95,23 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn serve(config: Option<&Path>, listen: Option<SocketAddr>) -> Result<()> {
+async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: Option<SocketAddr>) -> Result<()> {
     let gateway = Arc::new(gateway(config).await?);
     let routing = gateway.routing();
     let addr = listen.unwrap_or(routing.config.server.listen);
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(config = %routing.config.source, "listening on http://{local}");
     for route in &routing.config.routes {
         tracing::info!("route {} -> {}", route.path, route.providers.join(", "));
     }
     if let Some(admin) = &routing.config.admin {
-        let admin_listener =
-            tokio::net::TcpListener::bind(admin.listen).await.with_context(|| format!("cannot listen on {}", admin.listen))?;
+        let admin_addr = admin_listen.unwrap_or(admin.listen);
+        let admin_listener = tokio::net::TcpListener::bind(admin_addr)
+            .await
+            .with_context(|| format!("cannot listen on {admin_addr}"))?;
         tracing::info!("admin on http://{}/admin/adapters", admin_listener.local_addr()?);
         let router = smsbridge::admin::router(gateway.clone(), admin.token.as_ref().map(|t| t.value.clone()));
         tokio::spawn(async move { axum::serve(admin_listener, router).await });
@@ -108,7 +119,9 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>) -> Result<()> 
     let _watch = smsbridge::watch::start(gateway.clone())?;
     let hup = gateway.clone();
     tokio::spawn(async move {
-        let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+        let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
         while signal.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the config");
             hup.reload_config().await;
@@ -186,7 +199,10 @@ async fn send(config: Option<&Path>, to: &str, message: &str, route: Option<&str
     let gateway = gateway(config).await?;
     let routing = gateway.routing();
     let route = match route {
-        Some(path) => routing.config.route(path).with_context(|| format!("no route `{path}` in the config"))?,
+        Some(path) => routing
+            .config
+            .route(path)
+            .with_context(|| format!("no route `{path}` in the config"))?,
         None => routing.config.routes.first().context("the config has no routes")?,
     };
     match gateway.send(&routing, route, to, message).await {

@@ -36,14 +36,20 @@ pub fn start(gateway: Arc<Gateway>) -> Result<Watch> {
 
     let adapters_dir = gateway.registry.dir().filter(|d| d.is_dir()).map(canonical);
     if let Some(dir) = &adapters_dir {
-        debouncer.watcher().watch(dir, RecursiveMode::NonRecursive).with_context(|| format!("cannot watch {}", dir.display()))?;
+        debouncer
+            .watcher()
+            .watch(dir, RecursiveMode::NonRecursive)
+            .with_context(|| format!("cannot watch {}", dir.display()))?;
         tracing::info!("watching {} for adapters", dir.display());
     }
     let config_file = gateway.routing().config.path.clone().map(|p| canonical(&p));
     if let Some(file) = &config_file {
         // Watch the folder: editors replace the file rather than write it.
         let parent = file.parent().unwrap_or(Path::new("."));
-        debouncer.watcher().watch(parent, RecursiveMode::NonRecursive).with_context(|| format!("cannot watch {}", parent.display()))?;
+        debouncer
+            .watcher()
+            .watch(parent, RecursiveMode::NonRecursive)
+            .with_context(|| format!("cannot watch {}", parent.display()))?;
     }
 
     tokio::spawn(async move {
@@ -51,6 +57,7 @@ pub fn start(gateway: Arc<Gateway>) -> Result<Watch> {
             paths.sort();
             paths.dedup();
             for path in paths {
+                tracing::debug!("file event: {}", path.display());
                 if config_file.as_ref() == Some(&path) {
                     gateway.reload_config().await;
                 } else if adapters_dir.as_deref() == path.parent() && is_adapter_file(&path) {

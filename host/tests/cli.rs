@@ -36,7 +36,7 @@ fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
 fn serve_on_the_embedded_default_delivers_to_the_outbox_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = smsbridge(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -1,0 +1,343 @@
+//! Hot reload, end to end: adapter files replaced under load, broken files
+//! refused, config edits applied, and compiled code reused across restarts.
+
+use smsbridge_tests::{Bridge, artifacts};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Provider `swap` runs whatever `adapters/swap.wasm` is. Both versions used
+/// here accept its settings: the outbox answers with the host's message id,
+/// the hostile adapter in `echo` mode with the number and text.
+const SWAP: &str = r#"
+[adapters]
+dir = "{dir}/adapters"
+
+[[provider]]
+name = "swap"
+adapter = "swap"
+data_dir = "{dir}/box"
+config = { mode = "echo" }
+
+[[provider]]
+name = "outbox"
+adapter = "outbox"
+data_dir = "{dir}/outbox"
+
+[[route]]
+path = "/swap"
+providers = ["swap"]
+
+[[route]]
+path = "/v1/send"
+providers = ["outbox"]
+"#;
+
+const PHONE: &str = "+447700900123";
+
+fn swap_file(dir: &Path) -> PathBuf {
+    dir.join("adapters/swap.wasm")
+}
+
+fn install(dir: &Path, component: &str) {
+    std::fs::create_dir_all(dir.join("adapters")).unwrap();
+    std::fs::copy(component, swap_file(dir)).unwrap();
+}
+
+fn sha256(path: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(std::fs::read(path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Waits until `check` holds, or fails naming `what`.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn serving(bridge: &Bridge, sha: &str) -> bool {
+    bridge.gateway.registry.get("swap").is_some_and(|a| a.sha256 == sha)
+}
+
+/// Which version produced an answer, or a description of what went wrong.
+fn version_of(answer: &smsbridge_tests::Answer, body: &str) -> Result<&'static str, String> {
+    if answer.status != 200 {
+        return Err(format!("{answer:?}"));
+    }
+    let pid = answer.json["provider_id"].as_str().unwrap_or("");
+    if pid == answer.json["id"].as_str().unwrap_or("-") {
+        Ok("outbox")
+    } else if pid == format!("{PHONE} {body}") {
+        Ok("echo")
+    } else {
+        Err(format!("an answer from neither version: {answer:?}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_an_adapter_fifty_times_under_load_loses_no_request() {
+    let bridge = Arc::new(Bridge::start_with(SWAP, |dir| install(dir, artifacts::OUTBOX_WASM)).await);
+    let versions = [
+        (artifacts::HOSTILE_WASM, sha256(artifacts::HOSTILE_WASM)),
+        (artifacts::OUTBOX_WASM, sha256(artifacts::OUTBOX_WASM)),
+    ];
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (bridge, stop) = (bridge.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let body = format!("client {c} message {n}");
+                let answer = bridge.post_form("/swap", &[("phone", PHONE), ("message", &body)]).await;
+                seen.push(version_of(&answer, &body));
+                n += 1;
+            }
+            seen
+        }));
+    }
+
+    let file = swap_file(bridge.dir.path());
+    for i in 0..50 {
+        let (component, sha) = &versions[i % 2];
+        if i % 4 < 2 {
+            // Copied beside it, then renamed into place.
+            let tmp = file.with_extension("wasm.part");
+            std::fs::copy(component, &tmp).unwrap();
+            std::fs::rename(&tmp, &file).unwrap();
+        } else {
+            // Rewritten in place.
+            std::fs::write(&file, std::fs::read(component).unwrap()).unwrap();
+        }
+        eventually(&format!("swap {i} to be served"), || serving(&bridge, sha)).await;
+    }
+    // The 50th version is the outbox: from now on, every answer is its.
+    let mut after = Vec::new();
+    for n in 0..20 {
+        let body = format!("after {n}");
+        let answer = bridge.post_form("/swap", &[("phone", PHONE), ("message", &body)]).await;
+        after.push(version_of(&answer, &body));
+    }
+    stop.store(true, Ordering::Relaxed);
+
+    let mut total = 0;
+    let mut by_version = std::collections::BTreeMap::new();
+    for client in clients {
+        for result in client.await.unwrap() {
+            let version = result.unwrap_or_else(|e| panic!("a request failed during the swaps: {e}"));
+            *by_version.entry(version).or_insert(0) += 1;
+            total += 1;
+        }
+    }
+    assert!(total >= 50, "the load kept running through the swaps: {total} requests");
+    assert_eq!(by_version.len(), 2, "both versions served: {by_version:?}");
+    assert!(
+        after.iter().all(|v| v == &Ok("outbox")),
+        "after the last swap only the final version answers: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn broken_files_are_refused_and_the_old_version_keeps_serving() {
+    let bridge = Bridge::start_with(SWAP, |dir| install(dir, artifacts::HOSTILE_WASM)).await;
+    let good = sha256(artifacts::HOSTILE_WASM);
+    let file = swap_file(bridge.dir.path());
+
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        (
+            "garbage",
+            b"\0asm this is not a component".to_vec(),
+            "is not a loadable WebAssembly component",
+        ),
+        (
+            "a truncated component",
+            std::fs::read(artifacts::OUTBOX_WASM).unwrap()[..5000].to_vec(),
+            "is not a loadable WebAssembly component",
+        ),
+        (
+            "info() traps",
+            std::fs::read(artifacts::BAD_INFO_WASM).unwrap(),
+            "info() failed: adapter trapped",
+        ),
+        (
+            "another world",
+            std::fs::read(artifacts::WRONG_WORLD_WASM).unwrap(),
+            "smsbridge:adapter",
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        std::fs::write(&file, &bytes).unwrap();
+        eventually(&format!("{what} to be refused"), || {
+            bridge
+                .gateway
+                .registry
+                .errors()
+                .get("swap")
+                .is_some_and(|e| e.message.contains(expected))
+        })
+        .await;
+        assert!(serving(&bridge, &good), "{what}: the old version still serves");
+        let answer = bridge
+            .post_form("/swap", &[("phone", PHONE), ("message", "still here")])
+            .await;
+        assert_eq!(version_of(&answer, "still here"), Ok("echo"), "{what}");
+
+        let (status, view) = bridge.admin("/admin/adapters").await;
+        assert_eq!(status, 200);
+        let entry = view["adapters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "swap")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            entry["sha256"], good,
+            "{what}: the admin view shows the serving version"
+        );
+        let error = entry["last_error"]["message"].as_str().unwrap_or("");
+        assert!(
+            error.contains(expected),
+            "{what}: the admin view shows the error: {entry}"
+        );
+        // Remove the failure before the next case, so its error is its own.
+        std::fs::copy(artifacts::HOSTILE_WASM, &file).unwrap();
+        eventually("the error to clear", || {
+            !bridge.gateway.registry.errors().contains_key("swap")
+        })
+        .await;
+    }
+
+    // Deleting the file unloads the adapter: its route answers 503 naming it.
+    std::fs::remove_file(&file).unwrap();
+    eventually("the adapter to unload", || {
+        bridge.gateway.registry.get("swap").is_none()
+    })
+    .await;
+    let a = bridge.post_form("/swap", &[("phone", PHONE), ("message", "hi")]).await;
+    a.assert_failed(503, "unavailable");
+    assert!(a.message().contains("adapter `swap`"), "{a:?}");
+    let (status, health) = bridge.admin("/admin/health").await;
+    assert_eq!(status, 503);
+    assert_eq!(health["unserved_routes"], serde_json::json!(["/swap"]));
+    // Other routes never noticed.
+    let ok = bridge
+        .post_form("/v1/send", &[("phone", PHONE), ("message", "hi")])
+        .await;
+    assert_eq!(ok.status, 200);
+
+    std::fs::copy(artifacts::OUTBOX_WASM, &file).unwrap();
+    eventually("the adapter to come back", || {
+        bridge.gateway.registry.get("swap").is_some()
+    })
+    .await;
+    let answer = bridge
+        .post_form("/swap", &[("phone", PHONE), ("message", "back")])
+        .await;
+    assert_eq!(version_of(&answer, "back"), Ok("outbox"));
+    assert_eq!(bridge.admin("/admin/health").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_config_edit_applies_without_a_restart_and_a_bad_one_is_refused() {
+    let bridge = Bridge::start_from_file(SWAP, |dir| install(dir, artifacts::OUTBOX_WASM)).await;
+    let file = bridge.dir.path().join("smsbridge.toml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let send = |path: &'static str| bridge.post_form(path, &[("phone", PHONE), ("message", "hi")]);
+    send("/new").await.assert_failed(404, "unknown_route");
+
+    std::fs::write(
+        &file,
+        format!("{original}\n[[route]]\npath = \"/new\"\nproviders = [\"outbox\"]\n"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while send("/new").await.status != 200 {
+        assert!(Instant::now() < deadline, "the new route never appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A route naming a provider that does not exist: refused whole.
+    std::fs::write(
+        &file,
+        format!("{original}\n[[route]]\npath = \"/broken\"\nproviders = [\"nobody\"]\n"),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(send("/new").await.status, 200, "the old config keeps serving");
+    send("/broken").await.assert_failed(404, "unknown_route");
+
+    // The watch is still alive: a good edit after a bad one applies.
+    std::fs::write(&file, &original).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while send("/new").await.status != 404 {
+        assert!(Instant::now() < deadline, "the route removal never applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(send("/v1/send").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_restart_with_unchanged_adapters_uses_the_compiled_code_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[adapters]\ncache_dir = \"{}/cache\"\n{}",
+        dir.path().display(),
+        SWAP.replace("[adapters]\n", "")
+    )
+    .replace("{dir}", dir.path().to_str().unwrap());
+    install(dir.path(), artifacts::OUTBOX_WASM);
+    let parse = || smsbridge::config::Config::parse(&config, "test.toml").unwrap();
+    // Fresh runtimes, as two processes would have: nothing shared in memory.
+    let compiled_from = |view: &serde_json::Value| -> Vec<String> {
+        view["adapters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["compiled"]["from"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let first = Bridge::launch(
+        parse(),
+        smsbridge::runtime::Runtime::new().unwrap(),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    let (_, view) = first.admin("/admin/adapters").await;
+    // `swap` has the outbox's bytes: compiled once, found in memory.
+    assert!(
+        compiled_from(&view).iter().all(|f| f == "compiler" || f == "memory"),
+        "{view}"
+    );
+    drop(first);
+
+    let second = Bridge::launch(
+        parse(),
+        smsbridge::runtime::Runtime::new().unwrap(),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    let (_, view) = second.admin("/admin/adapters").await;
+    assert!(
+        compiled_from(&view).iter().all(|f| f == "cache" || f == "memory"),
+        "{view}"
+    );
+    assert!(
+        compiled_from(&view).iter().filter(|f| *f == "cache").count() >= 9,
+        "{view}"
+    );
+    let answer = second
+        .post_form("/swap", &[("phone", PHONE), ("message", "cached")])
+        .await;
+    assert_eq!(version_of(&answer, "cached"), Ok("outbox"));
+}
