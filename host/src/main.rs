@@ -109,6 +109,9 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
     }
     if let Some(admin) = &routing.config.admin {
         let admin_addr = admin_listen.unwrap_or(admin.listen);
+        if admin.token.is_none() && !admin_addr.ip().is_loopback() {
+            anyhow::bail!("admin would listen on {admin_addr}, which is not loopback, without `admin.token`");
+        }
         let admin_listener = tokio::net::TcpListener::bind(admin_addr)
             .await
             .with_context(|| format!("cannot listen on {admin_addr}"))?;
