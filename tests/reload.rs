@@ -341,3 +341,25 @@ async fn a_restart_with_unchanged_adapters_uses_the_compiled_code_cache() {
         .await;
     assert_eq!(version_of(&answer, "cached"), Ok("outbox"));
 }
+
+#[tokio::test]
+async fn the_admin_listener_requires_its_token_when_one_is_set() {
+    let bridge = Bridge::start_with(SWAP, |dir| install(dir, artifacts::OUTBOX_WASM)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/admin/adapters", listener.local_addr().unwrap());
+    let router = smsbridge::admin::router(bridge.gateway.clone(), Some("adm-7c1e2b".into()));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    for (auth, expected) in [
+        (None, 401),
+        (Some("Bearer wrong"), 401),
+        (Some("adm-7c1e2b"), 401),
+        (Some("Bearer adm-7c1e2b"), 200),
+    ] {
+        let mut req = bridge.client.get(&url);
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), expected, "{auth:?}");
+    }
+}

@@ -477,6 +477,28 @@ mod tests {
     }
 
     #[test]
+    fn admin_off_loopback_needs_a_token() {
+        let err = Config::parse("[admin]\nlisten = \"0.0.0.0:8081\"\n", "gw.toml")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "gw.toml:1: admin listens on 0.0.0.0:8081, which is not loopback: set `token`"
+        );
+        let c = Config::parse("[admin]\nlisten = \"0.0.0.0:8081\"\ntoken = \"t\"\n", "gw.toml").unwrap();
+        assert_eq!(c.admin.unwrap().token.unwrap().value, "t");
+        assert_eq!(
+            Config::parse("[admin]\n", "gw.toml")
+                .unwrap()
+                .admin
+                .unwrap()
+                .listen
+                .to_string(),
+            "127.0.0.1:8081"
+        );
+    }
+
+    #[test]
     fn settings_take_text_numbers_and_environment() {
         // SAFETY: no other test reads this variable.
         unsafe { std::env::set_var("SMSBRIDGE_TEST_TOKEN", "s3cret") };
