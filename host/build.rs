@@ -19,10 +19,7 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
 
     println!("cargo:rerun-if-changed={}", guests.display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        manifest_dir.parent().unwrap().join("wit").display()
-    );
+    println!("cargo:rerun-if-changed={}", manifest_dir.parent().unwrap().join("wit").display());
 
     let (product, testing) = adapter_crates(&guests);
     // One target dir for every host profile: the guests are always built in
@@ -76,12 +73,7 @@ fn main() {
         let path = wasm_path(&wasm_dir, name);
         let constant = name.to_uppercase().replace('-', "_");
         writeln!(src, "/// The built `{name}` component.").unwrap();
-        writeln!(
-            src,
-            "pub const {constant}_WASM: &str = {:?};",
-            path.display().to_string()
-        )
-        .unwrap();
+        writeln!(src, "pub const {constant}_WASM: &str = {:?};", path.display().to_string()).unwrap();
     }
     std::fs::write(out_dir.join("adapters.rs"), src).unwrap();
 }

@@ -44,13 +44,7 @@ struct Case {
 }
 
 fn shape(name: &'static str, status: u16, body: &'static str, expect: (u16, &'static str)) -> Shape {
-    Shape {
-        name,
-        status,
-        body,
-        headers: &[],
-        expect,
-    }
+    Shape { name, status, body, headers: &[], expect }
 }
 
 /// Shapes every provider shares: throttling, outage, a garbled answer.
@@ -97,17 +91,11 @@ providers = ["p"]
 }
 
 async fn send(bridge: &Bridge) -> Answer {
-    bridge
-        .post_form("/v1/send", &[("phone", PHONE), ("message", MESSAGE)])
-        .await
+    bridge.post_form("/v1/send", &[("phone", PHONE), ("message", MESSAGE)]).await
 }
 
 fn respond(status: u16, body: &str, headers: &[(&str, &str)]) -> ResponseTemplate {
-    let content_type = if body.starts_with('{') {
-        "application/json"
-    } else {
-        "text/plain"
-    };
+    let content_type = if body.starts_with('{') { "application/json" } else { "text/plain" };
     let mut t = ResponseTemplate::new(status).set_body_raw(body.as_bytes().to_vec(), content_type);
     for (k, v) in headers {
         t = t.insert_header(*k, *v);
@@ -127,24 +115,15 @@ fn assert_request(case: &Case, req: &Request, id: &str) {
     let content_type = req.headers.get("content-type").map(|v| v.to_str().unwrap().to_string());
     match &case.body {
         Body::Form(fields) => {
-            assert_eq!(
-                content_type.as_deref(),
-                Some("application/x-www-form-urlencoded"),
-                "{who}: content type"
-            );
-            let expected: Vec<(String, String)> = fields
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.replace("{id}", id)))
-                .collect();
+            assert_eq!(content_type.as_deref(), Some("application/x-www-form-urlencoded"), "{who}: content type");
+            let expected: Vec<(String, String)> =
+                fields.iter().map(|(k, v)| (k.to_string(), v.replace("{id}", id))).collect();
             let got: Vec<(String, String)> = url::form_urlencoded::parse(&req.body).into_owned().collect();
             assert_eq!(got, expected, "{who}: form fields, in order");
             // The encoding itself: `+` as %2B, spaces as `+`, `&` as %26.
             let raw = String::from_utf8_lossy(&req.body);
             if fields.iter().any(|(_, v)| v.contains("keep it+safe")) {
-                assert!(
-                    raw.contains("Your+code+is+123456+%26+keep+it%2Bsafe"),
-                    "{who}: body encoding: {raw}"
-                );
+                assert!(raw.contains("Your+code+is+123456+%26+keep+it%2Bsafe"), "{who}: body encoding: {raw}");
             }
         }
         Body::Json(expected) => {
@@ -159,20 +138,12 @@ fn assert_request(case: &Case, req: &Request, id: &str) {
 async fn check(case: Case) {
     // Success: the exact request, and the provider's id in the answer.
     let mock = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(respond(case.success.0, case.success.1, &[]))
-        .expect(1)
-        .mount(&mock)
-        .await;
+    Mock::given(any()).respond_with(respond(case.success.0, case.success.1, &[])).expect(1).mount(&mock).await;
     let bridge = start(&case, &mock, 2000).await;
     let ok = send(&bridge).await;
     assert_eq!(ok.status, 200, "{}: {ok:?}", case.adapter);
     assert_eq!(ok.json["status"], "pending");
-    assert_eq!(
-        ok.json["provider_id"], case.provider_id,
-        "{}: provider id",
-        case.adapter
-    );
+    assert_eq!(ok.json["provider_id"], case.provider_id, "{}: provider id", case.adapter);
     let received = mock.received_requests().await.unwrap();
     assert_eq!(received.len(), 1);
     assert_request(&case, &received[0], ok.json["id"].as_str().unwrap());
@@ -180,34 +151,14 @@ async fn check(case: Case) {
     // Every failure shape.
     for f in &case.failures {
         mock.reset().await;
-        Mock::given(any())
-            .respond_with(respond(f.status, f.body, f.headers))
-            .mount(&mock)
-            .await;
+        Mock::given(any()).respond_with(respond(f.status, f.body, f.headers)).mount(&mock).await;
         let a = send(&bridge).await;
-        assert_eq!(
-            (a.status, a.json["error"].as_str().unwrap_or("")),
-            f.expect,
-            "{}: {}: {a:?}",
-            case.adapter,
-            f.name
-        );
+        assert_eq!((a.status, a.json["error"].as_str().unwrap_or("")), f.expect, "{}: {}: {a:?}", case.adapter, f.name);
         a.assert_failed(f.expect.0, f.expect.1);
         if f.headers.iter().any(|(k, _)| *k == "Retry-After") {
-            assert_eq!(
-                a.headers.get("retry-after").map(|v| v.to_str().unwrap()),
-                Some("7"),
-                "{}",
-                case.adapter
-            );
+            assert_eq!(a.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("7"), "{}", case.adapter);
         }
-        assert!(
-            !a.text.contains("secret"),
-            "{}: {}: no secret in the answer: {}",
-            case.adapter,
-            f.name,
-            a.text
-        );
+        assert!(!a.text.contains("secret"), "{}: {}: no secret in the answer: {}", case.adapter, f.name, a.text);
     }
 
     // A provider that does not answer in time.
@@ -220,11 +171,7 @@ async fn check(case: Case) {
     send(&bridge).await.assert_failed(503, "unavailable");
 
     // A provider that is not there at all: a loopback port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!(
         "[[provider]]\nname = \"p\"\nadapter = \"{}\"\nallow_hosts = [\"http://127.0.0.1:{port}\"]\n[provider.config]\nbase_url = \"http://127.0.0.1:{port}\"\n{}\n[[route]]\npath = \"/v1/send\"\nproviders = [\"p\"]\n",
         case.adapter, case.settings
@@ -468,18 +415,8 @@ from = "MyBank""#,
         provider_id: "7a3f0e5c1b2d4e6f8a9b0c1d2e3f4a5b",
         failures: [
             vec![
-                shape(
-                    "invalid destination",
-                    200,
-                    "ERR: 105, Invalid Destination Address",
-                    (400, "invalid_recipient"),
-                ),
-                shape(
-                    "bad credentials",
-                    200,
-                    "ERR: 001, Authentication failed",
-                    (502, "provider_unauthorized"),
-                ),
+                shape("invalid destination", 200, "ERR: 105, Invalid Destination Address", (400, "invalid_recipient")),
+                shape("bad credentials", 200, "ERR: 001, Authentication failed", (502, "provider_unauthorized")),
                 shape("no credit", 200, "ERR: 301, No Credit Left", (502, "rejected")),
             ],
             common("Too many requests", 200),
@@ -498,10 +435,7 @@ from = "MyBank""#,
         path: "/sms",
         headers: &[("x-lox24-auth-token", "12345:lx-secret-token")],
         body: Body::Json(json!({"sender_id": "MyBank", "phone": PHONE, "text": MESSAGE, "service_code": "direct"})),
-        success: (
-            201,
-            r#"{"uuid":"6f3c2a94-5d2b-4e1c-9a7d-0b3e8f6c1d22","phone":"+447700900123","status_code":0}"#,
-        ),
+        success: (201, r#"{"uuid":"6f3c2a94-5d2b-4e1c-9a7d-0b3e8f6c1d22","phone":"+447700900123","status_code":0}"#),
         provider_id: "6f3c2a94-5d2b-4e1c-9a7d-0b3e8f6c1d22",
         failures: [
             vec![
@@ -511,12 +445,7 @@ from = "MyBank""#,
                     r#"{"detail":"phone: This value is not a valid phone number."}"#,
                     (400, "invalid_recipient"),
                 ),
-                shape(
-                    "bad credentials",
-                    401,
-                    r#"{"detail":"Invalid credentials"}"#,
-                    (502, "provider_unauthorized"),
-                ),
+                shape("bad credentials", 401, r#"{"detail":"Invalid credentials"}"#, (502, "provider_unauthorized")),
                 shape("no funds", 402, r#"{"detail":"Insufficient funds"}"#, (502, "rejected")),
             ],
             common(r#"{"detail":"Too many requests"}"#, 201),
@@ -651,24 +580,9 @@ success_contains = "\"ok\":true""#,
         provider_id: "gm-42",
         failures: [
             vec![
-                shape(
-                    "refused in a 200",
-                    200,
-                    r#"{"ok":false,"error":"number blocked"}"#,
-                    (502, "rejected"),
-                ),
-                shape(
-                    "bad credentials",
-                    403,
-                    r#"{"ok":false,"error":"bad key"}"#,
-                    (502, "provider_unauthorized"),
-                ),
-                shape(
-                    "bad request",
-                    400,
-                    r#"{"ok":false,"error":"invalid"}"#,
-                    (502, "rejected"),
-                ),
+                shape("refused in a 200", 200, r#"{"ok":false,"error":"number blocked"}"#, (502, "rejected")),
+                shape("bad credentials", 403, r#"{"ok":false,"error":"bad key"}"#, (502, "provider_unauthorized")),
+                shape("bad request", 400, r#"{"ok":false,"error":"invalid"}"#, (502, "rejected")),
             ],
             // The configured success rule decides: not matching it is a refusal.
             common_with(r#"{"ok":false}"#, 200, (502, "rejected")),
@@ -730,20 +644,11 @@ async fn generic_http() {
 #[tokio::test]
 async fn twilio_verify_refuses_a_message_without_a_code() {
     let mock = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(respond(201, "{}", &[]))
-        .expect(0)
-        .mount(&mock)
-        .await;
+    Mock::given(any()).respond_with(respond(201, "{}", &[])).expect(0).mount(&mock).await;
     let bridge = start(&twilio_verify_case(), &mock, 2000).await;
-    let a = bridge
-        .post_form("/v1/send", &[("phone", PHONE), ("message", "Hello, no code here")])
-        .await;
+    let a = bridge.post_form("/v1/send", &[("phone", PHONE), ("message", "Hello, no code here")]).await;
     a.assert_failed(502, "rejected");
-    assert_eq!(
-        a.message(),
-        "rejected: the message contains no code to send (see `code_pattern`)"
-    );
+    assert_eq!(a.message(), "rejected: the message contains no code to send (see `code_pattern`)");
 }
 
 /// Fields each Twilio operation declares, and those it requires, from
@@ -770,23 +675,13 @@ fn twilio_requests_use_only_fields_the_openapi_spec_declares() {
         (twilio_verify_case(), "/v2/Services/{ServiceSid}/Verifications"),
     ] {
         let (declared, required) = twilio_operation(path);
-        let Body::Form(fields) = case.body else {
-            panic!("Twilio takes form bodies")
-        };
+        let Body::Form(fields) = case.body else { panic!("Twilio takes form bodies") };
         let sent: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
         for field in &sent {
-            assert!(
-                declared.iter().any(|d| d == field),
-                "{}: `{field}` is not in {path}",
-                case.adapter
-            );
+            assert!(declared.iter().any(|d| d == field), "{}: `{field}` is not in {path}", case.adapter);
         }
         for field in &required {
-            assert!(
-                sent.contains(&field.as_str()),
-                "{}: required `{field}` is missing",
-                case.adapter
-            );
+            assert!(sent.contains(&field.as_str()), "{}: required `{field}` is missing", case.adapter);
         }
     }
 }

@@ -47,10 +47,7 @@ fn install(dir: &Path, component: &str) {
 
 fn sha256(path: &str) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(std::fs::read(path).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha2::Sha256::digest(std::fs::read(path).unwrap()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Waits until `check` holds, or fails naming `what`.
@@ -62,8 +59,9 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Whether provider `swap` now sends through the version with `sha`.
 fn serving(bridge: &Bridge, sha: &str) -> bool {
-    bridge.gateway.registry.get("swap").is_some_and(|a| a.sha256 == sha)
+    bridge.gateway.routing().adapter_of("swap").is_some_and(|a| a.sha256 == sha)
 }
 
 /// Which version produced an answer, or a description of what went wrong.
@@ -140,10 +138,7 @@ async fn replacing_an_adapter_fifty_times_under_load_loses_no_request() {
     }
     assert!(total >= 50, "the load kept running through the swaps: {total} requests");
     assert_eq!(by_version.len(), 2, "both versions served: {by_version:?}");
-    assert!(
-        after.iter().all(|v| v == &Ok("outbox")),
-        "after the last swap only the final version answers: {after:?}"
-    );
+    assert!(after.iter().all(|v| v == &Ok("outbox")), "after the last swap only the final version answers: {after:?}");
 }
 
 #[tokio::test]
@@ -153,76 +148,39 @@ async fn broken_files_are_refused_and_the_old_version_keeps_serving() {
     let file = swap_file(bridge.dir.path());
 
     let cases: [(&str, Vec<u8>, &str); 4] = [
-        (
-            "garbage",
-            b"\0asm this is not a component".to_vec(),
-            "is not a loadable WebAssembly component",
-        ),
+        ("garbage", b"\0asm this is not a component".to_vec(), "is not a loadable WebAssembly component"),
         (
             "a truncated component",
             std::fs::read(artifacts::OUTBOX_WASM).unwrap()[..5000].to_vec(),
             "is not a loadable WebAssembly component",
         ),
-        (
-            "info() traps",
-            std::fs::read(artifacts::BAD_INFO_WASM).unwrap(),
-            "info() failed: adapter trapped",
-        ),
-        (
-            "another world",
-            std::fs::read(artifacts::WRONG_WORLD_WASM).unwrap(),
-            "smsbridge:adapter",
-        ),
+        ("info() traps", std::fs::read(artifacts::BAD_INFO_WASM).unwrap(), "info() failed: adapter trapped"),
+        ("another world", std::fs::read(artifacts::WRONG_WORLD_WASM).unwrap(), "smsbridge:adapter"),
     ];
     for (what, bytes, expected) in cases {
         std::fs::write(&file, &bytes).unwrap();
         eventually(&format!("{what} to be refused"), || {
-            bridge
-                .gateway
-                .registry
-                .errors()
-                .get("swap")
-                .is_some_and(|e| e.message.contains(expected))
+            bridge.gateway.registry.errors().get("swap").is_some_and(|e| e.message.contains(expected))
         })
         .await;
         assert!(serving(&bridge, &good), "{what}: the old version still serves");
-        let answer = bridge
-            .post_form("/swap", &[("phone", PHONE), ("message", "still here")])
-            .await;
+        let answer = bridge.post_form("/swap", &[("phone", PHONE), ("message", "still here")]).await;
         assert_eq!(version_of(&answer, "still here"), Ok("echo"), "{what}");
 
         let (status, view) = bridge.admin("/admin/adapters").await;
         assert_eq!(status, 200);
-        let entry = view["adapters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["name"] == "swap")
-            .unwrap()
-            .clone();
-        assert_eq!(
-            entry["sha256"], good,
-            "{what}: the admin view shows the serving version"
-        );
+        let entry = view["adapters"].as_array().unwrap().iter().find(|a| a["name"] == "swap").unwrap().clone();
+        assert_eq!(entry["sha256"], good, "{what}: the admin view shows the serving version");
         let error = entry["last_error"]["message"].as_str().unwrap_or("");
-        assert!(
-            error.contains(expected),
-            "{what}: the admin view shows the error: {entry}"
-        );
+        assert!(error.contains(expected), "{what}: the admin view shows the error: {entry}");
         // Remove the failure before the next case, so its error is its own.
         std::fs::copy(artifacts::HOSTILE_WASM, &file).unwrap();
-        eventually("the error to clear", || {
-            !bridge.gateway.registry.errors().contains_key("swap")
-        })
-        .await;
+        eventually("the error to clear", || !bridge.gateway.registry.errors().contains_key("swap")).await;
     }
 
     // Deleting the file unloads the adapter: its route answers 503 naming it.
     std::fs::remove_file(&file).unwrap();
-    eventually("the adapter to unload", || {
-        bridge.gateway.registry.get("swap").is_none()
-    })
-    .await;
+    eventually("the adapter to unload", || bridge.gateway.registry.get("swap").is_none()).await;
     let a = bridge.post_form("/swap", &[("phone", PHONE), ("message", "hi")]).await;
     a.assert_failed(503, "unavailable");
     assert!(a.message().contains("adapter `swap`"), "{a:?}");
@@ -230,19 +188,12 @@ async fn broken_files_are_refused_and_the_old_version_keeps_serving() {
     assert_eq!(status, 503);
     assert_eq!(health["unserved_routes"], serde_json::json!(["/swap"]));
     // Other routes never noticed.
-    let ok = bridge
-        .post_form("/v1/send", &[("phone", PHONE), ("message", "hi")])
-        .await;
+    let ok = bridge.post_form("/v1/send", &[("phone", PHONE), ("message", "hi")]).await;
     assert_eq!(ok.status, 200);
 
     std::fs::copy(artifacts::OUTBOX_WASM, &file).unwrap();
-    eventually("the adapter to come back", || {
-        bridge.gateway.registry.get("swap").is_some()
-    })
-    .await;
-    let answer = bridge
-        .post_form("/swap", &[("phone", PHONE), ("message", "back")])
-        .await;
+    eventually("the adapter to come back", || bridge.gateway.registry.get("swap").is_some()).await;
+    let answer = bridge.post_form("/swap", &[("phone", PHONE), ("message", "back")]).await;
     assert_eq!(version_of(&answer, "back"), Ok("outbox"));
     assert_eq!(bridge.admin("/admin/health").await.0, 200);
 }
@@ -255,11 +206,7 @@ async fn a_config_edit_applies_without_a_restart_and_a_bad_one_is_refused() {
     let send = |path: &'static str| bridge.post_form(path, &[("phone", PHONE), ("message", "hi")]);
     send("/new").await.assert_failed(404, "unknown_route");
 
-    std::fs::write(
-        &file,
-        format!("{original}\n[[route]]\npath = \"/new\"\nproviders = [\"outbox\"]\n"),
-    )
-    .unwrap();
+    std::fs::write(&file, format!("{original}\n[[route]]\npath = \"/new\"\nproviders = [\"outbox\"]\n")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while send("/new").await.status != 200 {
         assert!(Instant::now() < deadline, "the new route never appeared");
@@ -267,11 +214,7 @@ async fn a_config_edit_applies_without_a_restart_and_a_bad_one_is_refused() {
     }
 
     // A route naming a provider that does not exist: refused whole.
-    std::fs::write(
-        &file,
-        format!("{original}\n[[route]]\npath = \"/broken\"\nproviders = [\"nobody\"]\n"),
-    )
-    .unwrap();
+    std::fs::write(&file, format!("{original}\n[[route]]\npath = \"/broken\"\nproviders = [\"nobody\"]\n")).unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(send("/new").await.status, 200, "the old config keeps serving");
     send("/broken").await.assert_failed(404, "unknown_route");
@@ -289,12 +232,9 @@ async fn a_config_edit_applies_without_a_restart_and_a_bad_one_is_refused() {
 #[tokio::test]
 async fn a_restart_with_unchanged_adapters_uses_the_compiled_code_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[adapters]\ncache_dir = \"{}/cache\"\n{}",
-        dir.path().display(),
-        SWAP.replace("[adapters]\n", "")
-    )
-    .replace("{dir}", dir.path().to_str().unwrap());
+    let config =
+        format!("[adapters]\ncache_dir = \"{}/cache\"\n{}", dir.path().display(), SWAP.replace("[adapters]\n", ""))
+            .replace("{dir}", dir.path().to_str().unwrap());
     install(dir.path(), artifacts::OUTBOX_WASM);
     let parse = || smsbridge::config::Config::parse(&config, "test.toml").unwrap();
     // Fresh runtimes, as two processes would have: nothing shared in memory.
@@ -307,38 +247,19 @@ async fn a_restart_with_unchanged_adapters_uses_the_compiled_code_cache() {
             .collect()
     };
 
-    let first = Bridge::launch(
-        parse(),
-        smsbridge::runtime::Runtime::new().unwrap(),
-        tempfile::tempdir().unwrap(),
-    )
-    .await;
+    let first =
+        Bridge::launch(parse(), smsbridge::runtime::Runtime::new().unwrap(), tempfile::tempdir().unwrap()).await;
     let (_, view) = first.admin("/admin/adapters").await;
     // `swap` has the outbox's bytes: compiled once, found in memory.
-    assert!(
-        compiled_from(&view).iter().all(|f| f == "compiler" || f == "memory"),
-        "{view}"
-    );
+    assert!(compiled_from(&view).iter().all(|f| f == "compiler" || f == "memory"), "{view}");
     drop(first);
 
-    let second = Bridge::launch(
-        parse(),
-        smsbridge::runtime::Runtime::new().unwrap(),
-        tempfile::tempdir().unwrap(),
-    )
-    .await;
+    let second =
+        Bridge::launch(parse(), smsbridge::runtime::Runtime::new().unwrap(), tempfile::tempdir().unwrap()).await;
     let (_, view) = second.admin("/admin/adapters").await;
-    assert!(
-        compiled_from(&view).iter().all(|f| f == "cache" || f == "memory"),
-        "{view}"
-    );
-    assert!(
-        compiled_from(&view).iter().filter(|f| *f == "cache").count() >= 9,
-        "{view}"
-    );
-    let answer = second
-        .post_form("/swap", &[("phone", PHONE), ("message", "cached")])
-        .await;
+    assert!(compiled_from(&view).iter().all(|f| f == "cache" || f == "memory"), "{view}");
+    assert!(compiled_from(&view).iter().filter(|f| *f == "cache").count() >= 9, "{view}");
+    let answer = second.post_form("/swap", &[("phone", PHONE), ("message", "cached")]).await;
     assert_eq!(version_of(&answer, "cached"), Ok("outbox"));
 }
 
@@ -349,12 +270,9 @@ async fn the_admin_listener_requires_its_token_when_one_is_set() {
     let url = format!("http://{}/admin/adapters", listener.local_addr().unwrap());
     let router = smsbridge::admin::router(bridge.gateway.clone(), Some("adm-7c1e2b".into()));
     tokio::spawn(async move { axum::serve(listener, router).await });
-    for (auth, expected) in [
-        (None, 401),
-        (Some("Bearer wrong"), 401),
-        (Some("adm-7c1e2b"), 401),
-        (Some("Bearer adm-7c1e2b"), 200),
-    ] {
+    for (auth, expected) in
+        [(None, 401), (Some("Bearer wrong"), 401), (Some("adm-7c1e2b"), 401), (Some("Bearer adm-7c1e2b"), 200)]
+    {
         let mut req = bridge.client.get(&url);
         if let Some(auth) = auth {
             req = req.header("authorization", auth);

@@ -26,50 +26,30 @@ default_country = "GB"
 async fn get_form_and_json_each_deliver_one_line() {
     let bridge = Bridge::start(OUTBOX).await;
 
-    let get = bridge
-        .get("/v1/send?phone=%2B447700900123&message=Your%20code%20is%20111111")
-        .await;
+    let get = bridge.get("/v1/send?phone=%2B447700900123&message=Your%20code%20is%20111111").await;
     // An unencoded `+` (as `curl -d phone=+44…` sends it) still reads as `+`.
     let form = bridge
-        .post_raw(
-            "/v1/send",
-            "application/x-www-form-urlencoded",
-            "phone=+447700900123&message=Your code is 222222",
-        )
+        .post_raw("/v1/send", "application/x-www-form-urlencoded", "phone=+447700900123&message=Your code is 222222")
         .await;
-    let json = bridge
-        .post_json(
-            "/v1/send",
-            json!({"phone": "+1 (201) 555-0123", "message": "Your code is 333333"}),
-        )
-        .await;
+    let json =
+        bridge.post_json("/v1/send", json!({"phone": "+1 (201) 555-0123", "message": "Your code is 333333"})).await;
 
     for (answer, expected) in [(&get, "111111"), (&form, "222222"), (&json, "333333")] {
         assert_eq!(answer.status, 200, "{answer:?}");
         assert_eq!(answer.json["status"], "pending");
         assert_eq!(answer.json["provider"], "outbox");
         assert_eq!(answer.json["segments"], 1);
-        assert_eq!(
-            answer.json["provider_id"], answer.json["id"],
-            "outbox reports the host's id"
-        );
+        assert_eq!(answer.json["provider_id"], answer.json["id"], "outbox reports the host's id");
         // RSA AM's published Response Format must capture `pending`.
         let at = answer.text.find("status\":").unwrap() + "status\":".len();
-        assert!(
-            answer.text[at..].trim_start().starts_with("\"pending\""),
-            "{}",
-            answer.text
-        );
+        assert!(answer.text[at..].trim_start().starts_with("\"pending\""), "{}", answer.text);
         assert!(!answer.text.contains(expected), "the answer never echoes the message");
     }
 
     let lines = bridge.outbox("outbox");
     assert_eq!(lines.len(), 3, "{lines:?}");
     let ids: Vec<_> = lines.iter().map(|l| l["id"].clone()).collect();
-    assert_eq!(
-        ids,
-        [get.json["id"].clone(), form.json["id"].clone(), json.json["id"].clone()]
-    );
+    assert_eq!(ids, [get.json["id"].clone(), form.json["id"].clone(), json.json["id"].clone()]);
     assert_eq!(lines[0]["to"], "+447700900123");
     assert_eq!(lines[1]["to"], "+447700900123");
     assert_eq!(lines[2]["to"], "+12015550123");
@@ -81,12 +61,8 @@ async fn get_form_and_json_each_deliver_one_line() {
 async fn national_numbers_take_the_route_default_country() {
     let bridge = Bridge::start(OUTBOX).await;
     for number in ["07700 900123", "(07700) 900-123", "447700900123", "0044 7700 900123"] {
-        let answer = bridge
-            .post_form(
-                "/v1/gb",
-                &[("To", number), ("Custommessage", "Your tokencode is 12345678")],
-            )
-            .await;
+        let answer =
+            bridge.post_form("/v1/gb", &[("To", number), ("Custommessage", "Your tokencode is 12345678")]).await;
         assert_eq!(answer.status, 200, "{number}: {answer:?}");
     }
     let lines = bridge.outbox("outbox");
@@ -94,9 +70,7 @@ async fn national_numbers_take_the_route_default_country() {
     assert!(lines.iter().all(|l| l["to"] == "+447700900123"), "{lines:?}");
 
     // The same national number on a route with no default country is refused.
-    let answer = bridge
-        .post_form("/v1/send", &[("phone", "07700 900123"), ("message", "x")])
-        .await;
+    let answer = bridge.post_form("/v1/send", &[("phone", "07700 900123"), ("message", "x")]).await;
     answer.assert_failed(400, "invalid_phone");
     assert!(answer.message().contains("default_country"), "{answer:?}");
 }
@@ -105,17 +79,11 @@ async fn national_numbers_take_the_route_default_country() {
 async fn segments_follow_gsm7_and_ucs2() {
     let bridge = Bridge::start(OUTBOX).await;
     let long = "a".repeat(161);
-    let answer = bridge
-        .post_form("/v1/send", &[("phone", "+447700900123"), ("message", &long)])
-        .await;
+    let answer = bridge.post_form("/v1/send", &[("phone", "+447700900123"), ("message", &long)]).await;
     assert_eq!(answer.json["segments"], 2, "{answer:?}");
-    let answer = bridge
-        .post_form("/v1/send", &[("phone", "+447700900123"), ("message", "Код: 123456 😀")])
-        .await;
+    let answer = bridge.post_form("/v1/send", &[("phone", "+447700900123"), ("message", "Код: 123456 😀")]).await;
     assert_eq!(answer.json["segments"], 1, "{answer:?}");
-    let answer = bridge
-        .post_form("/v1/send", &[("phone", "+447700900123"), ("message", &"ж".repeat(71))])
-        .await;
+    let answer = bridge.post_form("/v1/send", &[("phone", "+447700900123"), ("message", &"ж".repeat(71))]).await;
     assert_eq!(answer.json["segments"], 2, "{answer:?}");
     assert_eq!(bridge.outbox("outbox")[2]["segments"], 2);
 }
@@ -132,28 +100,20 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
     a.assert_failed(400, "missing_field");
     assert_eq!(a.json["field"], "Custommessage", "the route's own field name");
 
-    let a = bridge
-        .post_form("/v1/send", &[("phone", "+44 7700 CALLME"), ("message", "hi")])
-        .await;
+    let a = bridge.post_form("/v1/send", &[("phone", "+44 7700 CALLME"), ("message", "hi")]).await;
     a.assert_failed(400, "invalid_phone");
     assert_eq!(a.json["field"], "phone");
     assert!(a.message().contains("'C'"), "{a:?}");
 
-    let a = bridge
-        .post_form("/v1/send", &[("phone", "+44 12"), ("message", "hi")])
-        .await;
+    let a = bridge.post_form("/v1/send", &[("phone", "+44 12"), ("message", "hi")]).await;
     a.assert_failed(400, "invalid_phone");
     assert_eq!(a.message(), "field `phone` is not a valid phone number");
 
-    let a = bridge
-        .post_form("/v1/send", &[("phone", "+447700900123"), ("message", "   ")])
-        .await;
+    let a = bridge.post_form("/v1/send", &[("phone", "+447700900123"), ("message", "   ")]).await;
     a.assert_failed(400, "invalid_message");
     assert_eq!(a.json["field"], "message");
 
-    let a = bridge
-        .post_form("/v1/nowhere", &[("phone", "+447700900123"), ("message", "hi")])
-        .await;
+    let a = bridge.post_form("/v1/nowhere", &[("phone", "+447700900123"), ("message", "hi")]).await;
     a.assert_failed(404, "unknown_route");
     assert_eq!(a.message(), "no route for /v1/nowhere");
 
@@ -162,9 +122,7 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
     assert!(a.message().contains("use POST"), "{a:?}");
 
     let huge = format!("phone=%2B447700900123&message={}", "a".repeat(70_000));
-    let a = bridge
-        .post_raw("/v1/send", "application/x-www-form-urlencoded", huge)
-        .await;
+    let a = bridge.post_raw("/v1/send", "application/x-www-form-urlencoded", huge).await;
     a.assert_failed(413, "body_too_large");
 
     let a = bridge.post_raw("/v1/send", "text/plain", "phone=+447700900123").await;
@@ -174,9 +132,7 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
     let a = bridge.post_raw("/v1/send", "application/json", "{\"phone\": ").await;
     a.assert_failed(400, "invalid_json");
 
-    let a = bridge
-        .post_json("/v1/send", json!({"phone": ["+447700900123"], "message": "hi"}))
-        .await;
+    let a = bridge.post_json("/v1/send", json!({"phone": ["+447700900123"], "message": "hi"})).await;
     a.assert_failed(400, "invalid_json");
     assert_eq!(a.json["field"], "phone");
 
@@ -184,9 +140,7 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
     a.assert_failed(400, "invalid_json");
 
     assert!(bridge.outbox("outbox").is_empty(), "nothing refused was delivered");
-    let ok = bridge
-        .post_form("/v1/send", &[("phone", "+447700900123"), ("message", "still here")])
-        .await;
+    let ok = bridge.post_form("/v1/send", &[("phone", "+447700900123"), ("message", "still here")]).await;
     assert_eq!(ok.status, 200, "{ok:?}");
     assert_eq!(bridge.outbox("outbox").len(), 1);
 }
@@ -199,20 +153,14 @@ async fn concurrent_sends_each_write_one_whole_line() {
         let bridge = bridge.clone();
         tasks.push(tokio::spawn(async move {
             let msg = format!("Your code is {i:06}");
-            bridge
-                .post_form("/v1/send", &[("phone", "+447700900123"), ("message", &msg)])
-                .await
-                .status
+            bridge.post_form("/v1/send", &[("phone", "+447700900123"), ("message", &msg)]).await.status
         }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    let mut bodies: Vec<String> = bridge
-        .outbox("outbox")
-        .iter()
-        .map(|l| l["body"].as_str().unwrap().to_string())
-        .collect();
+    let mut bodies: Vec<String> =
+        bridge.outbox("outbox").iter().map(|l| l["body"].as_str().unwrap().to_string()).collect();
     bodies.sort();
     let expected: Vec<String> = (0..40).map(|i| format!("Your code is {i:06}")).collect();
     assert_eq!(bodies, expected);

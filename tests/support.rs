@@ -13,14 +13,9 @@ pub use smsbridge::artifacts;
 
 /// One runtime per test binary, so each component is compiled once.
 pub fn runtime() -> Arc<Runtime> {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter("smsbridge=debug")
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("smsbridge=debug").try_init();
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| Runtime::new().expect("the runtime starts"))
-        .clone()
+    RUNTIME.get_or_init(|| Runtime::new().expect("the runtime starts")).clone()
 }
 
 /// A running smsbridge — callers' and admin listeners, file watch — and the
@@ -67,34 +62,18 @@ impl Bridge {
         let gateway = Arc::new(Gateway::new(config, runtime).await.expect("gateway starts"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(smsbridge::server::serve(
-            gateway.clone(),
-            listener,
-            std::future::pending(),
-        ));
+        tokio::spawn(smsbridge::server::serve(gateway.clone(), listener, std::future::pending()));
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_addr = admin.local_addr().unwrap();
         let router = smsbridge::admin::router(gateway.clone(), None);
         tokio::spawn(async move { axum::serve(admin, router).await });
         let watch = smsbridge::watch::start(gateway.clone()).expect("the watch starts");
-        Bridge {
-            addr,
-            admin_addr,
-            dir,
-            client: reqwest::Client::new(),
-            gateway,
-            _watch: watch,
-        }
+        Bridge { addr, admin_addr, dir, client: reqwest::Client::new(), gateway, _watch: watch }
     }
 
     /// GETs an admin endpoint and parses its JSON.
     pub async fn admin(&self, path: &str) -> (u16, serde_json::Value) {
-        let resp = self
-            .client
-            .get(format!("http://{}{path}", self.admin_addr))
-            .send()
-            .await
-            .unwrap();
+        let resp = self.client.get(format!("http://{}{path}", self.admin_addr)).send().await.unwrap();
         (resp.status().as_u16(), resp.json().await.unwrap())
     }
 
@@ -139,10 +118,7 @@ impl Bridge {
 
 pub fn read_outbox(file: &Path) -> Vec<serde_json::Value> {
     match std::fs::read_to_string(file) {
-        Ok(text) => text
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("each outbox line is JSON"))
-            .collect(),
+        Ok(text) => text.lines().map(|l| serde_json::from_str(l).expect("each outbox line is JSON")).collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -162,12 +138,7 @@ impl Answer {
         let headers = resp.headers().clone();
         let text = resp.text().await.unwrap();
         let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-        Answer {
-            status,
-            text,
-            json,
-            headers,
-        }
+        Answer { status, text, json, headers }
     }
 
     /// Asserts a failure answer: `status`, error code `code`, and a body
@@ -176,11 +147,7 @@ impl Answer {
         assert_eq!(self.status, status, "{self:?}");
         assert_eq!(self.json["error"], code, "{self:?}");
         assert_eq!(self.json["status"], "failed", "{self:?}");
-        assert!(
-            !self.text.contains("pending"),
-            "a failure body must not contain the success word: {}",
-            self.text
-        );
+        assert!(!self.text.contains("pending"), "a failure body must not contain the success word: {}", self.text);
         self
     }
 

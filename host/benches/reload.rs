@@ -49,24 +49,10 @@ async fn main() {
             runs.push(started.elapsed());
         }
     }
-    println!(
-        "compile + link + info(), per bundled adapter ({} adapters):",
-        BUNDLED.len()
-    );
-    println!(
-        "  cold cache (Cranelift): median {}, max {}",
-        ms(median(&mut cold)),
-        ms(*cold.last().unwrap())
-    );
-    println!(
-        "  warm cache (deserialise): median {}, max {}",
-        ms(median(&mut warm)),
-        ms(*warm.last().unwrap())
-    );
-    println!(
-        "  ratio cold / warm: {:.0}x",
-        median(&mut cold).as_secs_f64() / median(&mut warm).as_secs_f64()
-    );
+    println!("compile + link + info(), per bundled adapter ({} adapters):", BUNDLED.len());
+    println!("  cold cache (Cranelift): median {}, max {}", ms(median(&mut cold)), ms(*cold.last().unwrap()));
+    println!("  warm cache (deserialise): median {}, max {}", ms(median(&mut warm)), ms(*warm.last().unwrap()));
+    println!("  ratio cold / warm: {:.0}x", median(&mut cold).as_secs_f64() / median(&mut warm).as_secs_f64());
 
     // 2. Reload latency through the real server.
     let adapters = dir.path().join("adapters");
@@ -93,11 +79,7 @@ providers = ["swap"]
     let gateway = Arc::new(Gateway::new(config, Runtime::new().unwrap()).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/swap", listener.local_addr().unwrap());
-    tokio::spawn(smsbridge::server::serve(
-        gateway.clone(),
-        listener,
-        std::future::pending(),
-    ));
+    tokio::spawn(smsbridge::server::serve(gateway.clone(), listener, std::future::pending()));
     let _watch = smsbridge::watch::start(gateway.clone()).unwrap();
     let client = reqwest::Client::new();
     let versions = [HOSTILE_WASM, OUTBOX_WASM];
@@ -110,12 +92,7 @@ providers = ["swap"]
         std::fs::rename(&tmp, &file).unwrap();
         let written = Instant::now();
         loop {
-            let resp = client
-                .post(&url)
-                .form(&[("phone", "+447700900123"), ("message", "v")])
-                .send()
-                .await
-                .unwrap();
+            let resp = client.post(&url).form(&[("phone", "+447700900123"), ("message", "v")]).send().await.unwrap();
             let v: serde_json::Value = resp.json().await.unwrap();
             let is_echo = v["provider_id"] == "+447700900123 v";
             if is_echo == echo {

@@ -82,10 +82,7 @@ async fn health(State(gateway): State<Arc<Gateway>>) -> Response {
     if unserved.is_empty() {
         axum::Json(json!({"status": "ok"})).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "degraded", "unserved_routes": unserved})),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "degraded", "unserved_routes": unserved})))
             .into_response()
     }
 }

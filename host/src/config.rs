@@ -108,6 +108,37 @@ pub struct Route {
     pub default_country: Option<phonenumber::country::Id>,
     /// Sender id / from number for this route, overriding the provider's.
     pub sender: Option<String>,
+    /// How callers prove who they are; `None` leaves the route open.
+    pub auth: Option<CallerAuth>,
+    /// Caller networks allowed; empty allows any.
+    pub allow_networks: Vec<ipnet::IpNet>,
+    /// A text answer on success instead of JSON, e.g. `RESULT:OK {id}`.
+    pub success_body: Option<String>,
+}
+
+/// Caller authentication for a route.
+#[derive(Debug, Clone)]
+pub enum CallerAuth {
+    Basic {
+        user: String,
+        password: Setting,
+        realm: String,
+    },
+    Digest {
+        user: String,
+        password: Setting,
+        realm: String,
+    },
+    /// Credentials in the request's fields (RSA AM cannot send Basic).
+    FormSecret {
+        user_field: String,
+        secret_field: String,
+        user: String,
+        secret: Setting,
+    },
+    Bearer {
+        token: Setting,
+    },
 }
 
 /// The names of the caller's fields: every MFA product lets its admin choose.
@@ -216,6 +247,19 @@ struct RawRoute {
     providers: Spanned<Vec<Spanned<String>>>,
     default_country: Option<Spanned<String>>,
     sender: Option<String>,
+    auth: Option<Spanned<RawAuth>>,
+    #[serde(default)]
+    allow_networks: Vec<Spanned<String>>,
+    success_body: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+enum RawAuth {
+    Basic { user: String, password: Spanned<RawSetting>, realm: Option<String> },
+    Digest { user: String, password: Spanned<RawSetting>, realm: Option<String> },
+    FormSecret { user_field: String, secret_field: String, user: String, secret: Spanned<RawSetting> },
+    Bearer { token: Spanned<RawSetting> },
 }
 
 impl Config {
@@ -236,10 +280,7 @@ impl Config {
     /// Parses and checks `text`; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| format!(":{}", line_of(text, s.start)))
-                .unwrap_or_default();
+            let line = e.span().map(|s| format!(":{}", line_of(text, s.start))).unwrap_or_default();
             anyhow::anyhow!("{source}{line}: {}", e.message())
         })?;
         let at = |span: std::ops::Range<usize>| format!("{source}:{}", line_of(text, span.start));
@@ -255,38 +296,20 @@ impl Config {
             if providers.iter().any(|q: &Provider| q.name == name) {
                 bail!("{}: provider `{name}` is defined twice", at(p.name.span()));
             }
-            for (key, limit) in [
-                ("timeout_ms", p.timeout_ms),
-                ("cpu_ms", p.cpu_ms),
-                ("memory_mb", p.memory_mb as u64),
-            ] {
+            for (key, limit) in [("timeout_ms", p.timeout_ms), ("cpu_ms", p.cpu_ms), ("memory_mb", p.memory_mb as u64)]
+            {
                 if limit == 0 {
-                    bail!(
-                        "{}: provider `{name}`: `{key}` must be greater than 0",
-                        at(span.clone())
-                    );
+                    bail!("{}: provider `{name}`: `{key}` must be greater than 0", at(span.clone()));
                 }
             }
             let mut settings = BTreeMap::new();
             for (key, value) in p.config {
                 let setting = match value.get_ref() {
-                    RawSetting::Text(s) => Setting {
-                        value: s.clone(),
-                        from_env: false,
-                    },
-                    RawSetting::Integer(n) => Setting {
-                        value: n.to_string(),
-                        from_env: false,
-                    },
-                    RawSetting::Bool(b) => Setting {
-                        value: b.to_string(),
-                        from_env: false,
-                    },
+                    RawSetting::Text(s) => Setting { value: s.clone(), from_env: false },
+                    RawSetting::Integer(n) => Setting { value: n.to_string(), from_env: false },
+                    RawSetting::Bool(b) => Setting { value: b.to_string(), from_env: false },
                     RawSetting::Env { env } => match std::env::var(env) {
-                        Ok(v) => Setting {
-                            value: v,
-                            from_env: true,
-                        },
+                        Ok(v) => Setting { value: v, from_env: true },
                         Err(_) => bail!(
                             "{}: provider `{name}`: `config.{key}` reads environment variable `{env}`, which is not set",
                             at(value.span())
@@ -320,18 +343,11 @@ impl Config {
                 bail!("{}: route `{path}` is defined twice", at(r.path.span()));
             }
             if r.providers.get_ref().is_empty() {
-                bail!(
-                    "{}: route `{path}`: `providers` must name at least one provider",
-                    at(r.providers.span())
-                );
+                bail!("{}: route `{path}`: `providers` must name at least one provider", at(r.providers.span()));
             }
             for name in r.providers.get_ref() {
                 if !providers.iter().any(|p| &p.name == name.get_ref()) {
-                    bail!(
-                        "{}: route `{path}`: provider `{}` is not defined",
-                        at(name.span()),
-                        name.get_ref()
-                    );
+                    bail!("{}: route `{path}`: provider `{}` is not defined", at(name.span()), name.get_ref());
                 }
             }
             let default_country = match &r.default_country {
@@ -344,19 +360,62 @@ impl Config {
                     )
                 })?),
             };
+            let auth = match &r.auth {
+                None => None,
+                Some(a) => {
+                    let what =
+                        |key: &str, s: &Spanned<RawSetting>| format!("{}: route `{path}`: auth `{key}`", at(s.span()));
+                    Some(match a.get_ref() {
+                        RawAuth::Basic { user, password, realm } => CallerAuth::Basic {
+                            user: user.clone(),
+                            password: resolve(password, || what("password", password))?,
+                            realm: realm.clone().unwrap_or_else(|| "smsbridge".into()),
+                        },
+                        RawAuth::Digest { user, password, realm } => CallerAuth::Digest {
+                            user: user.clone(),
+                            password: resolve(password, || what("password", password))?,
+                            realm: realm.clone().unwrap_or_else(|| "smsbridge".into()),
+                        },
+                        RawAuth::FormSecret { user_field, secret_field, user, secret } => CallerAuth::FormSecret {
+                            user_field: user_field.clone(),
+                            secret_field: secret_field.clone(),
+                            user: user.clone(),
+                            secret: resolve(secret, || what("secret", secret))?,
+                        },
+                        RawAuth::Bearer { token } => {
+                            CallerAuth::Bearer { token: resolve(token, || what("token", token))? }
+                        }
+                    })
+                }
+            };
+            let mut allow_networks = Vec::new();
+            for net in &r.allow_networks {
+                let text = net.get_ref();
+                // A bare address is a network of one.
+                let parsed =
+                    text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+                allow_networks.push(parsed.map_err(|_| {
+                    anyhow::anyhow!(
+                        "{}: route `{path}`: `allow_networks` entry `{text}` is not an address or CIDR network",
+                        at(net.span())
+                    )
+                })?);
+            }
             if r.methods.is_empty() {
                 bail!("{}: route `{path}`: `methods` must not be empty", at(r.path.span()));
             }
             routes.push(Route {
                 path,
                 methods: r.methods,
-                fields: r.fields.unwrap_or(Fields {
-                    phone: defaults::phone_field(),
-                    message: defaults::message_field(),
-                }),
+                fields: r
+                    .fields
+                    .unwrap_or(Fields { phone: defaults::phone_field(), message: defaults::message_field() }),
                 providers: r.providers.into_inner().into_iter().map(Spanned::into_inner).collect(),
                 default_country,
                 sender: r.sender,
+                auth,
+                allow_networks,
+                success_body: r.success_body,
             });
         }
 
@@ -370,16 +429,9 @@ impl Config {
                     None => None,
                 };
                 if token.is_none() && !a.listen.ip().is_loopback() {
-                    bail!(
-                        "{}: admin listens on {}, which is not loopback: set `token`",
-                        at(span),
-                        a.listen
-                    );
+                    bail!("{}: admin listens on {}, which is not loopback: set `token`", at(span), a.listen);
                 }
-                Some(Admin {
-                    listen: a.listen,
-                    token,
-                })
+                Some(Admin { listen: a.listen, token })
             }
         };
 
@@ -387,10 +439,9 @@ impl Config {
             source: source.into(),
             path: None,
             admin,
-            server: raw.server.unwrap_or(Server {
-                listen: defaults::listen(),
-                max_body_bytes: defaults::max_body_bytes(),
-            }),
+            server: raw
+                .server
+                .unwrap_or(Server { listen: defaults::listen(), max_body_bytes: defaults::max_body_bytes() }),
             adapters: raw.adapters,
             providers,
             routes,
@@ -409,23 +460,11 @@ impl Config {
 /// A setting's value; `what` names it in the error for an unset variable.
 fn resolve(value: &Spanned<RawSetting>, what: impl Fn() -> String) -> Result<Setting> {
     Ok(match value.get_ref() {
-        RawSetting::Text(s) => Setting {
-            value: s.clone(),
-            from_env: false,
-        },
-        RawSetting::Integer(n) => Setting {
-            value: n.to_string(),
-            from_env: false,
-        },
-        RawSetting::Bool(b) => Setting {
-            value: b.to_string(),
-            from_env: false,
-        },
+        RawSetting::Text(s) => Setting { value: s.clone(), from_env: false },
+        RawSetting::Integer(n) => Setting { value: n.to_string(), from_env: false },
+        RawSetting::Bool(b) => Setting { value: b.to_string(), from_env: false },
         RawSetting::Env { env } => match std::env::var(env) {
-            Ok(v) => Setting {
-                value: v,
-                from_env: true,
-            },
+            Ok(v) => Setting { value: v, from_env: true },
             Err(_) => bail!("{} reads environment variable `{env}`, which is not set", what()),
         },
     })
@@ -455,10 +494,7 @@ mod tests {
         assert_eq!(err, "gw.toml:7: route `/x`: provider `nope` is not defined");
 
         let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 1\n", "gw.toml").unwrap_err();
-        assert!(
-            err.to_string().starts_with("gw.toml:3: unknown field `listen_typo`"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("gw.toml:3: unknown field `listen_typo`"), "{err}");
 
         let text =
             "[[provider]]\nname = \"a\"\nadapter = \"x\"\nconfig = { token = { env = \"SMSBRIDGE_SURELY_UNSET\" } }\n";
@@ -470,32 +506,16 @@ mod tests {
 
         let text = "[[provider]]\nname = \"a\"\nadapter = \"x\"\n[[route]]\npath = \"/x\"\nproviders = [\"a\"]\ndefault_country = \"Britain\"\n";
         let err = Config::parse(text, "gw.toml").unwrap_err().to_string();
-        assert!(
-            err.starts_with("gw.toml:7: route `/x`: `default_country` `Britain`"),
-            "{err}"
-        );
+        assert!(err.starts_with("gw.toml:7: route `/x`: `default_country` `Britain`"), "{err}");
     }
 
     #[test]
     fn admin_off_loopback_needs_a_token() {
-        let err = Config::parse("[admin]\nlisten = \"0.0.0.0:8081\"\n", "gw.toml")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "gw.toml:1: admin listens on 0.0.0.0:8081, which is not loopback: set `token`"
-        );
+        let err = Config::parse("[admin]\nlisten = \"0.0.0.0:8081\"\n", "gw.toml").unwrap_err().to_string();
+        assert_eq!(err, "gw.toml:1: admin listens on 0.0.0.0:8081, which is not loopback: set `token`");
         let c = Config::parse("[admin]\nlisten = \"0.0.0.0:8081\"\ntoken = \"t\"\n", "gw.toml").unwrap();
         assert_eq!(c.admin.unwrap().token.unwrap().value, "t");
-        assert_eq!(
-            Config::parse("[admin]\n", "gw.toml")
-                .unwrap()
-                .admin
-                .unwrap()
-                .listen
-                .to_string(),
-            "127.0.0.1:8081"
-        );
+        assert_eq!(Config::parse("[admin]\n", "gw.toml").unwrap().admin.unwrap().listen.to_string(), "127.0.0.1:8081");
     }
 
     #[test]

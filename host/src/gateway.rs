@@ -29,6 +29,8 @@ pub struct Gateway {
     routing: ArcSwap<Routing>,
     /// Serialises rebuilding the snapshot, so no change is lost to a race.
     rebuild: tokio::sync::Mutex<()>,
+    /// Digest nonces, which outlive config reloads.
+    pub nonces: crate::auth::Nonces,
 }
 
 /// The config and each provider bound to its adapter's current version.
@@ -68,12 +70,9 @@ impl Gateway {
     /// Loads the adapters and binds each provider instance to its adapter,
     /// checking that the adapter exists and has its required settings.
     pub async fn new(config: Config, runtime: Arc<Runtime>) -> Result<Gateway> {
-        let registry = Registry::load(
-            runtime.clone(),
-            config.adapters.dir.as_deref(),
-            config.adapters.cache_dir.as_deref(),
-        )
-        .await?;
+        let registry =
+            Registry::load(runtime.clone(), config.adapters.dir.as_deref(), config.adapters.cache_dir.as_deref())
+                .await?;
         for (name, e) in registry.errors() {
             tracing::error!(adapter = %name, "adapter not loaded: {}", e.message);
         }
@@ -83,6 +82,7 @@ impl Gateway {
             registry,
             routing: ArcSwap::from_pointee(routing),
             rebuild: Default::default(),
+            nonces: Default::default(),
         })
     }
 
@@ -145,9 +145,7 @@ impl Gateway {
             return Err(Refusal::Message("is empty".into()));
         }
         if body.chars().count() > MAX_MESSAGE_CHARS {
-            return Err(Refusal::Message(format!(
-                "is longer than {MAX_MESSAGE_CHARS} characters"
-            )));
+            return Err(Refusal::Message(format!("is longer than {MAX_MESSAGE_CHARS} characters")));
         }
         let id = uuid::Uuid::now_v7().simple().to_string();
         let segments = smsbridge_segments::count(body).count;
@@ -160,21 +158,12 @@ impl Gateway {
             match result {
                 Ok(provider_id) => {
                     tracing::info!(%id, route = %route.path, provider = %name, to = %masked, segments, ms, "sent");
-                    return Ok(Sent {
-                        id,
-                        to,
-                        provider: name.clone(),
-                        provider_id,
-                        segments,
-                    });
+                    return Ok(Sent { id, to, provider: name.clone(), provider_id, segments });
                 }
                 Err(failure) => {
                     tracing::warn!(%id, route = %route.path, provider = %name, to = %masked, ms, "not sent: {failure}");
                     let transient = is_transient(&failure);
-                    last = Some(Refusal::Provider {
-                        provider: name.clone(),
-                        failure,
-                    });
+                    last = Some(Refusal::Provider { provider: name.clone(), failure });
                     if !transient {
                         break;
                     }
@@ -193,25 +182,11 @@ impl Gateway {
         to: &str,
         body: &str,
     ) -> Result<String, Failure> {
-        let bound = routing.providers[provider]
-            .as_ref()
-            .map_err(|why| Failure::Fault(why.clone()))?;
-        let sender = route
-            .sender
-            .clone()
-            .or_else(|| routing.config.provider(provider).and_then(|p| p.sender.clone()));
-        let msg = Message {
-            id: id.into(),
-            to: to.into(),
-            body: body.into(),
-            sender,
-            params: Vec::new(),
-        };
+        let bound = routing.providers[provider].as_ref().map_err(|why| Failure::Fault(why.clone()))?;
+        let sender = route.sender.clone().or_else(|| routing.config.provider(provider).and_then(|p| p.sender.clone()));
+        let msg = Message { id: id.into(), to: to.into(), body: body.into(), sender, params: Vec::new() };
         bound.adapter.served.fetch_add(1, Ordering::Relaxed);
-        self.runtime
-            .send(&bound.adapter, &bound.ctx, msg)
-            .await
-            .map(|a| a.provider_id)
+        self.runtime.send(&bound.adapter, &bound.ctx, msg).await.map(|a| a.provider_id)
     }
 }
 
@@ -233,21 +208,15 @@ impl Routing {
                         known.join(", ")
                     ))
                 }
-                Some(adapter) => match adapter
-                    .info
-                    .config_keys
-                    .iter()
-                    .find(|k| k.required && !p.settings.contains_key(&k.name))
-                {
-                    Some(key) => Err(format!(
-                        "{}: provider `{}`: adapter `{}` requires `config.{}` ({})",
-                        config.source, p.name, p.adapter, key.name, key.description
-                    )),
-                    None => Ok(Bound {
-                        ctx: Arc::new(ProviderContext::new(p, &adapter.info)?),
-                        adapter,
-                    }),
-                },
+                Some(adapter) => {
+                    match adapter.info.config_keys.iter().find(|k| k.required && !p.settings.contains_key(&k.name)) {
+                        Some(key) => Err(format!(
+                            "{}: provider `{}`: adapter `{}` requires `config.{}` ({})",
+                            config.source, p.name, p.adapter, key.name, key.description
+                        )),
+                        None => Ok(Bound { ctx: Arc::new(ProviderContext::new(p, &adapter.info)?), adapter }),
+                    }
+                }
             };
             match bound {
                 Err(why) if strict => return Err(anyhow!(why)),
@@ -263,16 +232,17 @@ impl Routing {
         Ok(Routing { config, providers })
     }
 
+    /// The adapter version provider `name` sends through in this snapshot.
+    pub fn adapter_of(&self, name: &str) -> Option<Arc<Adapter>> {
+        self.providers.get(name)?.as_ref().ok().map(|b| b.adapter.clone())
+    }
+
     /// Routes none of whose providers is bound to a loaded adapter.
     pub fn unserved_routes(&self) -> Vec<String> {
         self.config
             .routes
             .iter()
-            .filter(|r| {
-                !r.providers
-                    .iter()
-                    .any(|p| self.providers.get(p).is_some_and(|b| b.is_ok()))
-            })
+            .filter(|r| !r.providers.iter().any(|p| self.providers.get(p).is_some_and(|b| b.is_ok())))
             .map(|r| r.path.clone())
             .collect()
     }
@@ -280,8 +250,5 @@ impl Routing {
 
 /// Failures worth trying the next provider for.
 fn is_transient(failure: &Failure) -> bool {
-    matches!(
-        failure,
-        Failure::Fault(_) | Failure::Adapter(SendError::Unavailable(_) | SendError::RateLimited(_))
-    )
+    matches!(failure, Failure::Fault(_) | Failure::Adapter(SendError::Unavailable(_) | SendError::RateLimited(_)))
 }

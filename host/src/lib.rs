@@ -3,6 +3,7 @@
 //! to a sandboxed WebAssembly adapter that speaks one provider's API.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod gateway;
 pub mod outbound;

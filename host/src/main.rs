@@ -80,18 +80,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve {
-            config,
-            listen,
-            admin_listen,
-        } => serve(config.as_deref(), listen, admin_listen).await,
+        Command::Serve { config, listen, admin_listen } => serve(config.as_deref(), listen, admin_listen).await,
         Command::Check { config } => check(config.as_deref()).await,
-        Command::Send {
-            config,
-            to,
-            message,
-            route,
-        } => send(config.as_deref(), &to, &message, route.as_deref()).await,
+        Command::Send { config, to, message, route } => send(config.as_deref(), &to, &message, route.as_deref()).await,
     }
 }
 
@@ -99,9 +90,7 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
     let gateway = Arc::new(gateway(config).await?);
     let routing = gateway.routing();
     let addr = listen.unwrap_or(routing.config.server.listen);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(config = %routing.config.source, "listening on http://{local}");
     for route in &routing.config.routes {
@@ -157,10 +146,7 @@ async fn check(config: Option<&Path>) -> Result<()> {
     for p in &routing.config.providers {
         let adapter = gateway.registry.get(&p.adapter).expect("checked by Gateway::new");
         let info = &adapter.info;
-        println!(
-            "provider {}: adapter {} {} — {}",
-            p.name, info.name, info.version, info.provider
-        );
+        println!("provider {}: adapter {} {} — {}", p.name, info.name, info.version, info.provider);
         for key in &info.config_keys {
             let state = match (p.settings.contains_key(&key.name), key.required) {
                 (true, _) => "set",
@@ -177,14 +163,7 @@ async fn check(config: Option<&Path>) -> Result<()> {
             println!("  {:<20} {:<8} {:<9} {}", key.name, kind, state, key.description);
         }
         let hosts = p.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
-        println!(
-            "  allow_hosts: {}",
-            if hosts.is_empty() {
-                "(none)".into()
-            } else {
-                hosts.join(", ")
-            }
-        );
+        println!("  allow_hosts: {}", if hosts.is_empty() { "(none)".into() } else { hosts.join(", ") });
     }
     for r in &routing.config.routes {
         println!(
@@ -202,10 +181,7 @@ async fn send(config: Option<&Path>, to: &str, message: &str, route: Option<&str
     let gateway = gateway(config).await?;
     let routing = gateway.routing();
     let route = match route {
-        Some(path) => routing
-            .config
-            .route(path)
-            .with_context(|| format!("no route `{path}` in the config"))?,
+        Some(path) => routing.config.route(path).with_context(|| format!("no route `{path}` in the config"))?,
         None => routing.config.routes.first().context("the config has no routes")?,
     };
     match gateway.send(&routing, route, to, message).await {

@@ -70,15 +70,8 @@ pub struct Outbound {
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 /// Headers the host owns: the checked URL decides the host, hyper the framing.
-const HOST_OWNED_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-];
+const HOST_OWNED_HEADERS: &[&str] =
+    &["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"];
 
 impl Outbound {
     pub fn new(rules: Vec<HostRule>, max_response_bytes: usize) -> Result<Outbound> {
@@ -89,19 +82,13 @@ impl Outbound {
             .no_proxy()
             .user_agent(concat!("smsbridge/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Outbound {
-            client,
-            rules,
-            max_response_bytes,
-        })
+        Ok(Outbound { client, rules, max_response_bytes })
     }
 
     /// `scheme://host[:port]` of `url`, the most of a URL that is ever logged:
     /// paths and queries can carry credentials.
     pub fn origin(url: &str) -> String {
-        Url::parse(url)
-            .map(|u| u.origin().ascii_serialization())
-            .unwrap_or_else(|_| "<invalid URL>".into())
+        Url::parse(url).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| "<invalid URL>".into())
     }
 
     /// Checks `req` against the policy and returns what may be sent.
@@ -143,20 +130,12 @@ impl Outbound {
         let headers = resp
             .headers()
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
             if body.len() + chunk.len() > self.max_response_bytes {
-                return Err(Error::Protocol(format!(
-                    "response larger than {} bytes",
-                    self.max_response_bytes
-                )));
+                return Err(Error::Protocol(format!("response larger than {} bytes", self.max_response_bytes)));
             }
             body.extend_from_slice(&chunk);
         }
@@ -178,11 +157,7 @@ fn transport_error(e: reqwest::Error) -> Error {
         text = format!("{text}: {s}");
         source = s.source();
     }
-    if connect {
-        Error::Connect(text)
-    } else {
-        Error::Protocol(text)
-    }
+    if connect { Error::Connect(text) } else { Error::Protocol(text) }
 }
 
 #[cfg(test)]

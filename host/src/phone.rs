@@ -34,10 +34,9 @@ impl std::fmt::Display for PhoneError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PhoneError::Empty => f.write_str("is empty"),
-            PhoneError::BadCharacter(c) => write!(
-                f,
-                "contains {c:?}; only digits, a leading + and the separators . - ( ) / and space are allowed"
-            ),
+            PhoneError::BadCharacter(c) => {
+                write!(f, "contains {c:?}; only digits, a leading + and the separators . - ( ) / and space are allowed")
+            }
             PhoneError::NoCountry => f.write_str("has no country code (+CC) and the route sets no default_country"),
             PhoneError::Invalid => f.write_str("is not a valid phone number"),
         }
@@ -102,11 +101,9 @@ fn parse_valid(country: Option<Country>, text: &str) -> Option<String> {
     // Every region sharing the country code (44: GB, GG, IM, JE).
     let regions = phonenumber::metadata::DATABASE.by_code(&number.code().value())?;
     let possible = regions.iter().any(|meta| {
-        NUMBER_TYPES.iter().any(|kind| {
-            meta.descriptors()
-                .get(*kind)
-                .is_some_and(|d| d.possible_length().contains(&national_len))
-        })
+        NUMBER_TYPES
+            .iter()
+            .any(|kind| meta.descriptors().get(*kind).is_some_and(|d| d.possible_length().contains(&national_len)))
     });
     possible.then(|| number.format().mode(Mode::E164).to_string())
 }
@@ -188,10 +185,7 @@ mod tests {
     fn masks_numbers() {
         assert_eq!(mask("+447700900123"), "+4477****0123");
         assert_eq!(mask("+12"), "****");
-        assert_eq!(
-            mask_in("cannot send to +447700900123 (code 21211)"),
-            "cannot send to +4477****0123 (code 21211)"
-        );
+        assert_eq!(mask_in("cannot send to +447700900123 (code 21211)"), "cannot send to +4477****0123 (code 21211)");
         assert_eq!(mask_in("447700900123"), "4477****0123");
     }
 }

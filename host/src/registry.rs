@@ -89,19 +89,12 @@ impl Registry {
             Err(e) => return self.failed(&name, format!("cannot read {}: {e}", path.display())),
         };
         let current = self.get(&name);
-        if current
-            .as_ref()
-            .is_some_and(|a| a.source != "bundled" && a.sha256 == sha256_hex(&bytes))
-        {
+        if current.as_ref().is_some_and(|a| a.source != "bundled" && a.sha256 == sha256_hex(&bytes)) {
             // The file is back to what serves: an earlier failure is moot.
             self.inner.write().unwrap().errors.remove(&name);
             return Change::Unchanged(name);
         }
-        match self
-            .runtime
-            .load(&bytes, &path.display().to_string(), self.cache_dir.as_deref())
-            .await
-        {
+        match self.runtime.load(&bytes, &path.display().to_string(), self.cache_dir.as_deref()).await {
             Ok(adapter) => {
                 let adapter = Arc::new(adapter);
                 log_loaded(&name, &adapter);
@@ -115,14 +108,8 @@ impl Registry {
     }
 
     fn failed(&self, name: &str, message: String) -> Change {
-        tracing::error!(
-            adapter = name,
-            "adapter not loaded; the version before it keeps serving: {message}"
-        );
-        let error = LoadError {
-            message: message.clone(),
-            at: SystemTime::now(),
-        };
+        tracing::error!(adapter = name, "adapter not loaded; the version before it keeps serving: {message}");
+        let error = LoadError { message: message.clone(), at: SystemTime::now() };
         self.inner.write().unwrap().errors.insert(name.into(), error);
         Change::Failed(message)
     }
@@ -150,13 +137,7 @@ impl Registry {
     }
 
     pub fn list(&self) -> Vec<(String, Arc<Adapter>)> {
-        self.inner
-            .read()
-            .unwrap()
-            .live
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.inner.read().unwrap().live.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn errors(&self) -> BTreeMap<String, LoadError> {

@@ -124,28 +124,16 @@ pub struct ProviderContext {
 impl ProviderContext {
     /// Binds `provider` to its adapter's `info` (secret keys, default hosts).
     pub fn new(provider: &config::Provider, info: &AdapterInfo) -> Result<ProviderContext> {
-        let hosts = provider
-            .allow_hosts
-            .clone()
-            .unwrap_or_else(|| info.default_hosts.clone());
+        let hosts = provider.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
         let rules = hosts
             .iter()
             .map(|h| HostRule::parse(h))
             .collect::<Result<Vec<_>>>()
             .with_context(|| format!("provider `{}`", provider.name))?;
         if provider.memory_bytes > MAX_MEMORY_BYTES {
-            bail!(
-                "provider `{}`: `memory_mb` may be at most {}",
-                provider.name,
-                MAX_MEMORY_BYTES >> 20
-            );
+            bail!("provider `{}`: `memory_mb` may be at most {}", provider.name, MAX_MEMORY_BYTES >> 20);
         }
-        let secret_keys: Vec<&str> = info
-            .config_keys
-            .iter()
-            .filter(|k| k.secret)
-            .map(|k| k.name.as_str())
-            .collect();
+        let secret_keys: Vec<&str> = info.config_keys.iter().filter(|k| k.secret).map(|k| k.name.as_str()).collect();
         let secrets = provider
             .settings
             .iter()
@@ -159,11 +147,7 @@ impl ProviderContext {
         }
         Ok(ProviderContext {
             name: provider.name.clone(),
-            settings: provider
-                .settings
-                .iter()
-                .map(|(k, s)| (k.clone(), s.value.clone()))
-                .collect(),
+            settings: provider.settings.iter().map(|(k, s)| (k.clone(), s.value.clone())).collect(),
             secrets,
             outbound: Outbound::new(rules, provider.max_response_bytes)?,
             timeout: provider.timeout,
@@ -262,10 +246,7 @@ struct MemoryCap(usize);
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -326,15 +307,13 @@ impl Runtime {
         bindings::Adapter::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| anyhow!("{e}"))?;
 
         let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("smsbridge-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })?;
+        std::thread::Builder::new().name("smsbridge-epoch".into()).spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
 
         Ok(Arc::new(Runtime {
             engine,
@@ -462,14 +441,9 @@ impl Runtime {
         ) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>
         + Send,
     ) -> Result<R, Failure> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Failure::Fault("runtime is shutting down".into()))?;
-        let mut store = self
-            .store(provider)
-            .map_err(|e| Failure::Fault(format!("cannot set up the sandbox: {e:#}")))?;
+        let _permit = self.permits.acquire().await.map_err(|_| Failure::Fault("runtime is shutting down".into()))?;
+        let mut store =
+            self.store(provider).map_err(|e| Failure::Fault(format!("cannot set up the sandbox: {e:#}")))?;
         let work = async {
             let instance = pre.instantiate_async(&mut store).await?;
             call(&instance, &mut store).await
@@ -478,20 +452,14 @@ impl Runtime {
         match outcome {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(Failure::Fault(describe_fault(&e, &store))),
-            Err(_) => Err(Failure::Fault(format!(
-                "adapter did not finish within {} ms",
-                provider.timeout.as_millis()
-            ))),
+            Err(_) => Err(Failure::Fault(format!("adapter did not finish within {} ms", provider.timeout.as_millis()))),
         }
     }
 
     fn store(&self, provider: &Arc<ProviderContext>) -> Result<Store<State>> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let mut wasi = WasiCtx::builder();
-        wasi.stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
+        wasi.stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
         if let Some(dir) = &provider.data_dir {
             wasi.preopened_dir(dir, ".", FsPerms::ReadWrite)
                 .map_err(|e| anyhow!("cannot open data_dir {}: {e}", dir.display()))?;

@@ -6,12 +6,15 @@
 //! a JSON body that names the problem, never contains the success word, and
 //! never echoes a secret.
 
+use crate::auth;
 use crate::config::{Method as RouteMethod, Route};
 use crate::gateway::{Gateway, Refusal};
 use crate::runtime::{Failure, SendError};
 use axum::Router;
+use axum::body::Body;
 use axum::body::to_bytes;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -29,12 +32,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(gateway).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    axum::serve(listener, router(gateway).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// A failure answer: status, machine-readable code, and a sentence.
@@ -44,17 +44,13 @@ struct Problem {
     message: String,
     extra: Vec<(&'static str, Value)>,
     retry_after: Option<u32>,
+    /// `WWW-Authenticate` values, for a 401.
+    challenges: Vec<String>,
 }
 
 impl Problem {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Problem {
-        Problem {
-            status,
-            code,
-            message: message.into(),
-            extra: Vec::new(),
-            retry_after: None,
-        }
+        Problem { status, code, message: message.into(), extra: Vec::new(), retry_after: None, challenges: Vec::new() }
     }
 
     fn with(mut self, key: &'static str, value: impl Into<Value>) -> Problem {
@@ -85,6 +81,11 @@ impl IntoResponse for Problem {
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        for challenge in &self.challenges {
+            if let Ok(value) = HeaderValue::from_str(challenge) {
+                resp.headers_mut().append(header::WWW_AUTHENTICATE, value);
+            }
+        }
         resp
     }
 }
@@ -111,31 +112,57 @@ async fn send(gateway: &Gateway, req: Request) -> Result<Response, Problem> {
     if !route.methods.contains(&method) {
         return Err(method_not_allowed(route, req.method()));
     }
-    let fields = read_fields(req, routing.config.server.max_body_bytes).await?;
+    let remote = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    if !route.allow_networks.is_empty()
+        && !remote.is_some_and(|r| route.allow_networks.iter().any(|n| n.contains(&r.ip())))
+    {
+        return Err(unauthorized(route, remote, "caller network not allowed", Vec::new()));
+    }
+    let (parts, body) = req.into_parts();
+    let mut fields = read_fields(&parts, body, routing.config.server.max_body_bytes).await?;
+    if let Some(auth) = &route.auth {
+        let uri = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let request = auth::Request { method: &parts.method, uri, headers: &parts.headers };
+        auth::check(auth, &request, &mut fields, &gateway.nonces)
+            .map_err(|refused| unauthorized(route, remote, refused.reason, refused.challenges))?;
+    }
     let field = |name: &str| {
         fields.get(name).ok_or_else(|| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "missing_field",
-                format!("field `{name}` is required"),
-            )
-            .with("field", name)
+            Problem::new(StatusCode::BAD_REQUEST, "missing_field", format!("field `{name}` is required"))
+                .with("field", name)
         })
     };
     let phone = field(&route.fields.phone)?;
     let message = field(&route.fields.message)?;
 
-    match gateway.send(&routing, route, phone, message).await {
-        Ok(sent) => Ok(axum::Json(json!({
+    let sent =
+        gateway.send(&routing, route, phone, message).await.map_err(|refusal| refusal_problem(route, refusal))?;
+    Ok(match &route.success_body {
+        Some(template) => {
+            let text = template
+                .replace("{id}", &sent.id)
+                .replace("{provider}", &sent.provider)
+                .replace("{provider_id}", &sent.provider_id)
+                .replace("{segments}", &sent.segments.to_string());
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+        None => axum::Json(json!({
             "status": "pending",
             "id": sent.id,
             "provider": sent.provider,
             "provider_id": sent.provider_id,
             "segments": sent.segments,
         }))
-        .into_response()),
-        Err(refusal) => Err(refusal_problem(route, refusal)),
-    }
+        .into_response(),
+    })
+}
+
+/// A 401 that tells the caller nothing but the challenge; the audit log
+/// gets the route, the caller's address and the reason, never the credential.
+fn unauthorized(route: &Route, remote: Option<SocketAddr>, reason: &str, challenges: Vec<String>) -> Problem {
+    let remote = remote.map(|r| r.to_string()).unwrap_or_else(|| "unknown".into());
+    tracing::warn!(route = %route.path, %remote, reason, "caller authentication failed");
+    Problem { challenges, ..Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "authentication required") }
 }
 
 fn method_not_allowed(route: &Route, method: &Method) -> Problem {
@@ -150,21 +177,16 @@ fn method_not_allowed(route: &Route, method: &Method) -> Problem {
     Problem::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!(
-            "{method} is not allowed on {}; use {}",
-            route.path,
-            allowed.join(" or ")
-        ),
+        format!("{method} is not allowed on {}; use {}", route.path, allowed.join(" or ")),
     )
 }
 
 /// The caller's fields: the query string, then the body's fields over it.
-async fn read_fields(req: Request, max_body_bytes: usize) -> Result<HashMap<String, String>, Problem> {
-    let mut fields: HashMap<String, String> = url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
-    let content_type = content_type(req.headers());
-    let body = to_bytes(req.into_body(), max_body_bytes).await.map_err(|_| {
+async fn read_fields(parts: &Parts, body: Body, max_body_bytes: usize) -> Result<HashMap<String, String>, Problem> {
+    let mut fields: HashMap<String, String> =
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    let content_type = content_type(&parts.headers);
+    let body = to_bytes(body, max_body_bytes).await.map_err(|_| {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
@@ -177,12 +199,13 @@ async fn read_fields(req: Request, max_body_bytes: usize) -> Result<HashMap<Stri
     match content_type.as_deref() {
         Some("application/x-www-form-urlencoded") => fields.extend(url::form_urlencoded::parse(&body).into_owned()),
         Some("application/json") => fields.extend(json_fields(&body)?),
+        Some("application/xml" | "text/xml") => fields.extend(xml_fields(&body)?),
         other => {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 format!(
-                    "Content-Type {} is not accepted; send application/x-www-form-urlencoded or application/json",
+                    "Content-Type {} is not accepted; send application/x-www-form-urlencoded, application/json or application/xml",
                     other.unwrap_or("(none)")
                 ),
             ));
@@ -220,20 +243,53 @@ fn json_fields(body: &[u8]) -> Result<HashMap<String, String>, Problem> {
     Ok(fields)
 }
 
+/// Every element's text, by the element's local name: RSA AM's XML method
+/// names the phone and message elements in its request body template.
+fn xml_fields(body: &[u8]) -> Result<HashMap<String, String>, Problem> {
+    use quick_xml::events::Event;
+    let bad = |why: String| Problem::new(StatusCode::BAD_REQUEST, "invalid_xml", why);
+    let mut reader = quick_xml::Reader::from_reader(body);
+    let (mut fields, mut open, mut buf) = (HashMap::new(), Vec::<String>::new(), Vec::new());
+    loop {
+        match reader.read_event_into(&mut buf).map_err(|e| bad(format!("body is not valid XML: {e}")))? {
+            Event::Start(e) => open.push(String::from_utf8_lossy(e.local_name().as_ref()).into_owned()),
+            Event::End(_) => {
+                open.pop();
+            }
+            Event::Text(t) => {
+                let text = t.decode().map_err(|e| bad(format!("body is not valid XML: {e}")))?;
+                let text =
+                    quick_xml::escape::unescape(&text).map_err(|e| bad(format!("body is not valid XML: {e}")))?;
+                if let Some(name) = open.last().filter(|_| !text.trim().is_empty()) {
+                    fields.entry(name.clone()).or_insert_with(String::new).push_str(&text);
+                }
+            }
+            Event::CData(t) => {
+                if let Some(name) = open.last() {
+                    fields.entry(name.clone()).or_insert_with(String::new).push_str(&String::from_utf8_lossy(&t));
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if fields.is_empty() {
+        return Err(bad("body has no elements with text".into()));
+    }
+    Ok(fields)
+}
+
 fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
     match refusal {
-        Refusal::Phone(e) => Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_phone",
-            format!("field `{}` {e}", route.fields.phone),
-        )
-        .with("field", route.fields.phone.clone()),
-        Refusal::Message(why) => Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_message",
-            format!("field `{}` {why}", route.fields.message),
-        )
-        .with("field", route.fields.message.clone()),
+        Refusal::Phone(e) => {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_phone", format!("field `{}` {e}", route.fields.phone))
+                .with("field", route.fields.phone.clone())
+        }
+        Refusal::Message(why) => {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_message", format!("field `{}` {why}", route.fields.message))
+                .with("field", route.fields.message.clone())
+        }
         Refusal::Provider { provider, failure } => {
             let text = failure.to_string();
             let problem = match &failure {
@@ -248,10 +304,9 @@ fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
                 Failure::Adapter(SendError::Misconfigured(_)) => {
                     Problem::new(StatusCode::BAD_GATEWAY, "provider_misconfigured", text)
                 }
-                Failure::Adapter(SendError::RateLimited(secs)) => Problem {
-                    retry_after: *secs,
-                    ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", text)
-                },
+                Failure::Adapter(SendError::RateLimited(secs)) => {
+                    Problem { retry_after: *secs, ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", text) }
+                }
                 Failure::Adapter(SendError::Unavailable(_)) | Failure::Fault(_) => {
                     Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", text)
                 }

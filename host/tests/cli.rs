@@ -25,10 +25,7 @@ fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     let status = answer[9..12].parse().unwrap();
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
 }
 
@@ -44,11 +41,7 @@ fn serve_on_the_embedded_default_delivers_to_the_outbox_and_stops_on_sigterm() {
     let addr = loop {
         let line = lines.next().expect("serve prints where it listens").unwrap();
         if let Some(at) = line.find("listening on http://") {
-            break line[at + "listening on http://".len()..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_string();
+            break line[at + "listening on http://".len()..].split_whitespace().next().unwrap().to_string();
         }
     };
     // As `curl -d phone=+447700900123 -d 'message=Your code is 123456'` sends it.
@@ -63,19 +56,13 @@ fn serve_on_the_embedded_default_delivers_to_the_outbox_and_stops_on_sigterm() {
     assert_eq!(line["body"], "Your code is 123456");
     assert_eq!(line["id"], answer["id"]);
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "exits 0 on SIGTERM: {status:?}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let log = rest.join("\n");
     assert!(log.contains("+4477****0123"), "the log masks the number: {log}");
-    assert!(
-        !log.contains("447700900123"),
-        "the log never has the number in clear: {log}"
-    );
+    assert!(!log.contains("447700900123"), "the log never has the number in clear: {log}");
     assert!(!log.contains("123456"), "the log never has the message: {log}");
 }
 
@@ -84,17 +71,10 @@ fn check_lists_each_provider_with_its_adapter_info() {
     let dir = tempfile::tempdir().unwrap();
     let out = smsbridge(dir.path()).arg("check").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("config: embedded default (ok)"), "{stdout}");
     assert!(stdout.contains("provider outbox: adapter outbox 0.1.0"), "{stdout}");
-    assert!(
-        stdout.contains("route /v1/send: fields phone/message, providers outbox"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("route /v1/send: fields phone/message, providers outbox"), "{stdout}");
 }
 
 #[test]
@@ -106,22 +86,13 @@ fn config_errors_name_file_line_and_key() {
         "[[provider]]\nname = \"outbox\"\nadapter = \"outbox\"\n\n[[route]]\npath = \"/x\"\nproviders = [\"outbox\", \"twilio\"]\n",
     )
     .unwrap();
-    let out = smsbridge(dir.path())
-        .args(["check", "--config", "gw.toml"])
-        .output()
-        .unwrap();
+    let out = smsbridge(dir.path()).args(["check", "--config", "gw.toml"]).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("error: gw.toml:7: route `/x`: provider `twilio` is not defined"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("error: gw.toml:7: route `/x`: provider `twilio` is not defined"), "{stderr}");
 
     std::fs::write(&file, "[[provider]]\nname = \"p\"\nadapter = \"carrier-pigeon\"\n").unwrap();
-    let out = smsbridge(dir.path())
-        .args(["check", "--config", "gw.toml"])
-        .output()
-        .unwrap();
+    let out = smsbridge(dir.path()).args(["check", "--config", "gw.toml"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("provider `p`: adapter `carrier-pigeon` is not bundled and not in the adapters folder"),
@@ -132,26 +103,17 @@ fn config_errors_name_file_line_and_key() {
 #[test]
 fn send_delivers_one_message_without_a_server() {
     let dir = tempfile::tempdir().unwrap();
-    let out = smsbridge(dir.path())
-        .args(["send", "--to", "+44 7700 900123", "--message", "hello"])
-        .output()
-        .unwrap();
+    let out = smsbridge(dir.path()).args(["send", "--to", "+44 7700 900123", "--message", "hello"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["status"], "pending");
     let outbox = std::fs::read_to_string(dir.path().join("var/outbox/outbox.jsonl")).unwrap();
     assert_eq!(outbox.lines().count(), 1);
 
-    let out = smsbridge(dir.path())
-        .args(["send", "--to", "not a number", "--message", "hello"])
-        .output()
-        .unwrap();
+    let out = smsbridge(dir.path()).args(["send", "--to", "not a number", "--message", "hello"]).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("not sent (HTTP 400)") && stderr.contains("invalid_phone"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("not sent (HTTP 400)") && stderr.contains("invalid_phone"), "{stderr}");
 }
 
 #[test]
@@ -165,27 +127,14 @@ fn check_accepts_every_example_config() {
         let mut cmd = smsbridge(dir.path());
         cmd.arg("check").arg("--config").arg(&path);
         // Every secret an example reads from the environment.
-        for var in text
-            .split("env = \"")
-            .skip(1)
-            .map(|rest| rest.split('"').next().unwrap())
-        {
+        for var in text.split("env = \"").skip(1).map(|rest| rest.split('"').next().unwrap()) {
             cmd.env(var, "example-secret-value");
         }
         let out = cmd.output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
         let adapter = path.file_stem().unwrap().to_str().unwrap();
-        assert!(
-            stdout.contains(&format!(": adapter {adapter} 0.1.0")),
-            "{}: {stdout}",
-            path.display()
-        );
+        assert!(stdout.contains(&format!(": adapter {adapter} 0.1.0")), "{}: {stdout}", path.display());
         assert!(!stdout.contains("MISSING"), "{}: {stdout}", path.display());
         assert!(!stdout.contains("example-secret-value"), "check never prints a secret");
         seen += 1;

@@ -19,10 +19,7 @@ impl Adapter for Clickatell {
             .optional("password", "Legacy HTTP: account password (secret)")
             .optional("api_id", "Legacy HTTP: API id of the HTTP connection")
             .optional("from", "Sender id or number, if your account has one")
-            .optional(
-                "base_url",
-                "Replaces https://platform.clickatell.com or https://api.clickatell.com",
-            )
+            .optional("base_url", "Replaces https://platform.clickatell.com or https://api.clickatell.com")
             .host("platform.clickatell.com")
             .host("api.clickatell.com")
             .build()
@@ -33,9 +30,7 @@ impl Adapter for Clickatell {
         match config::get("api").as_deref().unwrap_or("platform") {
             "platform" => platform(msg, from),
             "http" => legacy(msg, from),
-            other => Err(SendError::Misconfigured(format!(
-                "`api` is `{other}`; use `platform` or `http`"
-            ))),
+            other => Err(SendError::Misconfigured(format!("`api` is `{other}`; use `platform` or `http`"))),
         }
     }
 }
@@ -59,17 +54,9 @@ fn platform(msg: Message, from: Option<String>) -> Result<Accepted, SendError> {
     let message = &v["messages"][0];
     if resp.is_success() && message["accepted"] == true {
         let id = message["apiMessageId"].as_str().unwrap_or_default();
-        return Ok(Accepted {
-            provider_id: id.into(),
-            status: Some("accepted".into()),
-            segments: None,
-        });
+        return Ok(Accepted { provider_id: id.into(), status: Some("accepted".into()), segments: None });
     }
-    let error = if message["error"].is_null() {
-        &v["error"]
-    } else {
-        &message["error"]
-    };
+    let error = if message["error"].is_null() { &v["error"] } else { &message["error"] };
     let detail = match error {
         e if e.is_object() => format!("{} {}", e["code"], e["description"].as_str().unwrap_or_default()),
         e => e.as_str().map(Into::into).unwrap_or_else(|| resp.text()),
@@ -82,11 +69,7 @@ fn platform(msg: Message, from: Option<String>) -> Result<Accepted, SendError> {
 }
 
 fn legacy(msg: Message, from: Option<String>) -> Result<Accepted, SendError> {
-    let (user, password, api_id) = (
-        config::require("user")?,
-        config::require("password")?,
-        config::require("api_id")?,
-    );
+    let (user, password, api_id) = (config::require("user")?, config::require("password")?, config::require("api_id")?);
     let mut form = vec![
         ("user", user.as_str()),
         ("password", password.as_str()),
@@ -111,11 +94,7 @@ fn legacy_answer(resp: &Response) -> Result<Accepted, SendError> {
     let text = resp.text();
     let text = text.trim();
     if let Some(id) = text.strip_prefix("ID:") {
-        return Ok(Accepted {
-            provider_id: id.trim().into(),
-            status: None,
-            segments: None,
-        });
+        return Ok(Accepted { provider_id: id.trim().into(), status: None, segments: None });
     }
     let Some(err) = text.strip_prefix("ERR:") else {
         return Err(SendError::Unavailable(format!(

@@ -16,32 +16,17 @@ impl Adapter for GenericHttp {
         smsbridge_sdk::info!("generic-http", "any HTTP SMS API")
             .required("url", "The provider's send URL; placeholders allowed in the query")
             .optional("method", "GET or POST (default POST)")
-            .optional(
-                "encoding",
-                "Where parameters go: query, form or json (default: form for POST, query for GET)",
-            )
-            .optional(
-                "params",
-                "Parameters as name=value, separated by & or by new lines, with placeholders",
-            )
-            .optional(
-                "headers",
-                "Extra headers, one `Name: value` per line, with placeholders",
-            )
+            .optional("encoding", "Where parameters go: query, form or json (default: form for POST, query for GET)")
+            .optional("params", "Parameters as name=value, separated by & or by new lines, with placeholders")
+            .optional("headers", "Extra headers, one `Name: value` per line, with placeholders")
             .optional("username", "HTTP Basic user name")
             .optional_secret("password", "HTTP Basic password, or a secret for {config.password}")
             .optional_secret("api_key", "A secret for {config.api_key}")
             .optional_secret("token", "A secret for {config.token}")
-            .optional(
-                "success_status",
-                "Comma-separated statuses meaning success (default: any 2xx)",
-            )
+            .optional("success_status", "Comma-separated statuses meaning success (default: any 2xx)")
             .optional("success_contains", "Text the body must contain on success")
             .optional("success_regex", "Regex the body must match on success")
-            .optional(
-                "id_pointer",
-                "JSON pointer to the provider's message id, e.g. /messages/0/id",
-            )
+            .optional("id_pointer", "JSON pointer to the provider's message id, e.g. /messages/0/id")
             .optional("id_regex", "Regex whose first group is the provider's message id")
             .optional("from", "Sender id or number for {sender}")
             .optional("base_url", "Replaces the scheme and host of `url` (proxy, test mock)")
@@ -52,9 +37,7 @@ impl Adapter for GenericHttp {
         let sender = msg.sender.clone().or_else(|| config::get("from")).unwrap_or_default();
         let fill = |template: &str| fill(template, &msg, &sender);
         let url = with_base(&fill(&config::require("url")?))?;
-        let method = config::get("method")
-            .unwrap_or_else(|| "POST".into())
-            .to_ascii_uppercase();
+        let method = config::get("method").unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
         let encoding = config::get("encoding").unwrap_or_else(|| if method == "GET" { "query" } else { "form" }.into());
 
         let params: Vec<(String, String)> = split_params(&config::get("params").unwrap_or_default())
@@ -65,14 +48,7 @@ impl Adapter for GenericHttp {
             "query" => {
                 let sep = if url.contains('?') { '&' } else { '?' };
                 let query = smsbridge_sdk::form::encode(&params);
-                Request::new(
-                    &method,
-                    &if query.is_empty() {
-                        url
-                    } else {
-                        format!("{url}{sep}{query}")
-                    },
-                )
+                Request::new(&method, &if query.is_empty() { url } else { format!("{url}{sep}{query}") })
             }
             "form" => Request::new(&method, &url).form(&params),
             "json" => {
@@ -81,16 +57,10 @@ impl Adapter for GenericHttp {
                 Request::new(&method, &url).json(&object.into())
             }
             other => {
-                return Err(SendError::Misconfigured(format!(
-                    "`encoding` is `{other}`; use query, form or json"
-                )));
+                return Err(SendError::Misconfigured(format!("`encoding` is `{other}`; use query, form or json")));
             }
         };
-        for line in config::get("headers")
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-        {
+        for line in config::get("headers").unwrap_or_default().lines().filter(|l| !l.trim().is_empty()) {
             let (name, value) = line
                 .split_once(':')
                 .ok_or_else(|| SendError::Misconfigured("each line of `headers` must be `Name: value`".into()))?;
@@ -118,9 +88,7 @@ impl Adapter for GenericHttp {
         if let Some(pattern) = config::get("success_regex")
             && !regex(&pattern)?.is_match(&body)
         {
-            return Err(SendError::Rejected(format!(
-                "answer does not match `success_regex`: {excerpt}"
-            )));
+            return Err(SendError::Rejected(format!("answer does not match `success_regex`: {excerpt}")));
         }
         let provider_id = if let Some(pointer) = config::get("id_pointer") {
             let v = resp.json()?;
@@ -128,9 +96,7 @@ impl Adapter for GenericHttp {
                 Some(smsbridge_sdk::json::Value::String(s)) => s.clone(),
                 Some(other) if !other.is_null() => other.to_string(),
                 _ => {
-                    return Err(SendError::Unavailable(format!(
-                        "answer has nothing at `{pointer}`: {excerpt}"
-                    )));
+                    return Err(SendError::Unavailable(format!("answer has nothing at `{pointer}`: {excerpt}")));
                 }
             }
         } else if let Some(pattern) = config::get("id_regex") {
@@ -142,11 +108,7 @@ impl Adapter for GenericHttp {
         } else {
             msg.id.clone()
         };
-        Ok(Accepted {
-            provider_id,
-            status: None,
-            segments: None,
-        })
+        Ok(Accepted { provider_id, status: None, segments: None })
     }
 }
 
@@ -166,11 +128,8 @@ fn with_base(url: &str) -> Result<String, SendError> {
 /// `name=value` pairs, separated by new lines when there are any (so values
 /// may contain `&`), else by `&`.
 fn split_params(template: &str) -> Vec<(&str, &str)> {
-    let parts: Vec<&str> = if template.contains('\n') {
-        template.lines().collect()
-    } else {
-        template.split('&').collect()
-    };
+    let parts: Vec<&str> =
+        if template.contains('\n') { template.lines().collect() } else { template.split('&').collect() };
     parts
         .into_iter()
         .map(str::trim)
@@ -192,9 +151,7 @@ fn fill(template: &str, msg: &Message, sender: &str) -> String {
             "body" => Some(msg.body.clone()),
             "id" => Some(msg.id.clone()),
             "sender" => Some(sender.to_string()),
-            _ => name
-                .strip_prefix("config.")
-                .map(|key| config::get(key).unwrap_or_default()),
+            _ => name.strip_prefix("config.").map(|key| config::get(key).unwrap_or_default()),
         };
         match value {
             Some(v) => out.push_str(&v),

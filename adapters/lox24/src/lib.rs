@@ -32,9 +32,7 @@ impl Adapter for Lox24 {
         match config::get("api").as_deref().unwrap_or("rest") {
             "rest" => rest(msg, from),
             "legacy" => legacy(msg, from),
-            other => Err(SendError::Misconfigured(format!(
-                "`api` is `{other}`; use `rest` or `legacy`"
-            ))),
+            other => Err(SendError::Misconfigured(format!("`api` is `{other}`; use `rest` or `legacy`"))),
         }
     }
 }
@@ -48,23 +46,12 @@ fn rest(msg: Message, from: Option<String>) -> Result<Accepted, SendError> {
         "service_code": config::get("service_code").unwrap_or_else(|| "direct".into()),
     });
     let url = format!("{}/sms", config::base_url("https://api.lox24.eu"));
-    let resp = Request::post(&url)
-        .header("X-LOX24-AUTH-TOKEN", &auth)
-        .json(&body)
-        .send()?;
+    let resp = Request::post(&url).header("X-LOX24-AUTH-TOKEN", &auth).json(&body).send()?;
     if resp.is_success() {
         let id = resp.json_str("/uuid")?;
-        return Ok(Accepted {
-            provider_id: id,
-            status: None,
-            segments: None,
-        });
+        return Ok(Accepted { provider_id: id, status: None, segments: None });
     }
-    let detail = resp
-        .json()
-        .ok()
-        .and_then(|v| v["detail"].as_str().map(String::from))
-        .unwrap_or_else(|| resp.text());
+    let detail = resp.json().ok().and_then(|v| v["detail"].as_str().map(String::from)).unwrap_or_else(|| resp.text());
     if resp.status() == 400 && detail.to_lowercase().contains("phone") {
         return Err(SendError::InvalidRecipient(detail));
     }
@@ -73,10 +60,7 @@ fn rest(msg: Message, from: Option<String>) -> Result<Accepted, SendError> {
 
 fn legacy(msg: Message, from: Option<String>) -> Result<Accepted, SendError> {
     let password = config::require("password")?;
-    let hash: String = Md5::digest(password.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash: String = Md5::digest(password.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     let (user, service) = (config::require("user")?, config::require("service")?);
     let from = from.unwrap_or_default();
     let form = [
@@ -100,11 +84,7 @@ fn legacy(msg: Message, from: Option<String>) -> Result<Accepted, SendError> {
     let text = element(&xml, "codetext").unwrap_or_default();
     if code < 200 {
         let id = element(&xml, "MSGID").unwrap_or_default();
-        return Ok(Accepted {
-            provider_id: id.trim().into(),
-            status: None,
-            segments: None,
-        });
+        return Ok(Accepted { provider_id: id.trim().into(), status: None, segments: None });
     }
     Err(SendError::Rejected(format!("{code} {}", text.trim())))
 }

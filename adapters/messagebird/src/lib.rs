@@ -12,10 +12,7 @@ impl Adapter for MessageBird {
         smsbridge_sdk::info!("messagebird", "MessageBird REST v1")
             .secret("access_key", "Live access key, Dashboard → Developers → API access")
             .optional("originator", "Sender: a number or up to 11 alphanumeric characters")
-            .optional(
-                "report_url",
-                "URL for delivery reports (sent with the message id as `reference`)",
-            )
+            .optional("report_url", "URL for delivery reports (sent with the message id as `reference`)")
             .optional("validity", "Seconds the message stays valid")
             .optional("base_url", "Replaces https://rest.messagebird.com (proxy, test mock)")
             .host("rest.messagebird.com")
@@ -44,24 +41,14 @@ impl Adapter for MessageBird {
             body["validity"] = secs.into();
         }
         let url = format!("{}/messages", config::base_url("https://rest.messagebird.com"));
-        let resp = Request::post(&url)
-            .header("Authorization", &format!("AccessKey {key}"))
-            .json(&body)
-            .send()?;
+        let resp = Request::post(&url).header("Authorization", &format!("AccessKey {key}")).json(&body).send()?;
         if resp.is_success() {
             let id = resp.json_str("/id")?;
-            return Ok(Accepted {
-                provider_id: id,
-                status: Some("sent".into()),
-                segments: None,
-            });
+            return Ok(Accepted { provider_id: id, status: Some("sent".into()), segments: None });
         }
         let v = resp.json().unwrap_or_default();
         let first = &v["errors"][0];
-        let (code, text) = (
-            first["code"].as_u64(),
-            first["description"].as_str().unwrap_or_default(),
-        );
+        let (code, text) = (first["code"].as_u64(), first["description"].as_str().unwrap_or_default());
         let detail = format!("{} {text}", code.unwrap_or_default());
         Err(match (code, first["parameter"].as_str()) {
             (Some(2), _) => SendError::Unauthorized(detail),

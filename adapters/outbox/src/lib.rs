@@ -21,10 +21,7 @@ impl Adapter for Outbox {
 
     fn send(msg: Message) -> Result<Accepted, SendError> {
         let segments = smsbridge_segments::count(&msg.body).count;
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
         let line = json!({
             "id": msg.id,
             "to": msg.to,
@@ -42,10 +39,8 @@ impl Adapter for Outbox {
             .open(OUTBOX_FILE)
             .and_then(|mut f| f.write_all(&bytes))
             .map_err(|e| {
-                SendError::Misconfigured(format!(
-                    "cannot append to {OUTBOX_FILE} (is `data_dir` set and writable?): {e}"
-                ))
-            })?;
+            SendError::Misconfigured(format!("cannot append to {OUTBOX_FILE} (is `data_dir` set and writable?): {e}"))
+        })?;
         Ok(Accepted {
             provider_id: msg.id,
             status: Some(smsbridge_sdk::config::get("status").unwrap_or_else(|| "queued".into())),

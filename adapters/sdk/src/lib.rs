@@ -102,12 +102,7 @@ impl InfoBuilder {
     }
 
     fn key(mut self, name: &str, required: bool, secret: bool, description: &str) -> Self {
-        self.0.config_keys.push(ConfigKey {
-            name: name.into(),
-            required,
-            secret,
-            description: description.into(),
-        });
+        self.0.config_keys.push(ConfigKey { name: name.into(), required, secret, description: description.into() });
         self
     }
 
@@ -166,10 +161,7 @@ pub mod config {
     /// The `base_url` setting without a trailing `/`, else `default`: lets an
     /// operator use a regional endpoint or a proxy, and tests a mock.
     pub fn base_url(default: &str) -> String {
-        get("base_url")
-            .unwrap_or_else(|| default.into())
-            .trim_end_matches('/')
-            .into()
+        get("base_url").unwrap_or_else(|| default.into()).trim_end_matches('/').into()
     }
 }
 
@@ -245,12 +237,7 @@ pub mod http {
 
     impl Request {
         pub fn new(method: &str, url: &str) -> Self {
-            Request(host::Request {
-                method: method.into(),
-                url: url.into(),
-                headers: Vec::new(),
-                body: Vec::new(),
-            })
+            Request(host::Request { method: method.into(), url: url.into(), headers: Vec::new(), body: Vec::new() })
         }
 
         pub fn get(url: &str) -> Self {
@@ -284,8 +271,7 @@ pub mod http {
 
         /// A JSON body, with its content type.
         pub fn json(self, value: &serde_json::Value) -> Self {
-            self.header("Content-Type", "application/json")
-                .body(value.to_string().into_bytes())
+            self.header("Content-Type", "application/json").body(value.to_string().into_bytes())
         }
 
         pub fn body(mut self, body: Vec<u8>) -> Self {
@@ -319,11 +305,7 @@ pub mod http {
 
         /// The first header named `name` (any case).
         pub fn header(&self, name: &str) -> Option<&str> {
-            self.0
-                .headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
+            self.0.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
         }
 
         pub fn body(&self) -> &[u8] {
@@ -385,11 +367,7 @@ pub mod http {
     /// assert!(matches!(status_error(400, None, "".into()), SendError::Rejected(_)));
     /// ```
     pub fn status_error(status: u16, retry_after: Option<u32>, detail: String) -> SendError {
-        let detail = if detail.is_empty() {
-            format!("HTTP {status}")
-        } else {
-            format!("HTTP {status}: {detail}")
-        };
+        let detail = if detail.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {detail}") };
         match status {
             401 | 403 => SendError::Unauthorized(detail),
             429 => SendError::RateLimited(retry_after),

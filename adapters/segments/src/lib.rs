@@ -60,16 +60,10 @@ fn pack(units: impl Iterator<Item = u32> + Clone, single: u32, multi: u32) -> u3
 pub fn count(text: &str) -> Segments {
     if text.chars().all(|c| gsm7_septets(c).is_some()) {
         let septets = text.chars().map(|c| gsm7_septets(c).unwrap_or(1));
-        Segments {
-            encoding: Encoding::Gsm7,
-            count: pack(septets, 160, 153),
-        }
+        Segments { encoding: Encoding::Gsm7, count: pack(septets, 160, 153) }
     } else {
         let units = text.chars().map(|c| c.len_utf16() as u32);
-        Segments {
-            encoding: Encoding::Ucs2,
-            count: pack(units, 70, 67),
-        }
+        Segments { encoding: Encoding::Ucs2, count: pack(units, 70, 67) }
     }
 }
 
@@ -85,13 +79,7 @@ mod tests {
 
     #[test]
     fn gsm7_boundaries() {
-        assert_eq!(
-            count(""),
-            Segments {
-                encoding: Encoding::Gsm7,
-                count: 1
-            }
-        );
+        assert_eq!(count(""), Segments { encoding: Encoding::Gsm7, count: 1 });
         assert_eq!(count(&repeat("a", 160)).count, 1);
         assert_eq!(count(&repeat("a", 161)).count, 2);
         assert_eq!(count(&repeat("a", 306)).count, 2);
@@ -107,24 +95,12 @@ mod tests {
         let text = repeat("a", 152) + "{" + &repeat("a", 10);
         assert_eq!(count(&text).count, 2);
         let text = repeat("a", 152) + &repeat("{", 77);
-        assert_eq!(
-            count(&text),
-            Segments {
-                encoding: Encoding::Gsm7,
-                count: 3
-            }
-        );
+        assert_eq!(count(&text), Segments { encoding: Encoding::Gsm7, count: 3 });
     }
 
     #[test]
     fn ucs2_boundaries_and_surrogates() {
-        assert_eq!(
-            count(&repeat("ж", 70)),
-            Segments {
-                encoding: Encoding::Ucs2,
-                count: 1
-            }
-        );
+        assert_eq!(count(&repeat("ж", 70)), Segments { encoding: Encoding::Ucs2, count: 1 });
         assert_eq!(count(&repeat("ж", 71)).count, 2);
         assert_eq!(count(&repeat("ж", 134)).count, 2);
         assert_eq!(count(&repeat("ж", 135)).count, 3);

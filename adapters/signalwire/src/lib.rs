@@ -29,11 +29,7 @@ impl Adapter for SignalWire {
         let base = config::base_url(&format!("https://{space}.signalwire.com"));
         let url = format!("{base}/api/laml/2010-04-01/Accounts/{project}/Messages.json");
 
-        let mut form = vec![
-            ("To", msg.to.as_str()),
-            ("From", from.as_str()),
-            ("Body", msg.body.as_str()),
-        ];
+        let mut form = vec![("To", msg.to.as_str()), ("From", from.as_str()), ("Body", msg.body.as_str())];
         let callback = config::get("status_callback");
         if let Some(url) = &callback {
             form.push(("StatusCallback", url));

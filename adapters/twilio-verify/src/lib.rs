@@ -36,16 +36,9 @@ impl Adapter for TwilioVerify {
             None => last_digit_run(&msg.body),
         }
         .ok_or_else(|| SendError::Rejected("the message contains no code to send (see `code_pattern`)".into()))?;
-        let url = format!(
-            "{}/v2/Services/{service}/Verifications",
-            config::base_url("https://verify.twilio.com")
-        );
+        let url = format!("{}/v2/Services/{service}/Verifications", config::base_url("https://verify.twilio.com"));
 
-        let mut form = vec![
-            ("To", msg.to.as_str()),
-            ("Channel", "sms"),
-            ("CustomCode", code.as_str()),
-        ];
+        let mut form = vec![("To", msg.to.as_str()), ("Channel", "sms"), ("CustomCode", code.as_str())];
         let locale = config::get("locale");
         if let Some(locale) = &locale {
             form.push(("Locale", locale));
@@ -69,21 +62,14 @@ fn verify_error(code: u64, detail: String) -> Option<SendError> {
 
 /// The last run of 4 to 10 digits in `text`.
 fn last_digit_run(text: &str) -> Option<String> {
-    text.split(|c: char| !c.is_ascii_digit())
-        .filter(|run| (4..=10).contains(&run.len()))
-        .last()
-        .map(Into::into)
+    text.split(|c: char| !c.is_ascii_digit()).filter(|run| (4..=10).contains(&run.len())).last().map(Into::into)
 }
 
 /// The last match of `pattern` in `text`: its first group, or the whole match.
 fn code_by_pattern(text: &str, pattern: &str) -> Result<Option<String>, SendError> {
     let re = regex_lite::Regex::new(pattern)
         .map_err(|e| SendError::Misconfigured(format!("`code_pattern` is not a valid regex: {e}")))?;
-    Ok(re
-        .captures_iter(text)
-        .last()
-        .and_then(|c| c.get(1).or_else(|| c.get(0)))
-        .map(|m| m.as_str().to_string()))
+    Ok(re.captures_iter(text).last().and_then(|c| c.get(1).or_else(|| c.get(0))).map(|m| m.as_str().to_string()))
 }
 
 smsbridge_sdk::export_adapter!(TwilioVerify);
@@ -94,21 +80,12 @@ mod tests {
 
     #[test]
     fn finds_the_code_in_the_message() {
-        assert_eq!(
-            last_digit_run("Your tokencode is 12345678").as_deref(),
-            Some("12345678")
-        );
-        assert_eq!(
-            last_digit_run("PIN 1234, valid 5 min. Ref 987654").as_deref(),
-            Some("987654")
-        );
+        assert_eq!(last_digit_run("Your tokencode is 12345678").as_deref(), Some("12345678"));
+        assert_eq!(last_digit_run("PIN 1234, valid 5 min. Ref 987654").as_deref(), Some("987654"));
         assert_eq!(last_digit_run("Code 123 or 12345678901"), None);
         assert_eq!(last_digit_run("no code"), None);
         let p = r"code[: ]+(\w+)";
-        assert_eq!(
-            code_by_pattern("Your code: AB12CD", p).unwrap().as_deref(),
-            Some("AB12CD")
-        );
+        assert_eq!(code_by_pattern("Your code: AB12CD", p).unwrap().as_deref(), Some("AB12CD"));
         assert!(code_by_pattern("x", "(").is_err());
     }
 }

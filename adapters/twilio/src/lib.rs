@@ -8,28 +8,13 @@ impl Adapter for Twilio {
     fn info() -> AdapterInfo {
         smsbridge_sdk::info!("twilio", "Twilio Programmable Messaging")
             .required("account_sid", "Account SID (AC…), Console → Account Info")
-            .secret(
-                "auth_token",
-                "Auth Token, Console → Account Info (or an API key secret with api_key_sid)",
-            )
-            .optional(
-                "api_key_sid",
-                "API key SID (SK…) to authenticate with instead of the Account SID",
-            )
-            .optional(
-                "from",
-                "Sender number in E.164 or alphanumeric sender id, Console → Phone Numbers",
-            )
-            .optional(
-                "messaging_service_sid",
-                "Messaging Service SID (MG…), used instead of `from`",
-            )
+            .secret("auth_token", "Auth Token, Console → Account Info (or an API key secret with api_key_sid)")
+            .optional("api_key_sid", "API key SID (SK…) to authenticate with instead of the Account SID")
+            .optional("from", "Sender number in E.164 or alphanumeric sender id, Console → Phone Numbers")
+            .optional("messaging_service_sid", "Messaging Service SID (MG…), used instead of `from`")
             .optional("status_callback", "URL Twilio posts delivery status to")
             .optional("validity_period", "Seconds (1–36000) Twilio keeps trying to deliver")
-            .optional(
-                "base_url",
-                "Replaces https://api.twilio.com (regional edge, proxy, test mock)",
-            )
+            .optional("base_url", "Replaces https://api.twilio.com (regional edge, proxy, test mock)")
             .host("api.twilio.com")
             .build()
     }
@@ -38,16 +23,10 @@ impl Adapter for Twilio {
         let sid = config::require("account_sid")?;
         let token = config::require("auth_token")?;
         let user = config::get("api_key_sid").unwrap_or_else(|| sid.clone());
-        let url = format!(
-            "{}/2010-04-01/Accounts/{sid}/Messages.json",
-            config::base_url("https://api.twilio.com")
-        );
+        let url = format!("{}/2010-04-01/Accounts/{sid}/Messages.json", config::base_url("https://api.twilio.com"));
 
         let mut form = vec![("To", msg.to.clone())];
-        match (
-            config::get("messaging_service_sid"),
-            msg.sender.or_else(|| config::get("from")),
-        ) {
+        match (config::get("messaging_service_sid"), msg.sender.or_else(|| config::get("from"))) {
             (Some(service), _) => form.push(("MessagingServiceSid", service)),
             (None, Some(from)) => form.push(("From", from)),
             (None, None) => return Err(SendError::Misconfigured("set `from` or `messaging_service_sid`".into())),

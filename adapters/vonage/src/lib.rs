@@ -17,14 +17,8 @@ impl Adapter for Vonage {
         smsbridge_sdk::info!("vonage", "Vonage (Nexmo) SMS API")
             .required("api_key", "API key, Dashboard → API settings")
             .optional("api_secret", "API secret, Dashboard → API settings (secret)")
-            .optional(
-                "signature_secret",
-                "Signature secret: sign requests instead of sending api_secret (secret)",
-            )
-            .optional(
-                "signature_method",
-                "md5hash (default), md5, sha1, sha256 or sha512, as set in the Dashboard",
-            )
+            .optional("signature_secret", "Signature secret: sign requests instead of sending api_secret (secret)")
+            .optional("signature_method", "md5hash (default), md5, sha1, sha256 or sha512, as set in the Dashboard")
             .optional("from", "Sender id or number")
             .optional("callback", "URL for delivery receipts")
             .optional("base_url", "Replaces https://rest.nexmo.com (proxy, test mock)")
@@ -53,10 +47,7 @@ impl Adapter for Vonage {
         }
         match (config::get("signature_secret"), config::get("api_secret")) {
             (Some(secret), _) => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
                 params.push(("timestamp".into(), now.to_string()));
                 let method = config::get("signature_method").unwrap_or_else(|| "md5hash".into());
                 let sig = signature(&params, &secret, &method)?;
@@ -64,9 +55,7 @@ impl Adapter for Vonage {
             }
             (None, Some(secret)) => params.push(("api_secret".into(), secret)),
             (None, None) => {
-                return Err(SendError::Misconfigured(
-                    "set `api_secret` or `signature_secret`".into(),
-                ));
+                return Err(SendError::Misconfigured("set `api_secret` or `signature_secret`".into()));
             }
         }
 
@@ -81,11 +70,7 @@ impl Adapter for Vonage {
         if status == "0" {
             let id = message["message-id"].as_str().unwrap_or_default();
             let parts = v["message-count"].as_str().and_then(|n| n.parse().ok());
-            return Ok(Accepted {
-                provider_id: id.into(),
-                status: Some("accepted".into()),
-                segments: parts,
-            });
+            return Ok(Accepted { provider_id: id.into(), status: Some("accepted".into()), segments: parts });
         }
         let detail = format!("{status} {}", message["error-text"].as_str().unwrap_or_default());
         Err(match status {
@@ -106,10 +91,7 @@ impl Adapter for Vonage {
 fn signature(params: &[(String, String)], secret: &str, method: &str) -> Result<String, SendError> {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let text: String = sorted
-        .iter()
-        .map(|(k, v)| format!("&{k}={}", v.replace(['&', '='], "_")))
-        .collect();
+    let text: String = sorted.iter().map(|(k, v)| format!("&{k}={}", v.replace(['&', '='], "_"))).collect();
     fn hmac_hex<M: Mac + hmac::digest::KeyInit>(secret: &str, text: &str) -> String {
         let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
         mac.update(text.as_bytes());
@@ -122,9 +104,7 @@ fn signature(params: &[(String, String)], secret: &str, method: &str) -> Result<
         "sha256" => hmac_hex::<Hmac<sha2::Sha256>>(secret, &text),
         "sha512" => hmac_hex::<Hmac<sha2::Sha512>>(secret, &text),
         other => {
-            return Err(SendError::Misconfigured(format!(
-                "unknown `signature_method` `{other}`"
-            )));
+            return Err(SendError::Misconfigured(format!("unknown `signature_method` `{other}`")));
         }
     })
 }
@@ -141,21 +121,12 @@ mod tests {
 
     #[test]
     fn signs_sorted_params_with_separators_replaced() {
-        let params = vec![
-            ("b".to_string(), "x&y=z".to_string()),
-            ("a".to_string(), "1".to_string()),
-        ];
+        let params = vec![("b".to_string(), "x&y=z".to_string()), ("a".to_string(), "1".to_string())];
         // &a=1&b=x_y_z, then the secret.
-        assert_eq!(
-            signature(&params, "s", "md5hash").unwrap(),
-            hex(&Md5::digest(b"&a=1&b=x_y_zs"))
-        );
+        assert_eq!(signature(&params, "s", "md5hash").unwrap(), hex(&Md5::digest(b"&a=1&b=x_y_zs")));
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s").unwrap();
         mac.update(b"&a=1&b=x_y_z");
-        assert_eq!(
-            signature(&params, "s", "sha256").unwrap(),
-            hex(&mac.finalize().into_bytes())
-        );
+        assert_eq!(signature(&params, "s", "sha256").unwrap(), hex(&mac.finalize().into_bytes()));
         assert!(signature(&params, "s", "crc32").is_err());
     }
 }

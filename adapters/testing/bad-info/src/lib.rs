@@ -10,11 +10,7 @@ impl Adapter for BadInfo {
     }
 
     fn send(msg: Message) -> Result<Accepted, SendError> {
-        Ok(Accepted {
-            provider_id: msg.id,
-            status: None,
-            segments: None,
-        })
+        Ok(Accepted { provider_id: msg.id, status: None, segments: None })
     }
 }
 

@@ -10,11 +10,7 @@ use smsbridge_sdk::{Accepted, Adapter, AdapterInfo, Message, SendError, config, 
 struct Hostile;
 
 fn accepted(provider_id: String) -> Result<Accepted, SendError> {
-    Ok(Accepted {
-        provider_id,
-        status: None,
-        segments: None,
-    })
+    Ok(Accepted { provider_id, status: None, segments: None })
 }
 
 impl Adapter for Hostile {
