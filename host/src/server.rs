@@ -264,6 +264,21 @@ fn xml_fields(body: &[u8]) -> Result<HashMap<String, String>, Problem> {
                     fields.entry(name.clone()).or_insert_with(String::new).push_str(&text);
                 }
             }
+            Event::GeneralRef(r) => {
+                // `&amp;` and friends, and character references.
+                let resolved = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c.to_string(),
+                    _ => {
+                        let name = r.decode().map_err(|e| bad(format!("body is not valid XML: {e}")))?;
+                        quick_xml::escape::resolve_xml_entity(&name)
+                            .ok_or_else(|| bad(format!("body uses undefined entity &{name};")))?
+                            .to_string()
+                    }
+                };
+                if let Some(name) = open.last() {
+                    fields.entry(name.clone()).or_insert_with(String::new).push_str(&resolved);
+                }
+            }
             Event::CData(t) => {
                 if let Some(name) = open.last() {
                     fields.entry(name.clone()).or_insert_with(String::new).push_str(&String::from_utf8_lossy(&t));
