@@ -129,16 +129,20 @@ async fn rsa_authentication_manager_through_twilio_verify() {
         let form: Vec<(String, String)> = url::form_urlencoded::parse(&r.body).into_owned().collect();
         assert_eq!(
             form,
-            [("To", "+12015550123"), ("Channel", "sms"), ("CustomCode", "12345678")].map(|(k, v)| (k.to_string(), v.to_string()))
+            [("To", "+12015550123"), ("Channel", "sms"), ("CustomCode", "12345678")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
         );
     }
 
     // A wrong secret: judged a failure, and no SMS.
-    let wrong = bridge.post_raw("/v1/rsa", "application/x-www-form-urlencoded", rsa_parameters("%2B12015550123", "guess")).await;
+    let wrong = bridge
+        .post_raw("/v1/rsa", "application/x-www-form-urlencoded", rsa_parameters("%2B12015550123", "guess"))
+        .await;
     assert_eq!(wrong.status, 401);
     assert!(!rsa_success(&wrong.text, RSA_FORMAT, "pending"), "{wrong:?}");
     assert!(!wrong.text.contains("guess") && !wrong.text.contains(secret), "reveals nothing: {}", wrong.text);
-    let missing = bridge.post_raw("/v1/rsa", "application/x-www-form-urlencoded", "To=%2B12015550123&Custommessage=x").await;
+    let missing =
+        bridge.post_raw("/v1/rsa", "application/x-www-form-urlencoded", "To=%2B12015550123&Custommessage=x").await;
     assert_eq!(missing.status, 401);
     assert_eq!(verify.received_requests().await.unwrap().len(), 8);
 }
@@ -170,7 +174,14 @@ async fn rsa_authentication_manager_xml_method() {
 async fn advanced_authentication_generic_sender() {
     let (bridge, _verify) = start().await;
     // Clickatell-style names, with the "Add secure" password parameter.
-    let form = [("user", "acme"), ("password", "clickatell-pass"), ("api_id", "3456789"), ("to", "+447700900123"), ("text", "Your code is 246810"), ("from", "MyBank")];
+    let form = [
+        ("user", "acme"),
+        ("password", "clickatell-pass"),
+        ("api_id", "3456789"),
+        ("to", "+447700900123"),
+        ("text", "Your code is 246810"),
+        ("from", "MyBank"),
+    ];
     let send = |user: &'static str, pass: &'static str| {
         bridge.client.post(bridge.url("/v1/aa")).basic_auth(user, Some(pass)).form(&form).send()
     };
@@ -190,15 +201,27 @@ async fn privacyidea_http_sms_provider() {
     // privacyIDEA: status 200, 201 or 202, then RETURN_SUCCESS as a substring.
     let judged = |status: u16, body: &str| [200, 201, 202].contains(&status) && body.contains("\"status\":\"pending\"");
     for json in [false, true] {
-        let mut req = bridge.client.post(bridge.url("/v1/privacyidea")).basic_auth("privacyidea", Some("pi-basic-pass-93ab"));
+        let mut req =
+            bridge.client.post(bridge.url("/v1/privacyidea")).basic_auth("privacyidea", Some("pi-basic-pass-93ab"));
         let fields = [("phone", "+4917612345678"), ("text", "123456")];
-        req = if json { req.json(&serde_json::json!({"phone": fields[0].1, "text": fields[1].1})) } else { req.form(&fields) };
+        req = if json {
+            req.json(&serde_json::json!({"phone": fields[0].1, "text": fields[1].1}))
+        } else {
+            req.form(&fields)
+        };
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap();
         assert!(judged(status, &body), "json={json}: {status} {body}");
     }
-    let resp = bridge.client.post(bridge.url("/v1/privacyidea")).basic_auth("privacyidea", Some("x")).form(&[("phone", "+4917612345678"), ("text", "1")]).send().await.unwrap();
+    let resp = bridge
+        .client
+        .post(bridge.url("/v1/privacyidea"))
+        .basic_auth("privacyidea", Some("x"))
+        .form(&[("phone", "+4917612345678"), ("text", "1")])
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     assert!(!judged(status, &resp.text().await.unwrap()));
 }
@@ -211,7 +234,14 @@ async fn linotp_with_digest_auth_from_curl() {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
             let out = std::process::Command::new("curl")
-                .args(["-sS", "--digest", "-u", &format!("linotp:{password}"), "--data-urlencode", "phone=+447700900123"])
+                .args([
+                    "-sS",
+                    "--digest",
+                    "-u",
+                    &format!("linotp:{password}"),
+                    "--data-urlencode",
+                    "phone=+447700900123",
+                ])
                 .args(["--data-urlencode", "sms=Your OTP is 135790", &url])
                 .output()
                 .expect("curl is installed (.ci/run installs it)");
@@ -230,7 +260,14 @@ async fn linotp_with_digest_auth_from_curl() {
 async fn bearer_tokens_and_caller_networks() {
     let (bridge, _verify) = start().await;
     let form = [("phone", "+447700900123"), ("message", "hi")];
-    let ok = bridge.client.post(bridge.url("/v1/bearer")).bearer_auth("tok-authentik-6e0f").form(&form).send().await.unwrap();
+    let ok = bridge
+        .client
+        .post(bridge.url("/v1/bearer"))
+        .bearer_auth("tok-authentik-6e0f")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
     let wrong = bridge.client.post(bridge.url("/v1/bearer")).bearer_auth("tok-other").form(&form).send().await.unwrap();
     assert_eq!(wrong.status().as_u16(), 401);

@@ -37,6 +37,31 @@ pub struct Server {
     /// Largest request body accepted, in bytes.
     #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: usize,
+    /// An HTTPS listener beside the HTTP one.
+    pub tls: Option<Tls>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub listen: SocketAddr,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// When neither file exists, generate a self-signed pair there.
+    pub self_signed: Option<SelfSigned>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfSigned {
+    /// DNS names and IP addresses the certificate is for.
+    #[serde(default = "defaults::tls_names")]
+    pub names: Vec<String>,
+    /// Lifetime in days.
+    #[serde(default = "defaults::tls_days")]
+    pub days: u32,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -161,6 +186,12 @@ mod defaults {
     }
     pub fn phone_field() -> String {
         "phone".into()
+    }
+    pub fn tls_names() -> Vec<String> {
+        vec!["localhost".into(), "127.0.0.1".into()]
+    }
+    pub fn tls_days() -> u32 {
+        3650
     }
     pub fn admin_listen() -> SocketAddr {
         "127.0.0.1:8081".parse().unwrap()
@@ -439,9 +470,11 @@ impl Config {
             source: source.into(),
             path: None,
             admin,
-            server: raw
-                .server
-                .unwrap_or(Server { listen: defaults::listen(), max_body_bytes: defaults::max_body_bytes() }),
+            server: raw.server.unwrap_or(Server {
+                listen: defaults::listen(),
+                max_body_bytes: defaults::max_body_bytes(),
+                tls: None,
+            }),
             adapters: raw.adapters,
             providers,
             routes,

@@ -11,6 +11,7 @@ pub mod phone;
 pub mod registry;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod watch;
 
 /// Components built from `adapters/` by the build script.

@@ -35,6 +35,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The HTTPS certificate, for MFA servers that pin it.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
     /// Send one message through a route, without a server.
     Send {
         #[arg(long)]
@@ -47,6 +52,16 @@ enum Command {
         /// Route path; defaults to the first route.
         #[arg(long)]
         route: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Print the certificate's SHA-256 fingerprint, names, expiry and PEM;
+    /// generate it first if the config asks for a self-signed one.
+    Show {
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -82,6 +97,7 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { config, listen, admin_listen } => serve(config.as_deref(), listen, admin_listen).await,
         Command::Check { config } => check(config.as_deref()).await,
+        Command::Tls { command: TlsCommand::Show { config } } => tls_show(config.as_deref()),
         Command::Send { config, to, message, route } => send(config.as_deref(), &to, &message, route.as_deref()).await,
     }
 }
@@ -107,6 +123,16 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
         tracing::info!("admin on http://{}/admin/adapters", admin_listener.local_addr()?);
         let router = smsbridge::admin::router(gateway.clone(), admin.token.as_ref().map(|t| t.value.clone()));
         tokio::spawn(async move { axum::serve(admin_listener, router).await });
+    }
+    if let Some(tls) = &routing.config.server.tls {
+        smsbridge::tls::prepare(tls)?;
+        let config = smsbridge::tls::server_config(tls)?;
+        let tls_listener = tokio::net::TcpListener::bind(tls.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", tls.listen))?;
+        let fingerprint = smsbridge::tls::summary(&tls.cert)?.fingerprint;
+        tracing::info!(%fingerprint, "listening on https://{}", tls_listener.local_addr()?);
+        tokio::spawn(smsbridge::server::serve_tls(gateway.clone(), tls_listener, config, shutdown_signal()));
     }
     let _watch = smsbridge::watch::start(gateway.clone())?;
     let hup = gateway.clone();
@@ -174,6 +200,20 @@ async fn check(config: Option<&Path>) -> Result<()> {
             r.providers.join(", ")
         );
     }
+    Ok(())
+}
+
+fn tls_show(config: Option<&Path>) -> Result<()> {
+    let config = load_config(config)?;
+    let tls = config.server.tls.as_ref().context("the config has no [server.tls] section")?;
+    smsbridge::tls::prepare(tls)?;
+    let s = smsbridge::tls::summary(&tls.cert)?;
+    println!("certificate: {}", tls.cert.display());
+    println!("subject:     {}", s.subject);
+    println!("names:       {}", s.names.join(", "));
+    println!("expires:     {}", s.not_after);
+    println!("SHA-256:     {}", s.fingerprint);
+    print!("{}", s.pem);
     Ok(())
 }
 
