@@ -6,9 +6,39 @@ use smsbridge_tests::Bridge;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-/// The RSA AM route of docs/callers/rsa-authentication-manager.md: RSA's
-/// Parameters string, its shared secret in body fields, Twilio Verify behind.
-fn rsa_config(verify: &MockServer) -> String {
+/// Secrets the guides read from the environment, as the tests set them.
+const SECRETS: &[(&str, &str)] = &[
+    ("RSA_API_SECRET", "rsa-shared-secret-7f3a9c2e"),
+    ("AA_GATEWAY_PASSWORD", "aa-basic-pass-41c8"),
+    ("PRIVACYIDEA_GATEWAY_PASSWORD", "pi-basic-pass-93ab"),
+    ("LINOTP_GATEWAY_PASSWORD", "lo-digest-pass-2b7d"),
+];
+
+/// The `[[route]]` tables of a guide in docs/callers/, pasted as written,
+/// with its environment secrets filled in.
+fn guide_routes(guide: &str) -> String {
+    let file = format!("{}/../docs/callers/{guide}.md", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut routes = String::new();
+    for block in text.split("```toml\n").skip(1).map(|b| b.split("```").next().unwrap()) {
+        if let Some(at) = block.find("[[route]]") {
+            routes.push_str(&block[at..]);
+        }
+    }
+    assert!(!routes.is_empty(), "{file} has a [[route]] block");
+    for (var, value) in SECRETS {
+        routes = routes.replace(&format!("{{ env = \"{var}\" }}"), &format!("\"{value}\""));
+    }
+    routes
+}
+
+/// The guides' routes, with a mock Twilio Verify as provider `verify` and an
+/// outbox as provider `sms`, plus routes for bearer tokens and networks.
+fn config(verify: &MockServer) -> String {
+    let guides: String = ["rsa-authentication-manager", "advanced-authentication", "privacyidea", "linotp"]
+        .iter()
+        .map(|g| guide_routes(g))
+        .collect();
     format!(
         r#"
 [[provider]]
@@ -22,55 +52,21 @@ auth_token = "verify-auth-token"
 base_url = "{mock}"
 
 [[provider]]
-name = "outbox"
+name = "sms"
 adapter = "outbox"
 data_dir = "{{dir}}/outbox"
 
-[[route]]
-path = "/v1/rsa"
-methods = ["GET", "POST"]
-fields = {{ phone = "To", message = "Custommessage" }}
-auth = {{ form_secret = {{ user_field = "verify_sid", secret_field = "api_secret", user = "VA0123456789abcdef0123456789abcdef", secret = "rsa-shared-secret-7f3a9c2e" }} }}
-providers = ["verify"]
-default_country = "US"
-
-[[route]]
-path = "/v1/rsa-xml"
-methods = ["POST"]
-fields = {{ phone = "to", message = "text" }}
-auth = {{ form_secret = {{ user_field = "user", secret_field = "password", user = "rsa-am", secret = "rsa-xml-secret-5d1e" }} }}
-providers = ["outbox"]
-success_body = "RESULT:OK {{id}}"
-
-[[route]]
-path = "/v1/aa"
-methods = ["POST"]
-fields = {{ phone = "to", message = "text" }}
-auth = {{ basic = {{ user = "netiq-aa", password = "aa-basic-pass-41c8" }} }}
-providers = ["outbox"]
-
-[[route]]
-path = "/v1/privacyidea"
-fields = {{ phone = "phone", message = "text" }}
-auth = {{ basic = {{ user = "privacyidea", password = "pi-basic-pass-93ab" }} }}
-providers = ["outbox"]
-
-[[route]]
-path = "/v1/linotp"
-fields = {{ phone = "phone", message = "sms" }}
-auth = {{ digest = {{ user = "linotp", password = "lo-digest-pass-2b7d", realm = "smsbridge" }} }}
-providers = ["outbox"]
-success_body = "RESULT:OK {{id}}"
+{guides}
 
 [[route]]
 path = "/v1/bearer"
 auth = {{ bearer = {{ token = "tok-authentik-6e0f" }} }}
-providers = ["outbox"]
+providers = ["sms"]
 
 [[route]]
 path = "/v1/internal"
 allow_networks = ["10.0.0.0/8", "192.168.0.0/16"]
-providers = ["outbox"]
+providers = ["sms"]
 "#,
         mock = verify.uri()
     )
@@ -86,7 +82,7 @@ async fn start() -> (Bridge, MockServer) {
         ))
         .mount(&verify)
         .await;
-    (Bridge::start(&rsa_config(&verify)).await, verify)
+    (Bridge::start(&config(&verify)).await, verify)
 }
 
 /// RSA AM's judgement: its Response Format regex (Java, `find`) applied to
@@ -149,25 +145,28 @@ async fn rsa_authentication_manager_through_twilio_verify() {
 
 #[tokio::test]
 async fn rsa_authentication_manager_xml_method() {
-    let (bridge, _verify) = start().await;
+    let (bridge, verify) = start().await;
+    // The guide's XML Request Body, filled in.
     let body = |secret: &str| {
         format!(
-            "<?xml version=\"1.0\"?><sms><user>rsa-am</user><password>{secret}</password><to>+44 7700 900123</to><text>Your tokencode is 87654321 &amp; more</text></sms>"
+            "<?xml version=\"1.0\"?><sms><user>VA0123456789abcdef0123456789abcdef</user><password>{secret}</password><to>+44 7700 900123</to><text>Your tokencode is 87654321 &amp; more</text></sms>"
         )
     };
-    let ok = bridge.post_raw("/v1/rsa-xml", "application/xml", body("rsa-xml-secret-5d1e")).await;
-    // RSA's own example: Success Response Code and Response Format `RESULT:OK`.
+    let ok = bridge.post_raw("/v1/rsa-xml", "application/xml", body("rsa-shared-secret-7f3a9c2e")).await;
+    // Success Response Code and Response Format `RESULT:OK`.
     assert!(rsa_success(&ok.text, "RESULT:OK", "RESULT:OK"), "{ok:?}");
     assert_eq!(ok.status, 200);
-    let line = &bridge.outbox("outbox")[0];
-    assert_eq!(line["to"], "+447700900123");
-    assert_eq!(line["body"], "Your tokencode is 87654321 & more");
+    let requests = verify.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1);
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&requests[0].body).into_owned().collect();
+    assert_eq!(form[0], ("To".to_string(), "+447700900123".to_string()));
+    assert_eq!(form[2], ("CustomCode".to_string(), "87654321".to_string()));
 
     let wrong = bridge.post_raw("/v1/rsa-xml", "text/xml", body("nope")).await;
     assert!(!rsa_success(&wrong.text, "RESULT:OK", "RESULT:OK"), "{wrong:?}");
     let broken = bridge.post_raw("/v1/rsa-xml", "application/xml", "<sms><to>+447700900123</text></sms>").await;
     broken.assert_failed(400, "invalid_xml");
-    assert_eq!(bridge.outbox("outbox").len(), 1);
+    assert_eq!(verify.received_requests().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
