@@ -63,9 +63,17 @@ impl HostRule {
 
 /// An outbound HTTP client bound to one provider instance's policy.
 pub struct Outbound {
-    client: reqwest::Client,
+    transport: Transport,
     rules: Vec<HostRule>,
     max_response_bytes: usize,
+}
+
+/// Answers requests in place of the network: for fixtures and benchmarks.
+pub type Responder = Box<dyn Fn(&Request) -> Result<Response, Error> + Send + Sync>;
+
+enum Transport {
+    Network(reqwest::Client),
+    Responder(Responder),
 }
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -82,7 +90,12 @@ impl Outbound {
             .no_proxy()
             .user_agent(concat!("smsbridge/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Outbound { client, rules, max_response_bytes })
+        Ok(Outbound { transport: Transport::Network(client), rules, max_response_bytes })
+    }
+
+    /// The same policy, with `responder` answering instead of the network.
+    pub fn answering_with(self, responder: Responder) -> Outbound {
+        Outbound { transport: Transport::Responder(responder), ..self }
     }
 
     /// `scheme://host[:port]` of `url`, the most of a URL that is ever logged:
@@ -110,11 +123,15 @@ impl Outbound {
     /// Performs `req` if the policy allows it, answering by `deadline`.
     pub async fn send(&self, req: Request, deadline: Instant) -> Result<Response, Error> {
         let (method, url) = self.admit(&req)?;
+        let client = match &self.transport {
+            Transport::Network(client) => client,
+            Transport::Responder(respond) => return respond(&req),
+        };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(Error::Timeout);
         }
-        let mut builder = self.client.request(method, url).timeout(remaining).body(req.body);
+        let mut builder = client.request(method, url).timeout(remaining).body(req.body);
         for (name, value) in &req.headers {
             if HOST_OWNED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 continue;

@@ -157,6 +157,12 @@ impl ProviderContext {
         })
     }
 
+    /// This context with `responder` answering its adapter's HTTP calls
+    /// (after the same allowlist check) instead of the network.
+    pub fn answering_with(self, responder: crate::outbound::Responder) -> ProviderContext {
+        ProviderContext { outbound: self.outbound.answering_with(responder), ..self }
+    }
+
     /// A context with no settings and no egress, for `info()`.
     fn inspection() -> ProviderContext {
         ProviderContext {
@@ -404,6 +410,16 @@ impl Runtime {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
         h.finish()
+    }
+
+    /// Asks a loaded adapter's `info()` again, in a fresh sandbox.
+    pub async fn info(&self, adapter: &Adapter) -> Result<AdapterInfo> {
+        let ctx = Arc::new(ProviderContext::inspection());
+        self.run(&adapter.pre, &ctx, |adapter, store| {
+            Box::pin(async move { adapter.smsbridge_adapter_sender().call_info(store).await })
+        })
+        .await
+        .map_err(|f| anyhow!("info() failed: {f}"))
     }
 
     /// Sends `msg` through `adapter` with `provider`'s settings and limits.

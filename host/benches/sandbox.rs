@@ -1,0 +1,78 @@
+//! The cost of the sandbox itself, with no network: a fresh store,
+//! instantiation from the pre-linked component, and one call.
+//!
+//! `cargo bench -p smsbridge --bench sandbox`
+//!
+//! - `send/twilio`: the Twilio adapter sending one message, its `http`
+//!   import answered at once by a canned 201 (form encoding, Basic auth,
+//!   JSON parsing and the component boundary all included);
+//! - `info/<adapter>`: `info()` of every bundled adapter.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use smsbridge::artifacts::BUNDLED;
+use smsbridge::config::Config;
+use smsbridge::runtime::bindings::smsbridge::adapter::http::Response;
+use smsbridge::runtime::{Message, ProviderContext, Runtime};
+use std::sync::Arc;
+use std::time::Duration;
+
+const TWILIO_CREATED: &str =
+    r#"{"sid":"SM0123456789abcdef0123456789abcdef","status":"queued","to":"+447700900123","num_segments":"1"}"#;
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = Runtime::new().unwrap();
+    let load = |name: &str| {
+        let bytes = BUNDLED.iter().find(|(n, _)| *n == name).unwrap().1;
+        rt.block_on(runtime.load(bytes, name, None)).unwrap()
+    };
+
+    let twilio = load("twilio");
+    let config = Config::parse(
+        r#"
+[[provider]]
+name = "twilio"
+adapter = "twilio"
+[provider.config]
+account_sid = "AC0123456789abcdef0123456789abcdef"
+auth_token = "0123456789abcdef0123456789abcdef"
+from = "+15005550006"
+"#,
+        "bench.toml",
+    )
+    .unwrap();
+    let ctx = ProviderContext::new(&config.providers[0], &twilio.info).unwrap().answering_with(Box::new(|_| {
+        Ok(Response {
+            status: 201,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: TWILIO_CREATED.as_bytes().to_vec(),
+        })
+    }));
+    let ctx = Arc::new(ctx);
+    let msg = Message {
+        id: "01a20bcec41f733aa8b15b14d45f9319".into(),
+        to: "+447700900123".into(),
+        body: "Your code is 123456".into(),
+        sender: None,
+        params: Vec::new(),
+    };
+    // Sanity: the canned answer goes through the real adapter.
+    let accepted = rt.block_on(runtime.send(&twilio, &ctx, msg.clone())).unwrap();
+    assert_eq!(accepted.provider_id, "SM0123456789abcdef0123456789abcdef");
+
+    let mut group = c.benchmark_group("send");
+    group.measurement_time(Duration::from_secs(3)).sample_size(50);
+    group.bench_function("twilio", |b| b.iter(|| rt.block_on(runtime.send(&twilio, &ctx, msg.clone())).unwrap()));
+    group.finish();
+
+    let mut group = c.benchmark_group("info");
+    group.measurement_time(Duration::from_secs(1)).sample_size(20);
+    for (name, _) in BUNDLED {
+        let adapter = load(name);
+        group.bench_function(*name, |b| b.iter(|| rt.block_on(runtime.info(&adapter)).unwrap()));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

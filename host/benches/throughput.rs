@@ -1,0 +1,250 @@
+//! smsbridge against a native baseline, in one run on one machine.
+//!
+//! `cargo bench -p smsbridge --bench throughput`
+//!
+//! A mock Twilio answers `201` on loopback. smsbridge (the release binary, its
+//! own process) sends through the bundled twilio adapter to it; the baseline
+//! is a plain Rust server in this process doing the same job with no
+//! WebAssembly: parse the form, normalise the number, form-encode the Twilio
+//! request with reqwest, read the answer, answer the same JSON. One
+//! closed-loop load generator drives both, alternating, three runs each.
+//! Also: start to first send (cold and warm compiled-code cache) and
+//! smsbridge's resident memory idle and after the load.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Form, Json, Router};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const CONCURRENCY: usize = 16;
+const WARMUP: Duration = Duration::from_secs(1);
+const MEASURE: Duration = Duration::from_secs(5);
+const RUNS: usize = 3;
+const TWILIO_CREATED: &str =
+    r#"{"sid":"SM0123456789abcdef0123456789abcdef","status":"queued","to":"+447700900123","num_segments":"1"}"#;
+const SID: &str = "AC0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+/// The mock provider: Twilio's Messages resource, answering at once.
+async fn mock_twilio() -> SocketAddr {
+    let router = Router::new().route(
+        "/2010-04-01/Accounts/{sid}/Messages.json",
+        post(|| async { (axum::http::StatusCode::CREATED, [("content-type", "application/json")], TWILIO_CREATED) }),
+    );
+    serve(router).await
+}
+
+struct Baseline {
+    client: reqwest::Client,
+    url: String,
+}
+
+/// The native baseline: the same job as smsbridge + the twilio adapter.
+async fn baseline_send(State(b): State<Arc<Baseline>>, Form(fields): Form<HashMap<String, String>>) -> Json<Value> {
+    let to = smsbridge::phone::normalise(&fields["phone"], None).unwrap();
+    let body = &fields["message"];
+    let resp = b
+        .client
+        .post(&b.url)
+        .basic_auth(SID, Some(TOKEN))
+        .form(&[("To", to.as_str()), ("From", "+15005550006"), ("Body", body.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    let segments = smsbridge_segments::count(body).count;
+    Json(json!({"status": "pending", "id": "baseline", "provider": "twilio", "provider_id": v["sid"], "segments": segments}))
+}
+
+/// Starts the release binary on `config`; returns it once it answers a send,
+/// with the time that took.
+fn start_smsbridge(config: &std::path::Path, addr: SocketAddr) -> (Child, Duration) {
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_smsbridge"))
+        .args(["serve", "--config", config.to_str().unwrap(), "--listen", &addr.to_string()])
+        .env("SMSBRIDGE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    loop {
+        if let Ok(200) = probe(addr) {
+            return (child, started.elapsed());
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "smsbridge did not start");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Resident memory of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb / 1024.0
+}
+
+struct Run {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    errors: usize,
+}
+
+/// Closed loop: `CONCURRENCY` workers, each sending as soon as its last
+/// answer came; warm-up first, then latencies over `MEASURE`.
+async fn load(url: &str) -> Run {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, url, measuring, stop) = (client.clone(), url.to_string(), measuring.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0);
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let ok = match client.post(&url).form(&[("phone", "+447700900123"), ("message", "Your code is 123456")]).send().await {
+                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if measuring.load(Ordering::Relaxed) {
+                    if ok { latencies.push(started.elapsed()) } else { errors += 1 }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    tokio::time::sleep(WARMUP).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(MEASURE).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for w in workers {
+        let (l, e) = w.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    all.sort();
+    let at = |q: f64| all[((all.len() as f64 * q).ceil() as usize).clamp(1, all.len()) - 1];
+    Run { rps: all.len() as f64 / elapsed.as_secs_f64(), p50: at(0.50), p99: at(0.99), max: *all.last().unwrap(), errors }
+}
+
+fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let mock = mock_twilio().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[adapters]
+cache_dir = "{d}/cache"
+[[provider]]
+name = "twilio"
+adapter = "twilio"
+allow_hosts = ["http://{mock}"]
+[provider.config]
+account_sid = "{SID}"
+auth_token = "{TOKEN}"
+from = "+15005550006"
+base_url = "http://{mock}"
+[[route]]
+path = "/v1/send"
+providers = ["twilio"]
+"#,
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let addr = free_port();
+
+    // Start to first send, cold then warm compiled-code cache.
+    let (mut child, cold) = start_smsbridge(&config, addr);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (mut child, warm) = start_smsbridge(&config, addr);
+    let idle_rss = rss_mib(child.id());
+
+    let baseline = Arc::new(Baseline {
+        client: reqwest::Client::new(),
+        url: format!("http://{mock}/2010-04-01/Accounts/{SID}/Messages.json"),
+    });
+    let baseline_addr = serve(Router::new().route("/v1/send", post(baseline_send)).with_state(baseline)).await;
+
+    let (mut base_runs, mut bridge_runs) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        base_runs.push(load(&format!("http://{baseline_addr}/v1/send")).await);
+        bridge_runs.push(load(&format!("http://{addr}/v1/send")).await);
+    }
+    let loaded_rss = rss_mib(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    println!("closed loop, {CONCURRENCY} clients, {}s measured after {}s warm-up, median of {RUNS} runs:", MEASURE.as_secs(), WARMUP.as_secs());
+    println!("| server | req/s | p50 | p99 | max | errors |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    let mut summary = Vec::new();
+    for (name, runs) in [("native baseline", &base_runs), ("smsbridge", &bridge_runs)] {
+        let rps = median(runs.iter().map(|r| r.rps).collect());
+        let p50 = median(runs.iter().map(|r| r.p50).collect());
+        let p99 = median(runs.iter().map(|r| r.p99).collect());
+        let max = median(runs.iter().map(|r| r.max).collect());
+        let errors: usize = runs.iter().map(|r| r.errors).sum();
+        println!("| {name} | {rps:.0} | {} | {} | {} | {errors} |", ms(p50), ms(p99), ms(max));
+        summary.push((rps, p99));
+    }
+    println!(
+        "smsbridge / baseline: throughput {:.0}%, p99 {:+.2} ms",
+        summary[1].0 / summary[0].0 * 100.0,
+        (summary[1].1.as_secs_f64() - summary[0].1.as_secs_f64()) * 1000.0
+    );
+    println!("start to first send: cold cache {}, warm cache {}", ms(cold), ms(warm));
+    println!("smsbridge resident memory: idle {idle_rss:.1} MiB, after the load {loaded_rss:.1} MiB");
+}
+
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// POSTs one send over a plain socket and returns the status.
+fn probe(addr: SocketAddr) -> std::io::Result<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let body = "phone=%2B447700900123&message=hi";
+    write!(
+        s,
+        "POST /v1/send HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0))
+}
