@@ -29,7 +29,7 @@ const RUNS: usize = 3;
 const TWILIO_CREATED: &str =
     r#"{"sid":"SM0123456789abcdef0123456789abcdef","status":"queued","to":"+447700900123","num_segments":"1"}"#;
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+const TOKEN: &str = "f00dfeedf00dfeedf00dfeedf00dfeed";
 
 async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -66,7 +66,9 @@ async fn baseline_send(State(b): State<Arc<Baseline>>, Form(fields): Form<HashMa
         .unwrap();
     let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
     let segments = smsbridge_segments::count(body).count;
-    Json(json!({"status": "pending", "id": "baseline", "provider": "twilio", "provider_id": v["sid"], "segments": segments}))
+    Json(
+        json!({"status": "pending", "id": "baseline", "provider": "twilio", "provider_id": v["sid"], "segments": segments}),
+    )
 }
 
 /// Starts the release binary on `config`; returns it once it answers a send,
@@ -92,7 +94,8 @@ fn start_smsbridge(config: &std::path::Path, addr: SocketAddr) -> (Child, Durati
 /// Resident memory of process `pid`, in MiB.
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let kb: f64 =
+        status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
     kb / 1024.0
 }
 
@@ -117,7 +120,12 @@ async fn load(url: &str) -> Run {
             let (mut latencies, mut errors) = (Vec::new(), 0);
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                let ok = match client.post(&url).form(&[("phone", "+447700900123"), ("message", "Your code is 123456")]).send().await {
+                let ok = match client
+                    .post(&url)
+                    .form(&[("phone", "+447700900123"), ("message", "Your code is 123456")])
+                    .send()
+                    .await
+                {
                     Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
                     Err(_) => false,
                 };
@@ -143,7 +151,13 @@ async fn load(url: &str) -> Run {
     }
     all.sort();
     let at = |q: f64| all[((all.len() as f64 * q).ceil() as usize).clamp(1, all.len()) - 1];
-    Run { rps: all.len() as f64 / elapsed.as_secs_f64(), p50: at(0.50), p99: at(0.99), max: *all.last().unwrap(), errors }
+    Run {
+        rps: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+        max: *all.last().unwrap(),
+        errors,
+    }
 }
 
 fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
@@ -157,6 +171,7 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let mock = mock_twilio().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bench.toml");
@@ -207,7 +222,11 @@ providers = ["twilio"]
     child.kill().unwrap();
     child.wait().unwrap();
 
-    println!("closed loop, {CONCURRENCY} clients, {}s measured after {}s warm-up, median of {RUNS} runs:", MEASURE.as_secs(), WARMUP.as_secs());
+    println!(
+        "closed loop, {CONCURRENCY} clients, {}s measured after {}s warm-up, median of {RUNS} runs:",
+        MEASURE.as_secs(),
+        WARMUP.as_secs()
+    );
     println!("| server | req/s | p50 | p99 | max | errors |");
     println!("| --- | --- | --- | --- | --- | --- |");
     let mut summary = Vec::new();

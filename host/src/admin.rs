@@ -20,6 +20,7 @@ pub fn router(gateway: Arc<Gateway>, token: Option<String>) -> Router {
     Router::new()
         .route("/admin/adapters", get(adapters))
         .route("/admin/health", get(health))
+        .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(Arc::new(token), require_token))
         .with_state(gateway)
 }
@@ -75,6 +76,10 @@ async fn adapters(State(gateway): State<Arc<Gateway>>) -> axum::Json<Value> {
         }
     }
     axum::Json(json!({ "adapters": list }))
+}
+
+async fn metrics() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::render()).into_response()
 }
 
 async fn health(State(gateway): State<Arc<Gateway>>) -> Response {

@@ -24,6 +24,7 @@ pub struct Config {
     pub path: Option<PathBuf>,
     pub server: Server,
     pub admin: Option<Admin>,
+    pub log: Log,
     pub adapters: Adapters,
     pub providers: Vec<Provider>,
     pub routes: Vec<Route>,
@@ -39,6 +40,9 @@ pub struct Server {
     pub max_body_bytes: usize,
     /// An HTTPS listener beside the HTTP one.
     pub tls: Option<Tls>,
+    /// On SIGTERM, how long in-flight sends may take to finish.
+    #[serde(default = "defaults::shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -71,6 +75,15 @@ pub struct Adapters {
     pub dir: Option<PathBuf>,
     /// Folder for compiled adapter code, so restarts skip compilation.
     pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `error`, `warn`, `info`, `debug`, or a `tracing` filter such as
+    /// `smsbridge=debug`. A config reload applies it.
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
 }
 
 /// The admin listener: adapter listing and health, apart from callers.
@@ -187,6 +200,12 @@ mod defaults {
     pub fn phone_field() -> String {
         "phone".into()
     }
+    pub fn log_level() -> String {
+        "info".into()
+    }
+    pub fn shutdown_grace_ms() -> u64 {
+        10_000
+    }
     pub fn tls_names() -> Vec<String> {
         vec!["localhost".into(), "127.0.0.1".into()]
     }
@@ -223,6 +242,7 @@ mod defaults {
 struct RawConfig {
     server: Option<Server>,
     admin: Option<Spanned<RawAdmin>>,
+    log: Option<Log>,
     #[serde(default)]
     adapters: Adapters,
     #[serde(default, rename = "provider")]
@@ -470,10 +490,12 @@ impl Config {
             source: source.into(),
             path: None,
             admin,
+            log: raw.log.unwrap_or(Log { level: defaults::log_level() }),
             server: raw.server.unwrap_or(Server {
                 listen: defaults::listen(),
                 max_body_bytes: defaults::max_body_bytes(),
                 tls: None,
+                shutdown_grace_ms: defaults::shutdown_grace_ms(),
             }),
             adapters: raw.adapters,
             providers,

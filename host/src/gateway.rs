@@ -12,6 +12,7 @@ use crate::config::{Config, Route};
 use crate::phone::{self, PhoneError};
 use crate::registry::{Change, Registry};
 use crate::runtime::{Adapter, Failure, Message, ProviderContext, Runtime, SendError};
+use crate::telemetry;
 use anyhow::{Result, anyhow};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -101,8 +102,10 @@ impl Gateway {
         {
             tracing::warn!("listen addresses and adapters.dir change only on restart");
         }
+        let level = config.log.level.clone();
         let routing = Routing::bind(config, &self.registry, true)?;
         self.routing.store(Arc::new(routing));
+        telemetry::set_log_level(&level);
         tracing::info!("config reloaded");
         Ok(())
     }
@@ -150,27 +153,34 @@ impl Gateway {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let segments = smsbridge_segments::count(body).count;
         let masked = phone::mask(&to);
+        let route_started = Instant::now();
         let mut last = None;
         for name in &route.providers {
             let started = Instant::now();
             let result = self.send_via(routing, name, route, &id, &to, body).await;
-            let ms = started.elapsed().as_millis() as u64;
+            let took = started.elapsed();
+            let ms = took.as_millis() as u64;
+            let outcome = outcome(&result);
+            telemetry::attempt(name, outcome, took);
             match result {
                 Ok(provider_id) => {
-                    tracing::info!(%id, route = %route.path, provider = %name, to = %masked, segments, ms, "sent");
+                    tracing::info!(%id, route = %route.path, provider = %name, to = %masked, outcome, segments, ms, "sent");
+                    telemetry::send(&route.path, name, outcome, route_started.elapsed());
                     return Ok(Sent { id, to, provider: name.clone(), provider_id, segments });
                 }
                 Err(failure) => {
-                    tracing::warn!(%id, route = %route.path, provider = %name, to = %masked, ms, "not sent: {failure}");
+                    tracing::warn!(%id, route = %route.path, provider = %name, to = %masked, outcome, ms, "not sent: {failure}");
                     let transient = is_transient(&failure);
-                    last = Some(Refusal::Provider { provider: name.clone(), failure });
+                    last = Some((name, outcome, Refusal::Provider { provider: name.clone(), failure }));
                     if !transient {
                         break;
                     }
                 }
             }
         }
-        Err(last.expect("a route names at least one provider"))
+        let (provider, outcome, refusal) = last.expect("a route names at least one provider");
+        telemetry::send(&route.path, provider, outcome, route_started.elapsed());
+        Err(refusal)
     }
 
     async fn send_via(
@@ -245,6 +255,22 @@ impl Routing {
             .filter(|r| !r.providers.iter().any(|p| self.providers.get(p).is_some_and(|b| b.is_ok())))
             .map(|r| r.path.clone())
             .collect()
+    }
+}
+
+/// The outcome word of one attempt, for logs and metrics.
+fn outcome(result: &Result<String, Failure>) -> &'static str {
+    match result {
+        Ok(_) => "accepted",
+        Err(Failure::Fault(_)) => "fault",
+        Err(Failure::Adapter(e)) => match e {
+            SendError::InvalidRecipient(_) => "invalid_recipient",
+            SendError::Rejected(_) => "rejected",
+            SendError::Unauthorized(_) => "unauthorized",
+            SendError::RateLimited(_) => "rate_limited",
+            SendError::Unavailable(_) => "unavailable",
+            SendError::Misconfigured(_) => "misconfigured",
+        },
     }
 }
 

@@ -8,10 +8,14 @@ use smsbridge::runtime::Runtime;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "smsbridge", version, about = "On-premises SMS gateway for MFA servers")]
 struct Cli {
+    /// Log as human-readable text or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: smsbridge::telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,17 +78,15 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
 
 async fn gateway(path: Option<&Path>) -> Result<Gateway> {
     let config = load_config(path)?;
+    smsbridge::telemetry::set_log_level(&config.log.level);
     Gateway::new(config, Runtime::new()?).await
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SMSBRIDGE_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    smsbridge::telemetry::init_logging(cli.log_format, "info");
+    match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -103,7 +105,20 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: Option<SocketAddr>) -> Result<()> {
+    smsbridge::telemetry::metrics();
     let gateway = Arc::new(gateway(config).await?);
+    // One signal, seen by every listener and by the grace timer.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
     let routing = gateway.routing();
     let addr = listen.unwrap_or(routing.config.server.listen);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
@@ -132,7 +147,7 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
             .with_context(|| format!("cannot listen on {}", tls.listen))?;
         let fingerprint = smsbridge::tls::summary(&tls.cert)?.fingerprint;
         tracing::info!(%fingerprint, "listening on https://{}", tls_listener.local_addr()?);
-        tokio::spawn(smsbridge::server::serve_tls(gateway.clone(), tls_listener, config, shutdown_signal()));
+        tokio::spawn(smsbridge::server::serve_tls(gateway.clone(), tls_listener, config, stopped()));
     }
     let _watch = smsbridge::watch::start(gateway.clone())?;
     let hup = gateway.clone();
@@ -145,7 +160,22 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
             hup.reload_config().await;
         }
     });
-    smsbridge::server::serve(gateway, listener, shutdown_signal()).await?;
+    let grace = Duration::from_millis(routing.config.server.shutdown_grace_ms);
+    let server = smsbridge::server::serve(gateway, listener, {
+        let stopped = stopped();
+        async move {
+            stopped.await;
+            tracing::info!("shutting down: no new requests; in-flight sends have {} ms to finish", grace.as_millis());
+        }
+    });
+    let deadline = async {
+        stopped().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        _ = deadline => tracing::warn!("grace period over; exiting with sends still in flight"),
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -200,7 +230,56 @@ async fn check(config: Option<&Path>) -> Result<()> {
             r.providers.join(", ")
         );
     }
+    for warning in risks(&gateway) {
+        println!("warning: {warning}");
+    }
     Ok(())
+}
+
+/// Settings that work but that a bank's security review would flag.
+fn risks(gateway: &Gateway) -> Vec<String> {
+    use smsbridge::config::CallerAuth;
+    let routing = gateway.routing();
+    let config = &routing.config;
+    let mut risks = Vec::new();
+    if !config.server.listen.ip().is_loopback() {
+        risks.push(format!(
+            "plain HTTP on {}, which is not loopback: credentials and codes cross the network in clear (use [server.tls])",
+            config.server.listen
+        ));
+    }
+    for r in &config.routes {
+        let inline = match &r.auth {
+            None => {
+                risks.push(format!("route {} has no caller auth: anyone who reaches it can send SMS", r.path));
+                continue;
+            }
+            Some(CallerAuth::Basic { password: s, .. } | CallerAuth::Digest { password: s, .. }) => !s.from_env,
+            Some(CallerAuth::FormSecret { secret, .. }) => !secret.from_env,
+            Some(CallerAuth::Bearer { token }) => !token.from_env,
+        };
+        if inline {
+            risks.push(format!(
+                "route {}: its auth secret is written inline; read it with {{ env = \"NAME\" }}",
+                r.path
+            ));
+        }
+    }
+    for p in &config.providers {
+        let Some(adapter) = gateway.registry.get(&p.adapter) else { continue };
+        for key in adapter.info.config_keys.iter().filter(|k| k.secret) {
+            if p.settings.get(&key.name).is_some_and(|s| !s.from_env) {
+                risks.push(format!(
+                    "provider {}: secret `config.{}` is written inline; read it with {{ env = \"NAME\" }}",
+                    p.name, key.name
+                ));
+            }
+        }
+    }
+    if config.admin.as_ref().and_then(|a| a.token.as_ref()).is_some_and(|t| !t.from_env) {
+        risks.push("admin token is written inline; read it with { env = \"NAME\" }".into());
+    }
+    risks
 }
 
 fn tls_show(config: Option<&Path>) -> Result<()> {

@@ -101,6 +101,7 @@ impl Registry {
                 let mut inner = self.inner.write().unwrap();
                 inner.errors.remove(&name);
                 inner.live.insert(name.clone(), adapter);
+                crate::telemetry::reload(&name, "loaded");
                 Change::Loaded(name)
             }
             Err(e) => self.failed(&name, format!("{e:#}")),
@@ -109,6 +110,7 @@ impl Registry {
 
     fn failed(&self, name: &str, message: String) -> Change {
         tracing::error!(adapter = name, "adapter not loaded; the version before it keeps serving: {message}");
+        crate::telemetry::reload(name, "failed");
         let error = LoadError { message: message.clone(), at: SystemTime::now() };
         self.inner.write().unwrap().errors.insert(name.into(), error);
         Change::Failed(message)
@@ -118,6 +120,7 @@ impl Registry {
     fn unload(&self, name: &str) -> Change {
         let mut inner = self.inner.write().unwrap();
         inner.errors.remove(name);
+        crate::telemetry::reload(name, "unloaded");
         match inner.bundled.get(name).cloned() {
             Some(bundled) => {
                 tracing::info!(adapter = name, "adapter file removed; the bundled version serves again");

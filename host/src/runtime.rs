@@ -54,6 +54,9 @@ pub struct Runtime {
     linker: Linker<State>,
     compiled: Mutex<HashMap<[u8; 32], Component>>,
     permits: Semaphore,
+    /// The settings-less, egress-less context `info()` runs in; built once,
+    /// as building an HTTP client costs milliseconds.
+    inspection: Arc<ProviderContext>,
 }
 
 /// A loaded adapter: compiled, linked, and answering `info()`.
@@ -326,6 +329,7 @@ impl Runtime {
             linker,
             compiled: Mutex::new(HashMap::new()),
             permits: Semaphore::new(MAX_CONCURRENT_SENDS as usize),
+            inspection: Arc::new(ProviderContext::inspection()),
         }))
     }
 
@@ -340,9 +344,8 @@ impl Runtime {
             .map_err(|e| anyhow!("{source} does not fit the smsbridge:adapter world: {e:#}"))?;
         let pre = bindings::AdapterPre::new(pre)
             .map_err(|e| anyhow!("{source} does not export smsbridge:adapter/sender: {e:#}"))?;
-        let ctx = Arc::new(ProviderContext::inspection());
         let info = self
-            .run(&pre, &ctx, |adapter, store| {
+            .run(&pre, &self.inspection, |adapter, store| {
                 Box::pin(async move { adapter.smsbridge_adapter_sender().call_info(store).await })
             })
             .await
@@ -414,8 +417,7 @@ impl Runtime {
 
     /// Asks a loaded adapter's `info()` again, in a fresh sandbox.
     pub async fn info(&self, adapter: &Adapter) -> Result<AdapterInfo> {
-        let ctx = Arc::new(ProviderContext::inspection());
-        self.run(&adapter.pre, &ctx, |adapter, store| {
+        self.run(&adapter.pre, &self.inspection, |adapter, store| {
             Box::pin(async move { adapter.smsbridge_adapter_sender().call_info(store).await })
         })
         .await

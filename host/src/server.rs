@@ -10,6 +10,7 @@ use crate::auth;
 use crate::config::{Method as RouteMethod, Route};
 use crate::gateway::{Gateway, Refusal};
 use crate::runtime::{Failure, SendError};
+use crate::telemetry;
 use axum::Router;
 use axum::body::Body;
 use axum::body::to_bytes;
@@ -135,11 +136,33 @@ impl IntoResponse for Problem {
 }
 
 async fn handle(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
+    let _in_flight = telemetry::InFlight::start();
+    let path = req.uri().path().to_string();
     match send(&gateway, req).await {
         Ok(resp) => resp,
-        Err(problem) => problem.into_response(),
+        Err(problem) => {
+            // Refused before any provider was tried; provider outcomes are
+            // counted where they happen.
+            if REFUSALS.contains(&problem.code) {
+                telemetry::refused(&path, problem.code);
+            }
+            problem.into_response()
+        }
     }
 }
+
+/// Error codes of requests refused on their own account.
+const REFUSALS: &[&str] = &[
+    "unauthorized",
+    "missing_field",
+    "invalid_phone",
+    "invalid_message",
+    "invalid_json",
+    "invalid_xml",
+    "body_too_large",
+    "unsupported_media_type",
+    "method_not_allowed",
+];
 
 async fn send(gateway: &Gateway, req: Request) -> Result<Response, Problem> {
     let path = req.uri().path().to_string();

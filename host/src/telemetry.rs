@@ -1,0 +1,120 @@
+//! Metrics and logs for operators: Prometheus counters and histograms (the
+//! `metrics` facade, rendered by `metrics-exporter-prometheus` on the admin
+//! listener) and the `tracing` subscriber, human or JSON, whose level a
+//! config reload can change.
+//!
+//! No label carries a phone number, a message or a secret: labels are route
+//! paths, provider and adapter names, and fixed outcome words.
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
+/// Latency buckets, in seconds: an OTP send is milliseconds to seconds.
+const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Installs the process's metrics recorder (once) and returns its handle.
+pub fn metrics() -> &'static PrometheusHandle {
+    PROMETHEUS.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+            .expect("buckets are valid")
+            .install_recorder()
+            .expect("no other metrics recorder is installed")
+    })
+}
+
+/// The metrics in Prometheus text format.
+pub fn render() -> String {
+    metrics().render()
+}
+
+/// One finished send through a route: the provider that took it (or the
+/// last one tried) and the outcome word.
+pub fn send(route: &str, provider: &str, outcome: &'static str, took: Duration) {
+    counter!("smsbridge_sends_total", "route" => route.to_string(), "provider" => provider.to_string(), "outcome" => outcome)
+        .increment(1);
+    histogram!("smsbridge_send_duration_seconds", "route" => route.to_string()).record(took);
+}
+
+/// One attempt at one provider.
+pub fn attempt(provider: &str, outcome: &'static str, took: Duration) {
+    counter!("smsbridge_provider_attempts_total", "provider" => provider.to_string(), "outcome" => outcome)
+        .increment(1);
+    histogram!("smsbridge_provider_duration_seconds", "provider" => provider.to_string()).record(took);
+}
+
+/// A request refused before any provider was tried: `auth`, `invalid_phone`…
+pub fn refused(route: &str, reason: &'static str) {
+    counter!("smsbridge_refusals_total", "route" => route.to_string(), "reason" => reason).increment(1);
+}
+
+/// An adapter load from a file: `loaded`, `failed` or `unloaded`.
+pub fn reload(adapter: &str, result: &'static str) {
+    counter!("smsbridge_adapter_reloads_total", "adapter" => adapter.to_string(), "result" => result).increment(1);
+}
+
+/// Counts a request in flight while it lives.
+pub struct InFlight;
+
+impl InFlight {
+    pub fn start() -> InFlight {
+        gauge!("smsbridge_in_flight_requests").increment(1.0);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        gauge!("smsbridge_in_flight_requests").decrement(1.0);
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Starts logging to stderr at `level` (an `EnvFilter` directive such as
+/// `info` or `smsbridge=debug`); `SMSBRIDGE_LOG` overrides it.
+pub fn init_logging(format: LogFormat, level: &str) {
+    let directive = std::env::var("SMSBRIDGE_LOG").unwrap_or_else(|_| level.to_string());
+    let filter = EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let _ = LOG_FILTER.set(handle);
+    let registry = tracing_subscriber::registry().with(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match format {
+        LogFormat::Text => {
+            registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi)).init()
+        }
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_writer(std::io::stderr))
+            .init(),
+    }
+}
+
+/// Changes the log level, as a config reload asks.
+pub fn set_log_level(level: &str) {
+    if std::env::var("SMSBRIDGE_LOG").is_ok() {
+        return;
+    }
+    let Some(handle) = LOG_FILTER.get() else { return };
+    match EnvFilter::try_new(level) {
+        Ok(filter) => {
+            if handle.reload(filter).is_ok() {
+                tracing::info!(level, "log level changed");
+            }
+        }
+        Err(e) => tracing::warn!("log level `{level}` not understood: {e}"),
+    }
+}

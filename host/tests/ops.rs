@@ -1,0 +1,259 @@
+//! Operating smsbridge, through the real binary: Prometheus metrics after a
+//! known sequence of sends, JSON logs, graceful shutdown, the systemd unit.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One HTTP/1.1 request over a plain socket: status and body.
+fn request(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    (status, answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// Starts `smsbridge serve` on `config` with JSON logs; returns the child,
+/// its callers' and admin addresses, and its log lines so far.
+fn serve(dir: &Path, config: &str) -> (Child, String, String, std::sync::mpsc::Receiver<String>) {
+    let file = dir.join("smsbridge.toml");
+    std::fs::write(&file, config.replace("{dir}", dir.to_str().unwrap())).unwrap();
+    let (addr, admin) = (free_addr().to_string(), free_addr().to_string());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_smsbridge"))
+        .args([
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            &addr,
+            "--admin-listen",
+            &admin,
+            "--log-format",
+            "json",
+        ])
+        .current_dir(dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Ready when it says where it listens.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let line = rx.recv_timeout(deadline - Instant::now()).expect("smsbridge starts");
+        let ready = line.contains("listening on http://");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    let (replay_tx, replay_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in seen.into_iter().chain(rx.iter()) {
+            let _ = replay_tx.send(line);
+        }
+    });
+    (child, addr, admin, replay_rx)
+}
+
+fn sigterm(child: &Child) {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+}
+
+/// `name{k="v",…} value` lines of the Prometheus text format.
+fn parse_prometheus(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample line: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in: {line}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => (name, rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line}"))),
+            None => (series, ""),
+        };
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'), "bad metric name: {line}");
+        let mut map = BTreeMap::new();
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("bad label in: {line}"));
+            map.insert(k.to_string(), v.trim_end_matches('"').to_string());
+        }
+        samples.push((name.to_string(), map, value));
+    }
+    samples
+}
+
+fn sample(samples: &[(String, BTreeMap<String, String>, f64)], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+        .map(|(_, _, v)| *v)
+        .unwrap_or_else(|| panic!("no {name} {labels:?}"))
+}
+
+#[test]
+fn metrics_count_a_known_sequence_and_json_logs_hide_numbers_and_text() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("adapters")).unwrap();
+    std::fs::copy(smsbridge::artifacts::HOSTILE_WASM, dir.path().join("adapters/hostile.wasm")).unwrap();
+    let config = r#"
+[adapters]
+dir = "{dir}/adapters"
+cache_dir = "{dir}/cache"
+[admin]
+[[provider]]
+name = "box"
+adapter = "outbox"
+data_dir = "{dir}/box"
+[[provider]]
+name = "broken"
+adapter = "hostile"
+config = { mode = "trap" }
+[[route]]
+path = "/ok"
+providers = ["box"]
+[[route]]
+path = "/bad"
+providers = ["broken"]
+[[route]]
+path = "/auth"
+auth = { bearer = { token = "tok-metrics-1" } }
+providers = ["box"]
+"#;
+    let (child, addr, admin, logs) = serve(dir.path(), config);
+    let form = "phone=%2B447700900123&message=Your+code+is+482915";
+    for _ in 0..3 {
+        assert_eq!(request(&addr, "POST", "/ok", "", form).0, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(request(&addr, "POST", "/bad", "", form).0, 503);
+    }
+    assert_eq!(request(&addr, "POST", "/ok", "", "phone=12&message=x").0, 400);
+    for _ in 0..2 {
+        assert_eq!(request(&addr, "POST", "/auth", "Authorization: Bearer nope\r\n", form).0, 401);
+    }
+
+    let (status, text) = request(&admin, "GET", "/metrics", "", "");
+    assert_eq!(status, 200);
+    let samples = parse_prometheus(&text);
+    let sends = "smsbridge_sends_total";
+    assert_eq!(sample(&samples, sends, &[("route", "/ok"), ("provider", "box"), ("outcome", "accepted")]), 3.0);
+    assert_eq!(sample(&samples, sends, &[("route", "/bad"), ("provider", "broken"), ("outcome", "fault")]), 2.0);
+    let refusals = "smsbridge_refusals_total";
+    assert_eq!(sample(&samples, refusals, &[("route", "/ok"), ("reason", "invalid_phone")]), 1.0);
+    assert_eq!(sample(&samples, refusals, &[("route", "/auth"), ("reason", "unauthorized")]), 2.0);
+    assert_eq!(sample(&samples, "smsbridge_send_duration_seconds_count", &[("route", "/ok")]), 3.0);
+    assert_eq!(
+        sample(&samples, "smsbridge_provider_attempts_total", &[("provider", "broken"), ("outcome", "fault")]),
+        2.0
+    );
+    assert_eq!(sample(&samples, "smsbridge_in_flight_requests", &[]), 0.0);
+    let total: f64 = samples.iter().filter(|(n, _, _)| n == sends).map(|(_, _, v)| v).sum();
+    assert_eq!(total, 5.0, "every send counted once");
+    for (name, labels, _) in &samples {
+        for value in labels.values() {
+            let longest_digits = value.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0);
+            assert!(longest_digits < 7, "{name} has a label that looks like a number: {value}");
+        }
+    }
+
+    sigterm(&child);
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(lines.len() > 5, "{lines:?}");
+    let mut sent_events = 0;
+    for line in &lines {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(!line.contains("447700900123"), "a number in the clear: {line}");
+        assert!(!line.contains("482915") && !line.contains("Your code"), "message text in a log: {line}");
+        if event["message"] == "sent" {
+            assert_eq!(event["to"], "+4477****0123");
+            assert_eq!(event["route"], "/ok");
+            sent_events += 1;
+        }
+    }
+    assert_eq!(sent_events, 3);
+    assert!(
+        lines.iter().any(|l| l.contains("caller authentication failed") && l.contains("/auth") && !l.contains("nope")),
+        "an audit line without the offered credential"
+    );
+}
+
+#[test]
+fn sigterm_lets_a_send_in_flight_finish() {
+    // A provider that takes 1.5 s to answer.
+    let slow = TcpListener::bind("127.0.0.1:0").unwrap();
+    let slow_addr = slow.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in slow.incoming() {
+            let mut stream = stream.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            std::thread::sleep(Duration::from_millis(1500));
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 25\r\nConnection: close\r\n\r\n{\"id\":\"slow-1\",\"ok\":true}",
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+[[provider]]
+name = "slow"
+adapter = "generic-http"
+allow_hosts = ["http://{slow_addr}"]
+[provider.config]
+url = "http://{slow_addr}/send"
+params = "to={{to}}&text={{body}}"
+id_pointer = "/id"
+[[route]]
+path = "/v1/send"
+providers = ["slow"]
+"#
+    );
+    let (child, addr, _admin, _logs) = serve(dir.path(), &config);
+    let caller = std::thread::spawn(move || request(&addr, "POST", "/v1/send", "", "phone=%2B447700900123&message=hi"));
+    std::thread::sleep(Duration::from_millis(400));
+    sigterm(&child);
+    let (status, body) = caller.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"provider_id\":\"slow-1\""), "{body}");
+    let mut child = child;
+    assert!(child.wait().unwrap().success(), "exits 0 after the send finished");
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/smsbridge.service")).unwrap();
+    // `verify` checks that ExecStart exists: point it at the binary just built.
+    let unit = unit.replace("/usr/local/bin/smsbridge", env!("CARGO_BIN_EXE_smsbridge"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("smsbridge.service");
+    std::fs::write(&file, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", file.to_str().unwrap()])
+        .output()
+        .expect("systemd-analyze is installed (.ci/run installs systemd)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
+}
