@@ -4,10 +4,12 @@
 //!
 //! A mock Twilio answers `201` on loopback. smsbridge (the release binary, its
 //! own process) sends through the bundled twilio adapter to it; the baseline
-//! is a plain Rust server in this process doing the same job with no
-//! WebAssembly: parse the form, normalise the number, form-encode the Twilio
-//! request with reqwest, read the answer, answer the same JSON. One
-//! closed-loop load generator drives both, alternating, three runs each.
+//! is a plain Rust server doing the same job with no WebAssembly: parse the
+//! form, normalise the number, form-encode the Twilio request with reqwest,
+//! read the answer, answer the same JSON. It runs as its own process too (this
+//! binary, re-run with `BASELINE_FOR_MOCK` set), so both pay the same
+//! cross-process costs. One closed-loop load generator drives both,
+//! alternating, three runs each.
 //! Also: start to first send (cold and warm compiled-code cache) and
 //! smsbridge's resident memory idle and after the load.
 
@@ -172,6 +174,9 @@ fn ms(d: Duration) -> String {
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Ok(mock) = std::env::var("BASELINE_FOR_MOCK") {
+        return run_baseline(&mock, &std::env::var("BASELINE_LISTEN").unwrap()).await;
+    }
     let mock = mock_twilio().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bench.toml");
@@ -207,11 +212,16 @@ providers = ["twilio"]
     let (mut child, warm) = start_smsbridge(&config, addr);
     let idle_rss = rss_mib(child.id());
 
-    let baseline = Arc::new(Baseline {
-        client: reqwest::Client::new(),
-        url: format!("http://{mock}/2010-04-01/Accounts/{SID}/Messages.json"),
-    });
-    let baseline_addr = serve(Router::new().route("/v1/send", post(baseline_send)).with_state(baseline)).await;
+    let baseline_addr = free_port();
+    let mut baseline = Command::new(std::env::current_exe().unwrap())
+        .env("BASELINE_FOR_MOCK", mock.to_string())
+        .env("BASELINE_LISTEN", baseline_addr.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    while probe(baseline_addr).map_or(true, |s| s != 200) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     let (mut base_runs, mut bridge_runs) = (Vec::new(), Vec::new());
     for _ in 0..RUNS {
@@ -219,8 +229,10 @@ providers = ["twilio"]
         bridge_runs.push(load(&format!("http://{addr}/v1/send")).await);
     }
     let loaded_rss = rss_mib(child.id());
-    child.kill().unwrap();
-    child.wait().unwrap();
+    for process in [&mut child, &mut baseline] {
+        process.kill().unwrap();
+        process.wait().unwrap();
+    }
 
     println!(
         "closed loop, {CONCURRENCY} clients, {}s measured after {}s warm-up, median of {RUNS} runs:",
@@ -246,6 +258,16 @@ providers = ["twilio"]
     );
     println!("start to first send: cold cache {}, warm cache {}", ms(cold), ms(warm));
     println!("smsbridge resident memory: idle {idle_rss:.1} MiB, after the load {loaded_rss:.1} MiB");
+}
+
+/// The baseline process: serves until killed.
+async fn run_baseline(mock: &str, listen: &str) {
+    let state = Arc::new(Baseline {
+        client: reqwest::Client::new(),
+        url: format!("http://{mock}/2010-04-01/Accounts/{SID}/Messages.json"),
+    });
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+    axum::serve(listener, Router::new().route("/v1/send", post(baseline_send)).with_state(state)).await.unwrap();
 }
 
 fn free_port() -> SocketAddr {

@@ -556,7 +556,13 @@ fn engine_config(pooling: bool) -> wasmtime::Config {
             .total_memories(n * 2)
             .total_tables(n * 8)
             .total_stacks(n)
-            .max_memory_size(MAX_MEMORY_BYTES);
+            .max_memory_size(MAX_MEMORY_BYTES)
+            // Reset a used slot by rewriting its dirty pages rather than
+            // unmapping them: madvise's TLB shootdowns and the page faults
+            // after it cost more than the copy (see BENCHMARKS.md).
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .linear_memory_keep_resident(256 << 10)
+            .table_keep_resident(64 << 10);
         config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     }
     config

@@ -75,6 +75,7 @@ fn check_lists_each_provider_with_its_adapter_info() {
     assert!(stdout.contains("config: embedded default (ok)"), "{stdout}");
     assert!(stdout.contains("provider outbox: adapter outbox 0.1.0"), "{stdout}");
     assert!(stdout.contains("route /v1/send: fields phone/message, providers outbox"), "{stdout}");
+    assert!(stdout.contains("warning: route /v1/send has no caller auth"), "{stdout}");
 }
 
 #[test]
