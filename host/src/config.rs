@@ -225,7 +225,9 @@ mod defaults {
         10_000
     }
     pub fn cpu_ms() -> u64 {
-        100
+        // Guest time is wall time outside host calls, so a loaded machine's
+        // scheduling delays count: leave headroom over the ~1 ms a send needs.
+        1000
     }
     pub fn memory_mb() -> usize {
         32
