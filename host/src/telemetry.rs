@@ -112,7 +112,7 @@ pub fn set_log_level(level: &str) {
     match EnvFilter::try_new(level) {
         Ok(filter) => {
             if handle.reload(filter).is_ok() {
-                tracing::info!(level, "log level changed");
+                tracing::debug!(level, "log level set");
             }
         }
         Err(e) => tracing::warn!("log level `{level}` not understood: {e}"),
