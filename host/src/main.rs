@@ -139,6 +139,7 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
         let router = smsbridge::admin::router(gateway.clone(), admin.token.as_ref().map(|t| t.value.clone()));
         tokio::spawn(async move { axum::serve(admin_listener, router).await });
     }
+    let mut tls_server = None;
     if let Some(tls) = &routing.config.server.tls {
         smsbridge::tls::prepare(tls)?;
         let config = smsbridge::tls::server_config(tls)?;
@@ -147,7 +148,7 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
             .with_context(|| format!("cannot listen on {}", tls.listen))?;
         let fingerprint = smsbridge::tls::summary(&tls.cert)?.fingerprint;
         tracing::info!(%fingerprint, "listening on https://{}", tls_listener.local_addr()?);
-        tokio::spawn(smsbridge::server::serve_tls(gateway.clone(), tls_listener, config, stopped()));
+        tls_server = Some(tokio::spawn(smsbridge::server::serve_tls(gateway.clone(), tls_listener, config, stopped())));
     }
     let _watch = smsbridge::watch::start(gateway.clone())?;
     let hup = gateway.clone();
@@ -161,13 +162,21 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
         }
     });
     let grace = Duration::from_millis(routing.config.server.shutdown_grace_ms);
-    let server = smsbridge::server::serve(gateway, listener, {
+    let http_server = smsbridge::server::serve(gateway, listener, {
         let stopped = stopped();
         async move {
             stopped.await;
             tracing::info!("shutting down: no new requests; in-flight sends have {} ms to finish", grace.as_millis());
         }
     });
+    // Both listeners drain before the process exits.
+    let server = async move {
+        http_server.await?;
+        if let Some(tls) = tls_server {
+            tls.await.map_err(std::io::Error::other)??;
+        }
+        Ok::<(), std::io::Error>(())
+    };
     let deadline = async {
         stopped().await;
         tokio::time::sleep(grace).await;

@@ -38,9 +38,9 @@ pub async fn serve(
         .await
 }
 
-/// Serves `gateway` over TLS on `listener` until `shutdown` resolves. Each
-/// connection's handshake runs in its own task, so a slow client holds up
-/// no one.
+/// Serves `gateway` over TLS on `listener` until `shutdown` resolves, then
+/// lets the requests in flight on its connections finish. Each connection's
+/// handshake runs in its own task, so a slow client holds up no one.
 pub async fn serve_tls(
     gateway: Arc<Gateway>,
     listener: tokio::net::TcpListener,
@@ -51,6 +51,9 @@ pub async fn serve_tls(
     use tower::ServiceExt;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let app = router(gateway);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // One clone per connection task: the count says how many still run.
+    let live = Arc::new(());
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -61,9 +64,9 @@ pub async fn serve_tls(
                     continue;
                 }
             },
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => break,
         };
-        let (acceptor, app) = (acceptor.clone(), app.clone());
+        let (acceptor, app, mut stop_rx, live) = (acceptor.clone(), app.clone(), stop_rx.clone(), live.clone());
         tokio::spawn(async move {
             let stream = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
@@ -75,11 +78,27 @@ pub async fn serve_tls(
                 app.clone().oneshot(req.map(Body::new))
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = async { drop(stop_rx.wait_for(|stop| *stop).await) } => {
+                    // Finish the request in flight, take no more.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, "TLS connection ended: {e}");
             }
+            drop(live);
         });
     }
+    let _ = stop_tx.send(true);
+    while Arc::strong_count(&live) > 1 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(())
 }
 
 /// A failure answer: status, machine-readable code, and a sentence.
