@@ -204,11 +204,13 @@ fn sigterm_lets_a_send_in_flight_finish() {
     // A provider that takes 1.5 s to answer.
     let slow = TcpListener::bind("127.0.0.1:0").unwrap();
     let slow_addr = slow.local_addr().unwrap();
+    let (arrived_tx, arrived) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for stream in slow.incoming() {
             let mut stream = stream.unwrap();
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
+            let _ = arrived_tx.send(());
             std::thread::sleep(Duration::from_millis(1500));
             let _ = stream.write_all(
                 b"HTTP/1.1 200 OK\r\nContent-Length: 25\r\nConnection: close\r\n\r\n{\"id\":\"slow-1\",\"ok\":true}",
@@ -233,7 +235,8 @@ providers = ["slow"]
     );
     let (child, addr, _admin, _logs) = serve(dir.path(), &config);
     let caller = std::thread::spawn(move || request(&addr, "POST", "/v1/send", "", "phone=%2B447700900123&message=hi"));
-    std::thread::sleep(Duration::from_millis(400));
+    // SIGTERM once the send is at the provider, in flight.
+    arrived.recv_timeout(Duration::from_secs(20)).expect("the send reaches the provider");
     sigterm(&child);
     let (status, body) = caller.join().unwrap();
     assert_eq!(status, 200, "{body}");
