@@ -39,6 +39,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Work with adapter files.
+    Adapter {
+        #[command(subcommand)]
+        command: AdapterCommand,
+    },
     /// The HTTPS certificate, for MFA servers that pin it.
     Tls {
         #[command(subcommand)]
@@ -57,6 +62,13 @@ enum Command {
         #[arg(long)]
         route: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum AdapterCommand {
+    /// What a .wasm file is, what it imports and exports, whether this host
+    /// can load it, and its info().
+    Inspect { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -100,6 +112,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve { config, listen, admin_listen } => serve(config.as_deref(), listen, admin_listen).await,
         Command::Check { config } => check(config.as_deref()).await,
         Command::Tls { command: TlsCommand::Show { config } } => tls_show(config.as_deref()),
+        Command::Adapter { command: AdapterCommand::Inspect { file } } => inspect(&file).await,
         Command::Send { config, to, message, route } => send(config.as_deref(), &to, &message, route.as_deref()).await,
     }
 }
@@ -289,6 +302,47 @@ fn risks(gateway: &Gateway) -> Vec<String> {
         risks.push("admin token is written inline; read it with { env = \"NAME\" }".into());
     }
     risks
+}
+
+async fn inspect(file: &Path) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let report = Runtime::new()?.inspect(&bytes).await;
+    println!("file:     {} ({} bytes)", file.display(), report.size);
+    println!("sha256:   {}", report.sha256);
+    println!("kind:     {}", report.kind);
+    for name in &report.imports {
+        println!("import:   {name}");
+    }
+    for name in &report.exports {
+        println!("export:   {name}");
+    }
+    if let Some(info) = &report.info {
+        println!("adapter:  {} {} ({})", info.name, info.version, info.provider);
+        println!(
+            "hosts:    {}",
+            if info.default_hosts.is_empty() { "(none)".into() } else { info.default_hosts.join(", ") }
+        );
+        for key in &info.config_keys {
+            let kind = if key.secret {
+                "secret"
+            } else if key.required {
+                "required"
+            } else {
+                "optional"
+            };
+            println!("setting:  {:<22} {:<8} {}", key.name, kind, key.description);
+        }
+    }
+    match report.problem {
+        None => {
+            println!("loadable: yes");
+            Ok(())
+        }
+        Some(problem) => {
+            println!("loadable: no");
+            anyhow::bail!("{} cannot be loaded: {problem}", file.display())
+        }
+    }
 }
 
 fn tls_show(config: Option<&Path>) -> Result<()> {

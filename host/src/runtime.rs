@@ -84,6 +84,19 @@ pub enum Compiled {
     Disk,
 }
 
+/// What `Runtime::inspect` found; `problem` is `None` when the host can
+/// load the file.
+#[derive(Debug, Default)]
+pub struct Inspection {
+    pub sha256: String,
+    pub size: usize,
+    pub kind: &'static str,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    pub info: Option<AdapterInfo>,
+    pub problem: Option<String>,
+}
+
 /// Why a send did not produce an answer from the adapter.
 #[derive(Debug, Clone)]
 pub enum Failure {
@@ -415,6 +428,73 @@ impl Runtime {
         h.finish()
     }
 
+    /// What a `.wasm` file is, for `smsbridge adapter inspect`: its kind, its
+    /// imports and exports, and whether this host can load it (and if so,
+    /// its `info()`), each failure explained.
+    pub async fn inspect(&self, bytes: &[u8]) -> Inspection {
+        let mut report = Inspection { sha256: hex(&Sha256::digest(bytes)), size: bytes.len(), ..Default::default() };
+        report.kind = match bytes.get(..8) {
+            Some([0, b'a', b's', b'm', 0x0d, 0, 1, 0]) => "WebAssembly component",
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+                report.problem = Some(
+                    "a core WebAssembly module, not a component: build the adapter for `--target wasm32-wasip2` \
+                     (or wrap a module with `wasm-tools component new`)"
+                        .into(),
+                );
+                return Inspection { kind: "core WebAssembly module", ..report };
+            }
+            _ => {
+                report.problem = Some("not WebAssembly at all (no `\\0asm` header)".into());
+                return Inspection { kind: "unknown", ..report };
+            }
+        };
+        let engine = self.engine.clone();
+        let owned = bytes.to_vec();
+        let component = match tokio::task::spawn_blocking(move || Component::new(&engine, &owned)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                report.problem = Some(format!("does not compile: {e:#}"));
+                return report;
+            }
+            Err(e) => {
+                report.problem = Some(format!("compilation stopped: {e}"));
+                return report;
+            }
+        };
+        let ty = component.component_type();
+        report.imports = ty.imports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        report.exports = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let pre = match self.linker.instantiate_pre(&component) {
+            Ok(pre) => pre,
+            Err(e) => {
+                report.problem = Some(format!(
+                    "its imports do not fit the smsbridge:adapter world (adapters may import only \
+                     smsbridge:adapter/{{http,config,log}} and WASI 0.2): {e:#}"
+                ));
+                return report;
+            }
+        };
+        let pre = match bindings::AdapterPre::new(pre) {
+            Ok(pre) => pre,
+            Err(e) => {
+                report.problem = Some(format!(
+                    "it does not export smsbridge:adapter/sender@0.1.0 (is it built for another world?): {e:#}"
+                ));
+                return report;
+            }
+        };
+        match self
+            .run(&pre, &self.inspection, |adapter, store| {
+                Box::pin(async move { adapter.smsbridge_adapter_sender().call_info(store).await })
+            })
+            .await
+        {
+            Ok(info) => report.info = Some(info),
+            Err(f) => report.problem = Some(format!("info() failed: {f}")),
+        }
+        report
+    }
+
     /// Asks a loaded adapter's `info()` again, in a fresh sandbox.
     pub async fn info(&self, adapter: &Adapter) -> Result<AdapterInfo> {
         self.run(&adapter.pre, &self.inspection, |adapter, store| {
@@ -534,7 +614,11 @@ fn describe_fault(e: &wasmtime::Error, store: &Store<State>) -> String {
     let said: Vec<&str> = std::str::from_utf8(&stderr)
         .unwrap_or("")
         .lines()
-        .map(|l| l.trim().trim_start_matches("thread '<unnamed>' "))
+        .map(|l| {
+            // `thread '<unnamed>' (1) panicked at …`: where and why is enough.
+            let l = l.trim();
+            l.find("panicked at").map_or(l, |at| &l[at..])
+        })
         .filter(|l| !l.is_empty() && !l.starts_with("note: "))
         .collect();
     let said: String = said.join(" ").chars().take(300).collect();

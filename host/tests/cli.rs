@@ -142,3 +142,45 @@ fn check_accepts_every_example_config() {
     }
     assert_eq!(seen, 8, "one example per bundled provider adapter");
 }
+
+#[test]
+fn inspect_explains_what_a_wasm_file_is_and_whether_it_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let inspect = |file: &str| {
+        let out = smsbridge(dir.path()).args(["adapter", "inspect", file]).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, stdout, _) = inspect(smsbridge::artifacts::TWILIO_WASM);
+    assert!(ok, "{stdout}");
+    assert!(stdout.contains("kind:     WebAssembly component"), "{stdout}");
+    assert!(stdout.contains("import:   smsbridge:adapter/http@0.1.0"), "{stdout}");
+    assert!(stdout.contains("export:   smsbridge:adapter/sender@0.1.0"), "{stdout}");
+    assert!(stdout.contains("adapter:  twilio 0.1.0 (Twilio Programmable Messaging)"), "{stdout}");
+    assert!(stdout.contains("hosts:    api.twilio.com"), "{stdout}");
+    assert!(stdout.contains("auth_token"), "{stdout}");
+    assert!(stdout.ends_with("loadable: yes\n"), "{stdout}");
+
+    let (ok, stdout, stderr) = inspect(smsbridge::artifacts::WRONG_WORLD_WASM);
+    assert!(!ok);
+    assert!(stdout.contains("export:   wasi:cli/run@0.2.0") && stdout.contains("loadable: no"), "{stdout}");
+    assert!(stderr.contains("does not export smsbridge:adapter/sender@0.1.0"), "{stderr}");
+
+    let (ok, _, stderr) = inspect(smsbridge::artifacts::BAD_INFO_WASM);
+    assert!(!ok);
+    assert!(stderr.contains("info() failed") && stderr.contains("info() traps on purpose"), "{stderr}");
+
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let (ok, _, stderr) = inspect(core.to_str().unwrap());
+    assert!(!ok && stderr.contains("a core WebAssembly module, not a component"), "{stderr}");
+
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, "hello").unwrap();
+    let (ok, _, stderr) = inspect(text.to_str().unwrap());
+    assert!(!ok && stderr.contains("not WebAssembly at all"), "{stderr}");
+}
