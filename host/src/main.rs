@@ -69,6 +69,13 @@ enum AdapterCommand {
     /// What a .wasm file is, what it imports and exports, whether this host
     /// can load it, and its info().
     Inspect { file: PathBuf },
+    /// Run an adapter with its HTTP calls answered from a fixture, and
+    /// report every request it made and every difference from the fixture.
+    Test {
+        file: PathBuf,
+        #[arg(long)]
+        fixture: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,6 +120,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Check { config } => check(config.as_deref()).await,
         Command::Tls { command: TlsCommand::Show { config } } => tls_show(config.as_deref()),
         Command::Adapter { command: AdapterCommand::Inspect { file } } => inspect(&file).await,
+        Command::Adapter { command: AdapterCommand::Test { file, fixture } } => adapter_test(&file, &fixture).await,
         Command::Send { config, to, message, route } => send(config.as_deref(), &to, &message, route.as_deref()).await,
     }
 }
@@ -343,6 +351,25 @@ async fn inspect(file: &Path) -> Result<()> {
             anyhow::bail!("{} cannot be loaded: {problem}", file.display())
         }
     }
+}
+
+async fn adapter_test(file: &Path, fixture: &Path) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let fixture = smsbridge::fixture::Fixture::load(fixture)?;
+    let runtime = Runtime::new()?;
+    let report = smsbridge::fixture::run(&runtime, &bytes, fixture).await?;
+    for (i, request) in report.requests.iter().enumerate() {
+        println!("request {}: {request}", i + 1);
+    }
+    println!("result: {}", report.result);
+    if report.mismatches.is_empty() {
+        println!("ok: every request and the result match the fixture");
+        return Ok(());
+    }
+    for m in &report.mismatches {
+        println!("MISMATCH {m}");
+    }
+    anyhow::bail!("{} differences from the fixture", report.mismatches.len())
 }
 
 fn tls_show(config: Option<&Path>) -> Result<()> {

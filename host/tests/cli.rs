@@ -184,3 +184,39 @@ fn inspect_explains_what_a_wasm_file_is_and_whether_it_loads() {
     let (ok, _, stderr) = inspect(text.to_str().unwrap());
     assert!(!ok && stderr.contains("not WebAssembly at all"), "{stderr}");
 }
+
+#[test]
+fn adapter_test_runs_the_bundled_fixtures_and_reports_differences() {
+    let adapters = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../adapters");
+    let dir = tempfile::tempdir().unwrap();
+    let mut ran = 0;
+    for (name, wasm) in [("twilio", smsbridge::artifacts::TWILIO_WASM), ("vonage", smsbridge::artifacts::VONAGE_WASM)] {
+        for fixture in std::fs::read_dir(adapters.join(name).join("fixtures")).unwrap() {
+            let fixture = fixture.unwrap().path();
+            let out =
+                smsbridge(dir.path()).args(["adapter", "test", wasm, "--fixture"]).arg(&fixture).output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{}: {stdout}", fixture.display());
+            assert!(stdout.contains("request 1: POST https://"), "{stdout}");
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 3);
+
+    // A fixture the adapter does not meet: each difference by name.
+    let text = std::fs::read_to_string(adapters.join("twilio/fixtures/accepted.toml")).unwrap();
+    let wrong = dir.path().join("wrong.toml");
+    std::fs::write(&wrong, text.replace("From = \"+15005550006\", Body", "From = \"+15550000000\", Body")).unwrap();
+    let out = smsbridge(dir.path())
+        .args(["adapter", "test", smsbridge::artifacts::TWILIO_WASM, "--fixture"])
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout
+            .contains("MISMATCH request 1: form field `From`\n    expected: +15550000000\n    got:      +15005550006"),
+        "{stdout}"
+    );
+}
