@@ -239,14 +239,7 @@ async fn check(config: Option<&Path>) -> Result<()> {
                 (false, true) => "MISSING",
                 (false, false) => "not set",
             };
-            let kind = if key.secret {
-                "secret"
-            } else if key.required {
-                "required"
-            } else {
-                "optional"
-            };
-            println!("  {:<20} {:<8} {:<9} {}", key.name, kind, state, key.description);
+            println!("  {:<20} {:<8} {:<9} {}", key.name, key_kind(key), state, key.description);
         }
         let hosts = p.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
         println!("  allow_hosts: {}", if hosts.is_empty() { "(none)".into() } else { hosts.join(", ") });
@@ -312,6 +305,17 @@ fn risks(gateway: &Gateway) -> Vec<String> {
     risks
 }
 
+/// `secret`, `required` or `optional`, as `check` and `inspect` show a setting.
+fn key_kind(key: &smsbridge::runtime::bindings::smsbridge::adapter::types::ConfigKey) -> &'static str {
+    if key.secret {
+        "secret"
+    } else if key.required {
+        "required"
+    } else {
+        "optional"
+    }
+}
+
 async fn inspect(file: &Path) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let report = Runtime::new()?.inspect(&bytes).await;
@@ -331,14 +335,7 @@ async fn inspect(file: &Path) -> Result<()> {
             if info.default_hosts.is_empty() { "(none)".into() } else { info.default_hosts.join(", ") }
         );
         for key in &info.config_keys {
-            let kind = if key.secret {
-                "secret"
-            } else if key.required {
-                "required"
-            } else {
-                "optional"
-            };
-            println!("setting:  {:<22} {:<8} {}", key.name, kind, key.description);
+            println!("setting:  {:<22} {:<8} {}", key.name, key_kind(key), key.description);
         }
     }
     match report.problem {
