@@ -11,6 +11,7 @@ pub mod outbound;
 pub mod phone;
 pub mod registry;
 pub mod runtime;
+pub mod scaffold;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

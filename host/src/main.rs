@@ -66,6 +66,25 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AdapterCommand {
+    /// Create a standalone adapter crate on the SDK: a sample info() and
+    /// send(), fixtures for `adapter test`, and a README with every command.
+    New {
+        /// Adapter and crate name: lowercase letters, digits and `-`.
+        name: String,
+        /// Folder to create; defaults to ./NAME.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The provider's display name.
+        #[arg(long)]
+        provider: Option<String>,
+        /// The provider's API host, allowed by default.
+        #[arg(long)]
+        host: Option<String>,
+        /// The SDK crate's folder (`adapters/sdk` in an smsbridge checkout);
+        /// defaults to the one this binary was built from.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// What a .wasm file is, what it imports and exports, whether this host
     /// can load it, and its info().
     Inspect { file: PathBuf },
@@ -119,6 +138,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve { config, listen, admin_listen } => serve(config.as_deref(), listen, admin_listen).await,
         Command::Check { config } => check(config.as_deref()).await,
         Command::Tls { command: TlsCommand::Show { config } } => tls_show(config.as_deref()),
+        Command::Adapter { command: AdapterCommand::New { name, dir, provider, host, sdk } } => {
+            adapter_new(smsbridge::scaffold::Scaffold { name, provider, host, sdk }, dir)
+        }
         Command::Adapter { command: AdapterCommand::Inspect { file } } => inspect(&file).await,
         Command::Adapter { command: AdapterCommand::Test { file, fixture } } => adapter_test(&file, &fixture).await,
         Command::Send { config, to, message, route } => send(config.as_deref(), &to, &message, route.as_deref()).await,
@@ -348,6 +370,20 @@ async fn inspect(file: &Path) -> Result<()> {
             anyhow::bail!("{} cannot be loaded: {problem}", file.display())
         }
     }
+}
+
+fn adapter_new(spec: smsbridge::scaffold::Scaffold, dir: Option<PathBuf>) -> Result<()> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(&spec.name));
+    let files = smsbridge::scaffold::create(&spec, &dir)?;
+    println!("created adapter `{}` in {}:", spec.name, dir.display());
+    for file in files {
+        println!("  {}", file.strip_prefix(&dir).unwrap_or(&file).display());
+    }
+    let wasm = format!("target/wasm32-wasip2/release/{}.wasm", spec.name.replace('-', "_"));
+    println!("\nnext:\n  cd {}", dir.display());
+    println!("  cargo build --release --target wasm32-wasip2");
+    println!("  smsbridge adapter test {wasm} --fixture fixtures/accepted.toml");
+    Ok(())
 }
 
 async fn adapter_test(file: &Path, fixture: &Path) -> Result<()> {

@@ -26,6 +26,7 @@ pub struct Watch {
 /// it exists) and its config file (if it came from one).
 pub fn start(gateway: Arc<Gateway>) -> Result<Watch> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<PathBuf>>();
+    let tx_rescan = tx.clone();
     let mut debouncer = new_debouncer(DEBOUNCE, move |result: DebounceEventResult| match result {
         Ok(events) => {
             let _ = tx.send(events.into_iter().map(|e| e.path).collect());
@@ -50,6 +51,15 @@ pub fn start(gateway: Arc<Gateway>) -> Result<Watch> {
             .watcher()
             .watch(parent, RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch {}", parent.display()))?;
+    }
+
+    // A file dropped in between the first load and the watch starting
+    // brings no event: look once now. Unchanged files cost a hash.
+    if let Some(dir) = &adapters_dir {
+        let files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| is_adapter_file(p)).collect())
+            .unwrap_or_default();
+        let _ = tx_rescan.send(files);
     }
 
     tokio::spawn(async move {

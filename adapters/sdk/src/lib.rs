@@ -35,6 +35,8 @@
 //! smsbridge_sdk::export_adapter!(Example);
 //! ```
 
+#![warn(missing_docs)]
+
 extern crate self as smsbridge_sdk;
 
 #[doc(hidden)]
@@ -52,7 +54,19 @@ pub mod bindings {
     });
 }
 
+/// What an adapter implements: `info()` and `send()`. See the crate example.
 pub use bindings::exports::smsbridge::adapter::sender::Guest as Adapter;
+/// The contract's types, generated from `wit/adapter.wit`.
+///
+/// ```
+/// use smsbridge_sdk::{Accepted, SendError};
+/// let ok = Accepted { provider_id: "SM1".into(), status: Some("queued".into()), segments: Some(1) };
+/// assert_eq!(ok.provider_id, "SM1");
+/// // Permanent: the host does not fail over. Transient: it does.
+/// let permanent = SendError::InvalidRecipient("not a mobile number".into());
+/// let transient = SendError::Unavailable("HTTP 503".into());
+/// # let _ = (permanent, transient);
+/// ```
 pub use bindings::smsbridge::adapter::types::{Accepted, AdapterInfo, ConfigKey, Message, SendError};
 
 /// Exports `$ty`, which implements [`Adapter`], as this component's `sender`.
@@ -87,6 +101,12 @@ macro_rules! info {
 }
 
 /// Builds an [`AdapterInfo`]; start one with [`info!`].
+///
+/// ```
+/// let info = smsbridge_sdk::info!("acme", "Acme SMS").secret("api_key", "API key").build();
+/// assert_eq!((info.name.as_str(), info.provider.as_str()), ("acme", "Acme SMS"));
+/// assert!(info.config_keys[0].required && info.config_keys[0].secret);
+/// ```
 pub struct InfoBuilder(AdapterInfo);
 
 impl InfoBuilder {
@@ -106,43 +126,82 @@ impl InfoBuilder {
         self
     }
 
-    /// A setting the adapter cannot work without.
+    /// A setting the adapter cannot work without: the host refuses a config
+    /// that lacks it, naming it.
+    ///
+    /// ```
+    /// let info = smsbridge_sdk::info!("acme", "Acme").required("account", "Account id").build();
+    /// assert!(info.config_keys[0].required && !info.config_keys[0].secret);
+    /// ```
     pub fn required(self, name: &str, description: &str) -> Self {
         self.key(name, true, false, description)
     }
 
     /// A setting with a sensible default.
+    ///
+    /// ```
+    /// let info = smsbridge_sdk::info!("acme", "Acme").optional("from", "Sender id").build();
+    /// assert!(!info.config_keys[0].required);
+    /// ```
     pub fn optional(self, name: &str, description: &str) -> Self {
         self.key(name, false, false, description)
     }
 
-    /// A required credential: the host never shows its value.
+    /// A required credential: the host never shows its value, and replaces
+    /// it wherever it would appear in a log or an answer.
+    ///
+    /// ```
+    /// let info = smsbridge_sdk::info!("acme", "Acme").secret("api_key", "API key").build();
+    /// assert!(info.config_keys[0].secret);
+    /// ```
     pub fn secret(self, name: &str, description: &str) -> Self {
         self.key(name, true, true, description)
     }
 
     /// A credential the adapter can do without in some setups.
+    ///
+    /// ```
+    /// let info = smsbridge_sdk::info!("acme", "Acme").optional_secret("signing_key", "Signs requests").build();
+    /// assert!(info.config_keys[0].secret && !info.config_keys[0].required);
+    /// ```
     pub fn optional_secret(self, name: &str, description: &str) -> Self {
         self.key(name, false, true, description)
     }
 
-    /// A host the adapter calls by default (`api.example.com`).
+    /// A host the adapter calls by default (`api.example.com`): allowed over
+    /// HTTPS when the operator writes no `allow_hosts`.
+    ///
+    /// ```
+    /// let info = smsbridge_sdk::info!("acme", "Acme").host("api.acme.test").build();
+    /// assert_eq!(info.default_hosts, ["api.acme.test"]);
+    /// ```
     pub fn host(mut self, host: &str) -> Self {
         self.0.default_hosts.push(host.into());
         self
     }
 
+    /// The finished [`AdapterInfo`], for `Adapter::info`.
+    ///
+    /// ```
+    /// let info = smsbridge_sdk::info!("acme", "Acme").build();
+    /// assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    /// ```
     pub fn build(self) -> AdapterInfo {
         self.0
     }
 }
 
-/// This adapter instance's settings, as the operator wrote them.
+/// This adapter instance's settings, as the operator wrote them under
+/// `[provider.config]`. Secrets arrive resolved (`{ env = "NAME" }`).
 pub mod config {
     use crate::SendError;
     use crate::bindings::smsbridge::adapter::config as host;
 
-    /// The setting `key`, if the operator gave one.
+    /// The setting `key`, if the operator gave one (an empty value is none).
+    ///
+    /// ```no_run
+    /// let from = smsbridge_sdk::config::get("from").unwrap_or_else(|| "Bank".into());
+    /// ```
     pub fn get(key: &str) -> Option<String> {
         host::get(key).filter(|v| !v.is_empty())
     }
@@ -160,36 +219,60 @@ pub mod config {
 
     /// The `base_url` setting without a trailing `/`, else `default`: lets an
     /// operator use a regional endpoint or a proxy, and tests a mock.
+    ///
+    /// ```no_run
+    /// let url = format!("{}/v1/messages", smsbridge_sdk::config::base_url("https://api.example.com"));
+    /// ```
     pub fn base_url(default: &str) -> String {
         get("base_url").unwrap_or_else(|| default.into()).trim_end_matches('/').into()
     }
 }
 
-/// Lines for the host's log; phone numbers in them are masked by the host.
+/// Lines for the host's log, under the provider instance's name. The host
+/// masks phone numbers and hides secrets in them; never log message text.
+///
+/// ```no_run
+/// smsbridge_sdk::log::warn("provider answered 200 without a message id");
+/// ```
 pub mod log {
     use crate::bindings::smsbridge::adapter::log::{Level, write};
 
+    /// Shown with `SMSBRIDGE_LOG=debug`.
+    ///
+    /// ```no_run
+    /// smsbridge_sdk::log::debug("retrying with the legacy endpoint");
+    /// ```
     pub fn debug(msg: &str) {
         write(Level::Debug, msg)
     }
+    /// ```no_run
+    /// smsbridge_sdk::log::info("account balance is low");
+    /// ```
     pub fn info(msg: &str) {
         write(Level::Info, msg)
     }
+    /// ```no_run
+    /// smsbridge_sdk::log::warn("sender id replaced by the provider");
+    /// ```
     pub fn warn(msg: &str) {
         write(Level::Warn, msg)
     }
+    /// ```no_run
+    /// smsbridge_sdk::log::error("provider changed its answer format");
+    /// ```
     pub fn error(msg: &str) {
         write(Level::Error, msg)
     }
 }
 
 /// Form encoding (`application/x-www-form-urlencoded`).
-///
-/// ```
-/// let body = smsbridge_sdk::form::encode(&[("To", "+447700900123"), ("Body", "a b&c")]);
-/// assert_eq!(body, "To=%2B447700900123&Body=a+b%26c");
-/// ```
 pub mod form {
+    /// The pairs, in order, escaped: `+` becomes `%2B` and a space `+`.
+    ///
+    /// ```
+    /// let body = smsbridge_sdk::form::encode(&[("To", "+447700900123"), ("Body", "a b&c")]);
+    /// assert_eq!(body, "To=%2B447700900123&Body=a+b%26c");
+    /// ```
     pub fn encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
         let mut out = form_urlencoded::Serializer::new(String::new());
         for (k, v) in pairs {
@@ -213,6 +296,11 @@ pub fn basic_auth(user: &str, password: &str) -> String {
 pub mod twilio_compat;
 
 /// JSON bodies, with `serde_json` re-exported.
+///
+/// ```
+/// let body = smsbridge_sdk::json::json!({"to": "+447700900123", "text": "hi"});
+/// assert_eq!(body["to"], "+447700900123");
+/// ```
 pub use serde_json as json;
 
 /// Outbound HTTP through the host: only the hosts this provider instance is
@@ -236,44 +324,90 @@ pub mod http {
     pub struct Request(host::Request);
 
     impl Request {
+        /// A request with any method.
+        ///
+        /// ```no_run
+        /// let req = smsbridge_sdk::http::Request::new("PUT", "https://api.example.com/v1/messages/1");
+        /// ```
         pub fn new(method: &str, url: &str) -> Self {
             Request(host::Request { method: method.into(), url: url.into(), headers: Vec::new(), body: Vec::new() })
         }
 
+        /// ```no_run
+        /// let req = smsbridge_sdk::http::Request::get("https://api.example.com/v1/balance");
+        /// ```
         pub fn get(url: &str) -> Self {
             Self::new("GET", url)
         }
 
+        /// ```no_run
+        /// let req = smsbridge_sdk::http::Request::post("https://api.example.com/v1/messages");
+        /// ```
         pub fn post(url: &str) -> Self {
             Self::new("POST", url)
         }
 
+        /// Adds a header. The host sets `Host`, `Content-Length` and framing
+        /// itself and refuses a request that tries to.
+        ///
+        /// ```no_run
+        /// # use smsbridge_sdk::http::Request;
+        /// let req = Request::post("https://api.example.com/sms").header("X-Api-Key", "k");
+        /// ```
         pub fn header(mut self, name: &str, value: &str) -> Self {
             self.0.headers.push((name.into(), value.into()));
             self
         }
 
         /// HTTP Basic credentials.
+        ///
+        /// ```no_run
+        /// # use smsbridge_sdk::http::Request;
+        /// let req = Request::post("https://api.example.com/sms").basic_auth("AC1", "token");
+        /// ```
         pub fn basic_auth(self, user: &str, password: &str) -> Self {
             self.header("Authorization", &crate::basic_auth(user, password))
         }
 
         /// An `Authorization: Bearer` token.
+        ///
+        /// ```no_run
+        /// # use smsbridge_sdk::http::Request;
+        /// let req = Request::post("https://api.example.com/sms").bearer("key");
+        /// ```
         pub fn bearer(self, token: &str) -> Self {
             self.header("Authorization", &format!("Bearer {token}"))
         }
 
         /// A form-encoded body, with its content type.
+        ///
+        /// ```no_run
+        /// # use smsbridge_sdk::http::Request;
+        /// let req = Request::post("https://api.example.com/sms").form(&[("to", "+447700900123"), ("text", "hi")]);
+        /// ```
         pub fn form<K: AsRef<str>, V: AsRef<str>>(self, pairs: &[(K, V)]) -> Self {
             self.header("Content-Type", "application/x-www-form-urlencoded")
                 .body(crate::form::encode(pairs).into_bytes())
         }
 
         /// A JSON body, with its content type.
+        ///
+        /// ```no_run
+        /// # use smsbridge_sdk::http::Request;
+        /// let req = Request::post("https://api.example.com/sms").json(&smsbridge_sdk::json::json!({"to": "+447700900123"}));
+        /// ```
         pub fn json(self, value: &serde_json::Value) -> Self {
             self.header("Content-Type", "application/json").body(value.to_string().into_bytes())
         }
 
+        /// A raw body; set its `Content-Type` with [`Request::header`].
+        ///
+        /// ```no_run
+        /// # use smsbridge_sdk::http::Request;
+        /// let req = Request::post("https://api.example.com/sms")
+        ///     .header("Content-Type", "application/xml")
+        ///     .body(b"<sms><to>+447700900123</to></sms>".to_vec());
+        /// ```
         pub fn body(mut self, body: Vec<u8>) -> Self {
             self.0.body = body;
             self
@@ -281,6 +415,13 @@ pub mod http {
 
         /// Sends the request. A transport failure becomes `unavailable` (worth
         /// failing over); a host the operator did not allow, `misconfigured`.
+        ///
+        /// ```no_run
+        /// # fn f() -> Result<(), smsbridge_sdk::SendError> {
+        /// # use smsbridge_sdk::http::Request;
+        /// let resp = Request::get("https://api.example.com/v1/balance").bearer("key").send()?;
+        /// # Ok(()) }
+        /// ```
         pub fn send(self) -> Result<Response, SendError> {
             host::send(&self.0).map(Response).map_err(|e| match e {
                 host::Error::Denied(why) => SendError::Misconfigured(format!("request refused: {why}")),
@@ -295,30 +436,77 @@ pub mod http {
     pub struct Response(host::Response);
 
     impl Response {
+        /// An answer made by hand: for unit tests of an adapter's answer
+        /// mapping, which then run natively with `cargo test`.
+        ///
+        /// ```
+        /// use smsbridge_sdk::http::Response;
+        /// let resp = Response::new(201, vec![("Content-Type".into(), "application/json".into())], r#"{"id":"m1"}"#);
+        /// assert_eq!(resp.json_str("/id").unwrap(), "m1");
+        /// ```
+        pub fn new(status: u16, headers: Vec<(String, String)>, body: impl Into<Vec<u8>>) -> Self {
+            Response(host::Response { status, headers, body: body.into() })
+        }
+
+        /// ```
+        /// # use smsbridge_sdk::http::Response;
+        /// assert_eq!(Response::new(202, vec![], "").status(), 202);
+        /// ```
         pub fn status(&self) -> u16 {
             self.0.status
         }
 
+        /// Any 2xx.
+        ///
+        /// ```
+        /// # use smsbridge_sdk::http::Response;
+        /// assert!(Response::new(204, vec![], "").is_success());
+        /// assert!(!Response::new(302, vec![], "").is_success());
+        /// ```
         pub fn is_success(&self) -> bool {
             (200..300).contains(&self.0.status)
         }
 
         /// The first header named `name` (any case).
+        ///
+        /// ```
+        /// # use smsbridge_sdk::http::Response;
+        /// let resp = Response::new(200, vec![("X-Request-Id".into(), "r1".into())], "");
+        /// assert_eq!(resp.header("x-request-id"), Some("r1"));
+        /// ```
         pub fn header(&self, name: &str) -> Option<&str> {
             self.0.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
         }
 
+        /// The raw body.
+        ///
+        /// ```
+        /// # use smsbridge_sdk::http::Response;
+        /// assert_eq!(Response::new(200, vec![], "OK").body(), b"OK");
+        /// ```
         pub fn body(&self) -> &[u8] {
             &self.0.body
         }
 
         /// The body as text (lossy UTF-8).
+        ///
+        /// ```
+        /// # use smsbridge_sdk::http::Response;
+        /// assert_eq!(Response::new(200, vec![], "ID: 42").text(), "ID: 42");
+        /// ```
         pub fn text(&self) -> String {
             String::from_utf8_lossy(&self.0.body).into_owned()
         }
 
         /// The body as JSON, or `unavailable` naming the status when it is not
         /// JSON (a proxy's HTML error page, a truncated answer).
+        ///
+        /// ```
+        /// # use smsbridge_sdk::{SendError, http::Response};
+        /// assert_eq!(Response::new(200, vec![], r#"{"ok":true}"#).json().unwrap()["ok"], true);
+        /// let html = Response::new(502, vec![], "<html>Bad Gateway</html>");
+        /// assert!(matches!(html.json(), Err(SendError::Unavailable(_))));
+        /// ```
         pub fn json(&self) -> Result<serde_json::Value, SendError> {
             serde_json::from_slice(&self.0.body)
                 .map_err(|e| SendError::Unavailable(format!("HTTP {}: answer is not JSON: {e}", self.0.status)))
@@ -328,10 +516,11 @@ pub mod http {
         /// or `unavailable` saying it is missing: an answer without the
         /// provider's id cannot be trusted as accepted.
         ///
-        /// ```no_run
-        /// # fn f(resp: smsbridge_sdk::http::Response) -> Result<(), smsbridge_sdk::SendError> {
-        /// let id = resp.json_str("/id")?;
-        /// # Ok(()) }
+        /// ```
+        /// # use smsbridge_sdk::{SendError, http::Response};
+        /// let resp = Response::new(200, vec![], r#"{"messages":[{"id":"m1"}]}"#);
+        /// assert_eq!(resp.json_str("/messages/0/id").unwrap(), "m1");
+        /// assert!(matches!(resp.json_str("/id"), Err(SendError::Unavailable(_))));
         /// ```
         pub fn json_str(&self, pointer: &str) -> Result<String, SendError> {
             self.json()?
@@ -342,6 +531,12 @@ pub mod http {
         }
 
         /// `Retry-After` in seconds, when given as a number.
+        ///
+        /// ```
+        /// # use smsbridge_sdk::http::Response;
+        /// let resp = Response::new(429, vec![("Retry-After".into(), "3".into())], "");
+        /// assert_eq!(resp.retry_after(), Some(3));
+        /// ```
         pub fn retry_after(&self) -> Option<u32> {
             self.header("Retry-After")?.trim().parse().ok()
         }
@@ -352,6 +547,12 @@ pub mod http {
         /// 401 and 403 are `unauthorized`, 429 `rate-limited` (with
         /// `Retry-After`), 5xx and 408 `unavailable`, any other status
         /// `rejected`.
+        ///
+        /// ```
+        /// # use smsbridge_sdk::{SendError, http::Response};
+        /// let resp = Response::new(429, vec![("Retry-After".into(), "5".into())], "");
+        /// assert!(matches!(resp.error("slow down"), SendError::RateLimited(Some(5))));
+        /// ```
         pub fn error(&self, detail: impl Into<String>) -> SendError {
             status_error(self.0.status, self.retry_after(), detail.into())
         }

@@ -8,12 +8,30 @@ use crate::{Accepted, SendError};
 
 /// POSTs `form` to `url` with Basic `user:password` and reads a created
 /// resource: `sid`, `status` and (for messages) `num_segments`.
+///
+/// ```no_run
+/// # fn f() -> Result<(), smsbridge_sdk::SendError> {
+/// let url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json";
+/// let form = [("To", "+447700900123"), ("From", "+15005550006"), ("Body", "Your code is 123456")];
+/// let accepted = smsbridge_sdk::twilio_compat::create(url, "AC1", "token", &form)?;
+/// # Ok(()) }
+/// ```
 pub fn create(url: &str, user: &str, password: &str, form: &[(&str, &str)]) -> Result<Accepted, SendError> {
     create_with(url, user, password, form, |_, _| None)
 }
 
 /// [`create`], with `special` mapping an API's own error codes first
 /// (code, then the provider's text) before the shared ones.
+///
+/// ```no_run
+/// # fn f() -> Result<(), smsbridge_sdk::SendError> {
+/// use smsbridge_sdk::{SendError, twilio_compat};
+/// let url = "https://verify.twilio.com/v2/Services/VA1/Verifications";
+/// let accepted = twilio_compat::create_with(url, "AC1", "token", &[("To", "+447700900123")], |code, text| {
+///     (code == 60200).then(|| SendError::InvalidRecipient(text))
+/// })?;
+/// # Ok(()) }
+/// ```
 pub fn create_with(
     url: &str,
     user: &str,
@@ -39,7 +57,14 @@ pub fn create_with(
     Ok(Accepted { provider_id: sid.into(), status: v["status"].as_str().map(Into::into), segments })
 }
 
-/// The provider's error code and message, when the body has them.
+/// The provider's error code and message, when the body has them; else the
+/// body as the message.
+///
+/// ```
+/// use smsbridge_sdk::{http::Response, twilio_compat::code_and_message};
+/// let resp = Response::new(400, vec![], r#"{"code":21211,"message":"Invalid 'To'","status":400}"#);
+/// assert_eq!(code_and_message(&resp), (Some(21211), "Invalid 'To'".to_string()));
+/// ```
 pub fn code_and_message(resp: &Response) -> (Option<u64>, String) {
     let v = resp.json().unwrap_or_default();
     let code = v["code"].as_u64();
