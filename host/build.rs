@@ -18,10 +18,16 @@ fn main() {
     let guests = manifest_dir.parent().unwrap().join("adapters");
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
 
-    println!("cargo:rerun-if-changed={}", guests.display());
     println!("cargo:rerun-if-changed={}", manifest_dir.parent().unwrap().join("wit").display());
-
     let (product, testing) = adapter_crates(&guests);
+    // The guest crates only: `adapters/examples` holds node_modules and
+    // Python caches, which must not rebuild the host.
+    for path in ["Cargo.toml", "Cargo.lock", "testing"].into_iter().chain(NOT_ADAPTERS.iter().copied()) {
+        println!("cargo:rerun-if-changed={}", guests.join(path).display());
+    }
+    for name in &product {
+        println!("cargo:rerun-if-changed={}", guests.join(name).display());
+    }
     // One target dir for every host profile: the guests are always built in
     // release, so a debug and a release host share the same artifacts.
     let target_dir = env::var_os("CARGO_TARGET_DIR")

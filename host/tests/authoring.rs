@@ -30,9 +30,9 @@ fn scaffold(dir: &Path, name: &str) -> PathBuf {
     crate_dir
 }
 
-fn passes_fixtures(wasm: &Path, crate_dir: &Path) {
+fn passes_fixtures(wasm: &Path, fixtures: &Path) {
     for fixture in ["accepted", "invalid-number"] {
-        let fixture = crate_dir.join(format!("fixtures/{fixture}.toml"));
+        let fixture = fixtures.join(format!("{fixture}.toml"));
         let out = smsbridge(&["adapter", "test", wasm.to_str().unwrap(), "--fixture", fixture.to_str().unwrap()]);
         let report = text(&out);
         assert!(out.status.success(), "{}: {report}", fixture.display());
@@ -231,8 +231,22 @@ fn a_scaffolded_adapter_builds_passes_its_fixtures_and_serves_a_send() {
     }
     assert!(report.contains("export:   smsbridge:adapter/sender@0.1.0"), "{report}");
 
-    passes_fixtures(&wasm, &crate_dir);
+    passes_fixtures(&wasm, &crate_dir.join("fixtures"));
     serves_a_send("acme-sms", &wasm);
+}
+
+/// The fixtures the JavaScript and Python examples are tested with.
+const EXAMPLE_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../adapters/examples/fixtures");
+
+#[test]
+fn the_examples_fixtures_are_the_ones_adapter_new_writes() {
+    let work = tempfile::tempdir().unwrap();
+    let crate_dir = scaffold(work.path(), "acme-sms");
+    for fixture in ["accepted.toml", "invalid-number.toml"] {
+        let written = std::fs::read_to_string(crate_dir.join("fixtures").join(fixture)).unwrap();
+        let shared = std::fs::read_to_string(Path::new(EXAMPLE_FIXTURES).join(fixture)).unwrap();
+        assert_eq!(written, shared, "adapters/examples/fixtures/{fixture} differs from what `adapter new` writes");
+    }
 }
 
 /// An example adapter built by `adapters/examples/build.sh`.
@@ -250,15 +264,13 @@ fn example(name: &str) -> PathBuf {
 #[test]
 fn the_javascript_example_passes_the_same_fixtures_and_serves_a_send() {
     let wasm = example("example-js");
-    let work = tempfile::tempdir().unwrap();
-    passes_fixtures(&wasm, &scaffold(work.path(), "acme-sms"));
+    passes_fixtures(&wasm, Path::new(EXAMPLE_FIXTURES));
     serves_a_send("example-js", &wasm);
 }
 
 #[test]
 fn the_python_example_passes_the_same_fixtures_and_serves_a_send() {
     let wasm = example("example-python");
-    let work = tempfile::tempdir().unwrap();
-    passes_fixtures(&wasm, &scaffold(work.path(), "acme-sms"));
+    passes_fixtures(&wasm, Path::new(EXAMPLE_FIXTURES));
     serves_a_send("example-python", &wasm);
 }
