@@ -11,7 +11,7 @@ out=$target/examples
 mkdir -p "$out"
 
 cd "$here/javascript"
-[ -x node_modules/.bin/jco ] || npm ci --no-audit --no-fund --loglevel=error
+[ -x node_modules/.bin/jco ] || npm install --no-audit --no-fund --loglevel=error
 # QuickJS engine, synchronous runtime: the host has no component-model async.
 node_modules/.bin/jco componentize adapter.js --backend quickjs --backend-qjs-disable-async \
   --wit "$root/wit" --world-name adapter -o "$out/example-js.wasm"
