@@ -9,7 +9,7 @@ use std::time::Duration;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::any};
 
 /// What every test sends: a `+`, spaces and an `&` that must survive encoding.
-const PHONE: &str = "+447700900123";
+const PHONE: &str = "+447400123456";
 const MESSAGE: &str = "Your code is 123456 & keep it+safe";
 
 /// The request a provider must receive.
@@ -82,6 +82,9 @@ base_url = "{mock}"
 [[route]]
 path = "/v1/send"
 providers = ["p"]
+idempotency_window_s = 0
+retries = 0
+limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
 "#,
         adapter = case.adapter,
         mock = mock.uri(),
@@ -173,7 +176,7 @@ async fn check(case: Case) {
     // A provider that is not there at all: a loopback port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!(
-        "[[provider]]\nname = \"p\"\nadapter = \"{}\"\nallow_hosts = [\"http://127.0.0.1:{port}\"]\n[provider.config]\nbase_url = \"http://127.0.0.1:{port}\"\n{}\n[[route]]\npath = \"/v1/send\"\nproviders = [\"p\"]\n",
+        "[[provider]]\nname = \"p\"\nadapter = \"{}\"\nallow_hosts = [\"http://127.0.0.1:{port}\"]\n[provider.config]\nbase_url = \"http://127.0.0.1:{port}\"\n{}\n[[route]]\npath = \"/v1/send\"\nproviders = [\"p\"]\nretries = 0\nidempotency_window_s = 0\n",
         case.adapter, case.settings
     );
     let bridge = Bridge::start(&config).await;
@@ -182,7 +185,7 @@ async fn check(case: Case) {
     assert!(a.message().contains("cannot connect"), "{}: {a:?}", case.adapter);
 }
 
-const TWILIO_OK: &str = r#"{"sid":"SM0123456789abcdef0123456789abcdef","status":"queued","to":"+447700900123","num_segments":"1","error_code":null}"#;
+const TWILIO_OK: &str = r#"{"sid":"SM0123456789abcdef0123456789abcdef","status":"queued","to":"+447400123456","num_segments":"1","error_code":null}"#;
 
 fn twilio_case() -> Case {
     Case {
@@ -243,14 +246,14 @@ locale = "en""#,
         path: "/v2/Services/VA123/Verifications",
         headers: &[("authorization", "Basic QUMxMjM6dHctc2VjcmV0LXRva2Vu")],
         body: Body::Form(&[("To", PHONE), ("Channel", "sms"), ("CustomCode", "123456"), ("Locale", "en")]),
-        success: (201, r#"{"sid":"VE0123456789abcdef0123456789abcdef","status":"pending","to":"+447700900123","channel":"sms"}"#),
+        success: (201, r#"{"sid":"VE0123456789abcdef0123456789abcdef","status":"pending","to":"+447400123456","channel":"sms"}"#),
         provider_id: "VE0123456789abcdef0123456789abcdef",
         failures: [
             vec![
                 shape(
                     "invalid parameter",
                     400,
-                    r#"{"code":60200,"message":"Invalid parameter `To`: +447700900123","status":400}"#,
+                    r#"{"code":60200,"message":"Invalid parameter `To`: +447400123456","status":400}"#,
                     (400, "invalid_recipient"),
                 ),
                 shape("bad credentials", 401, r#"{"code":20003,"message":"Authenticate","status":401}"#, (502, "provider_unauthorized")),
@@ -282,7 +285,7 @@ from = "+15550100""#,
         body: Body::Form(&[("To", PHONE), ("From", "+15550100"), ("Body", MESSAGE)]),
         success: (
             201,
-            r#"{"sid":"0e6d3ebc-6ed4-4a5a-a5a8-35f3fbb1a0e3","status":"queued","num_segments":1,"to":"+447700900123"}"#,
+            r#"{"sid":"0e6d3ebc-6ed4-4a5a-a5a8-35f3fbb1a0e3","status":"queued","num_segments":1,"to":"+447400123456"}"#,
         ),
         provider_id: "0e6d3ebc-6ed4-4a5a-a5a8-35f3fbb1a0e3",
         failures: [
@@ -318,7 +321,7 @@ validity = 300"#,
         headers: &[("authorization", "AccessKey live_secret_key")],
         body: Body::Json(json!({
             "originator": "MyBank",
-            "recipients": ["447700900123"],
+            "recipients": ["447400123456"],
             "body": MESSAGE,
             "reference": "{id}",
             "reportUrl": "https://example.org/dlr",
@@ -326,7 +329,7 @@ validity = 300"#,
         })),
         success: (
             201,
-            r#"{"id":"e8077d803532c0b5937c639b60216938","recipients":{"totalCount":1,"totalSentCount":1,"items":[{"recipient":447700900123,"status":"sent"}]}}"#,
+            r#"{"id":"e8077d803532c0b5937c639b60216938","recipients":{"totalCount":1,"totalSentCount":1,"items":[{"recipient":447400123456,"status":"sent"}]}}"#,
         ),
         provider_id: "e8077d803532c0b5937c639b60216938",
         failures: [
@@ -363,10 +366,10 @@ fn clickatell_platform_case() -> Case {
         method: "POST",
         path: "/messages",
         headers: &[("authorization", "ck-secret-key")],
-        body: Body::Json(json!({"to": ["447700900123"], "content": MESSAGE, "clientMessageId": "{id}"})),
+        body: Body::Json(json!({"to": ["447400123456"], "content": MESSAGE, "clientMessageId": "{id}"})),
         success: (
             202,
-            r#"{"messages":[{"apiMessageId":"1d1ed7a3b8a84b6bb5c8d1c9fd6a0a1c","accepted":true,"to":"447700900123","error":null}],"error":null}"#,
+            r#"{"messages":[{"apiMessageId":"1d1ed7a3b8a84b6bb5c8d1c9fd6a0a1c","accepted":true,"to":"447400123456","error":null}],"error":null}"#,
         ),
         provider_id: "1d1ed7a3b8a84b6bb5c8d1c9fd6a0a1c",
         failures: [
@@ -374,7 +377,7 @@ fn clickatell_platform_case() -> Case {
                 shape(
                     "invalid destination",
                     202,
-                    r#"{"messages":[{"apiMessageId":"","accepted":false,"to":"447700900123","error":{"code":105,"description":"Invalid destination address."}}],"error":null}"#,
+                    r#"{"messages":[{"apiMessageId":"","accepted":false,"to":"447400123456","error":{"code":105,"description":"Invalid destination address."}}],"error":null}"#,
                     (400, "invalid_recipient"),
                 ),
                 shape("bad credentials", 401, r#"{"messages":[],"error":{"code":1,"description":"Invalid or missing Integration API Key."}}"#, (502, "provider_unauthorized")),
@@ -406,7 +409,7 @@ from = "MyBank""#,
             ("user", "acme"),
             ("password", "ck-secret-pass"),
             ("api_id", "3456789"),
-            ("to", "447700900123"),
+            ("to", "447400123456"),
             ("text", MESSAGE),
             ("climsgid", "{id}"),
             ("from", "MyBank"),
@@ -435,7 +438,7 @@ from = "MyBank""#,
         path: "/sms",
         headers: &[("x-lox24-auth-token", "12345:lx-secret-token")],
         body: Body::Json(json!({"sender_id": "MyBank", "phone": PHONE, "text": MESSAGE, "service_code": "direct"})),
-        success: (201, r#"{"uuid":"6f3c2a94-5d2b-4e1c-9a7d-0b3e8f6c1d22","phone":"+447700900123","status_code":0}"#),
+        success: (201, r#"{"uuid":"6f3c2a94-5d2b-4e1c-9a7d-0b3e8f6c1d22","phone":"+447400123456","status_code":0}"#),
         provider_id: "6f3c2a94-5d2b-4e1c-9a7d-0b3e8f6c1d22",
         failures: [
             vec![
@@ -505,14 +508,14 @@ from = "MyBank""#,
         body: Body::Form(&[
             ("api_key", "abcd1234"),
             ("from", "MyBank"),
-            ("to", "447700900123"),
+            ("to", "447400123456"),
             ("text", MESSAGE),
             ("client-ref", "{id}"),
             ("api_secret", "vn-secret-key"),
         ]),
         success: (
             200,
-            r#"{"message-count":"1","messages":[{"to":"447700900123","message-id":"0A0000000123ABCD1","status":"0","remaining-balance":"3.14","message-price":"0.03","network":"23410"}]}"#,
+            r#"{"message-count":"1","messages":[{"to":"447400123456","message-id":"0A0000000123ABCD1","status":"0","remaining-balance":"3.14","message-price":"0.03","network":"23410"}]}"#,
         ),
         provider_id: "0A0000000123ABCD1",
         failures: vec![
@@ -571,7 +574,7 @@ success_contains = "\"ok\":true""#,
         body: Body::Form(&[
             ("user", "acme"),
             ("password", "gh-secret-pass"),
-            ("to", "447700900123"),
+            ("to", "447400123456"),
             ("text", MESSAGE),
             ("ref", "{id}"),
             ("from", "MyBank"),

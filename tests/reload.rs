@@ -28,13 +28,19 @@ data_dir = "{dir}/outbox"
 [[route]]
 path = "/swap"
 providers = ["swap"]
+idempotency_window_s = 0
+retries = 0
+limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
 
 [[route]]
 path = "/v1/send"
 providers = ["outbox"]
+idempotency_window_s = 0
+retries = 0
+limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
 "#;
 
-const PHONE: &str = "+447700900123";
+const PHONE: &str = "+447400123456";
 
 fn swap_file(dir: &Path) -> PathBuf {
     dir.join("adapters/swap.wasm")

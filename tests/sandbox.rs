@@ -43,15 +43,27 @@ config = {{ mode = "trap" }}
 [[route]]
 path = "/good"
 providers = ["outbox"]
+idempotency_window_s = 0
+retries = 0
+limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
 [[route]]
 path = "/spin"
 providers = ["spin"]
+idempotency_window_s = 0
+retries = 0
+limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
 [[route]]
 path = "/hog"
 providers = ["hog"]
+idempotency_window_s = 0
+retries = 0
+limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
 [[route]]
 path = "/trap"
 providers = ["trap"]
+idempotency_window_s = 0
+retries = 0
+limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
 "#
     )
 }
@@ -66,13 +78,13 @@ async fn start(extra: &str) -> Bridge {
 
 async fn good_send_still_works(bridge: &Bridge) {
     let before = bridge.outbox("outbox").len();
-    let ok = bridge.post_form("/good", &[("phone", "+447700900123"), ("message", "still serving")]).await;
+    let ok = bridge.post_form("/good", &[("phone", "+447400123456"), ("message", "still serving")]).await;
     assert_eq!(ok.status, 200, "{ok:?}");
     assert_eq!(bridge.outbox("outbox").len(), before + 1);
 }
 
 fn send<'a>(bridge: &'a Bridge, route: &'a str) -> impl Future<Output = smsbridge_tests::Answer> + 'a {
-    bridge.post_form(route, &[("phone", "+447700900123"), ("message", "Your code is 123456")])
+    bridge.post_form(route, &[("phone", "+447400123456"), ("message", "Your code is 123456")])
 }
 
 #[tokio::test]
@@ -143,9 +155,15 @@ config = {{ mode = "fetch", url = "{allowed}/ok" }}
 [[route]]
 path = "/sneaky"
 providers = ["sneaky"]
+idempotency_window_s = 0
+retries = 0
+limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
 [[route]]
 path = "/honest"
 providers = ["honest"]
+idempotency_window_s = 0
+retries = 0
+limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
 "#,
         allowed = allowed.uri(),
         forbidden = forbidden.uri(),
@@ -186,6 +204,9 @@ config = {{ mode = "fetch", url = "{slow}/sms" }}
 [[route]]
 path = "/slow"
 providers = ["slow"]
+idempotency_window_s = 0
+retries = 0
+limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
 "#,
         slow = slow.uri()
     );
@@ -204,6 +225,9 @@ async fn a_transient_failure_fails_over_to_the_next_provider() {
 [[route]]
 path = "/failover"
 providers = ["trap", "outbox"]
+idempotency_window_s = 0
+retries = 0
+limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
 "#;
     let bridge = start(extra).await;
     let a = send(&bridge, "/failover").await;
@@ -234,12 +258,21 @@ config = { mode = "peek", key = "api_token" }
 [[route]]
 path = "/vault"
 providers = ["vault"]
+idempotency_window_s = 0
+retries = 0
+limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
 [[route]]
 path = "/snoop"
 providers = ["snoop"]
+idempotency_window_s = 0
+retries = 0
+limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
 [[route]]
 path = "/plain"
 providers = ["plain"]
+idempotency_window_s = 0
+retries = 0
+limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
 "#;
     let bridge = start(extra).await;
     // An instance reads its own settings (the control)...

@@ -13,12 +13,18 @@ data_dir = "{dir}/outbox"
 [[route]]
 path = "/v1/send"
 providers = ["outbox"]
+idempotency_window_s = 0
+retries = 0
+limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
 
 [[route]]
 path = "/v1/gb"
 methods = ["POST"]
 fields = { phone = "To", message = "Custommessage" }
 providers = ["outbox"]
+idempotency_window_s = 0
+retries = 0
+limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
 default_country = "GB"
 "#;
 
@@ -26,10 +32,10 @@ default_country = "GB"
 async fn get_form_and_json_each_deliver_one_line() {
     let bridge = Bridge::start(OUTBOX).await;
 
-    let get = bridge.get("/v1/send?phone=%2B447700900123&message=Your%20code%20is%20111111").await;
+    let get = bridge.get("/v1/send?phone=%2B447400123456&message=Your%20code%20is%20111111").await;
     // An unencoded `+` (as `curl -d phone=+44…` sends it) still reads as `+`.
     let form = bridge
-        .post_raw("/v1/send", "application/x-www-form-urlencoded", "phone=+447700900123&message=Your code is 222222")
+        .post_raw("/v1/send", "application/x-www-form-urlencoded", "phone=+447400123456&message=Your code is 222222")
         .await;
     let json =
         bridge.post_json("/v1/send", json!({"phone": "+1 (201) 555-0123", "message": "Your code is 333333"})).await;
@@ -50,8 +56,8 @@ async fn get_form_and_json_each_deliver_one_line() {
     assert_eq!(lines.len(), 3, "{lines:?}");
     let ids: Vec<_> = lines.iter().map(|l| l["id"].clone()).collect();
     assert_eq!(ids, [get.json["id"].clone(), form.json["id"].clone(), json.json["id"].clone()]);
-    assert_eq!(lines[0]["to"], "+447700900123");
-    assert_eq!(lines[1]["to"], "+447700900123");
+    assert_eq!(lines[0]["to"], "+447400123456");
+    assert_eq!(lines[1]["to"], "+447400123456");
     assert_eq!(lines[2]["to"], "+12015550123");
     assert_eq!(lines[1]["body"], "Your code is 222222");
     assert_eq!(lines[2]["segments"], 1);
@@ -60,17 +66,17 @@ async fn get_form_and_json_each_deliver_one_line() {
 #[tokio::test]
 async fn national_numbers_take_the_route_default_country() {
     let bridge = Bridge::start(OUTBOX).await;
-    for number in ["07700 900123", "(07700) 900-123", "447700900123", "0044 7700 900123"] {
+    for number in ["07400 123456", "(07400) 123-456", "447400123456", "0044 7400 123456"] {
         let answer =
             bridge.post_form("/v1/gb", &[("To", number), ("Custommessage", "Your tokencode is 12345678")]).await;
         assert_eq!(answer.status, 200, "{number}: {answer:?}");
     }
     let lines = bridge.outbox("outbox");
     assert_eq!(lines.len(), 4);
-    assert!(lines.iter().all(|l| l["to"] == "+447700900123"), "{lines:?}");
+    assert!(lines.iter().all(|l| l["to"] == "+447400123456"), "{lines:?}");
 
     // The same national number on a route with no default country is refused.
-    let answer = bridge.post_form("/v1/send", &[("phone", "07700 900123"), ("message", "x")]).await;
+    let answer = bridge.post_form("/v1/send", &[("phone", "07400 123456"), ("message", "x")]).await;
     answer.assert_failed(400, "invalid_phone");
     assert!(answer.message().contains("default_country"), "{answer:?}");
 }
@@ -79,11 +85,11 @@ async fn national_numbers_take_the_route_default_country() {
 async fn segments_follow_gsm7_and_ucs2() {
     let bridge = Bridge::start(OUTBOX).await;
     let long = "a".repeat(161);
-    let answer = bridge.post_form("/v1/send", &[("phone", "+447700900123"), ("message", &long)]).await;
+    let answer = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", &long)]).await;
     assert_eq!(answer.json["segments"], 2, "{answer:?}");
-    let answer = bridge.post_form("/v1/send", &[("phone", "+447700900123"), ("message", "Код: 123456 😀")]).await;
+    let answer = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", "Код: 123456 😀")]).await;
     assert_eq!(answer.json["segments"], 1, "{answer:?}");
-    let answer = bridge.post_form("/v1/send", &[("phone", "+447700900123"), ("message", &"ж".repeat(71))]).await;
+    let answer = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", &"ж".repeat(71))]).await;
     assert_eq!(answer.json["segments"], 2, "{answer:?}");
     assert_eq!(bridge.outbox("outbox")[2]["segments"], 2);
 }
@@ -96,7 +102,7 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
     a.assert_failed(400, "missing_field");
     assert_eq!(a.json["field"], "phone");
 
-    let a = bridge.post_form("/v1/gb", &[("To", "+447700900123")]).await;
+    let a = bridge.post_form("/v1/gb", &[("To", "+447400123456")]).await;
     a.assert_failed(400, "missing_field");
     assert_eq!(a.json["field"], "Custommessage", "the route's own field name");
 
@@ -109,38 +115,38 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
     a.assert_failed(400, "invalid_phone");
     assert_eq!(a.message(), "field `phone` is not a valid phone number");
 
-    let a = bridge.post_form("/v1/send", &[("phone", "+447700900123"), ("message", "   ")]).await;
+    let a = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", "   ")]).await;
     a.assert_failed(400, "invalid_message");
     assert_eq!(a.json["field"], "message");
 
-    let a = bridge.post_form("/v1/nowhere", &[("phone", "+447700900123"), ("message", "hi")]).await;
+    let a = bridge.post_form("/v1/nowhere", &[("phone", "+447400123456"), ("message", "hi")]).await;
     a.assert_failed(404, "unknown_route");
     assert_eq!(a.message(), "no route for /v1/nowhere");
 
-    let a = bridge.get("/v1/gb?To=%2B447700900123&Custommessage=hi").await;
+    let a = bridge.get("/v1/gb?To=%2B447400123456&Custommessage=hi").await;
     a.assert_failed(405, "method_not_allowed");
     assert!(a.message().contains("use POST"), "{a:?}");
 
-    let huge = format!("phone=%2B447700900123&message={}", "a".repeat(70_000));
+    let huge = format!("phone=%2B447400123456&message={}", "a".repeat(70_000));
     let a = bridge.post_raw("/v1/send", "application/x-www-form-urlencoded", huge).await;
     a.assert_failed(413, "body_too_large");
 
-    let a = bridge.post_raw("/v1/send", "text/plain", "phone=+447700900123").await;
+    let a = bridge.post_raw("/v1/send", "text/plain", "phone=+447400123456").await;
     a.assert_failed(415, "unsupported_media_type");
     assert!(a.message().contains("text/plain"), "{a:?}");
 
     let a = bridge.post_raw("/v1/send", "application/json", "{\"phone\": ").await;
     a.assert_failed(400, "invalid_json");
 
-    let a = bridge.post_json("/v1/send", json!({"phone": ["+447700900123"], "message": "hi"})).await;
+    let a = bridge.post_json("/v1/send", json!({"phone": ["+447400123456"], "message": "hi"})).await;
     a.assert_failed(400, "invalid_json");
     assert_eq!(a.json["field"], "phone");
 
-    let a = bridge.post_json("/v1/send", json!(["+447700900123", "hi"])).await;
+    let a = bridge.post_json("/v1/send", json!(["+447400123456", "hi"])).await;
     a.assert_failed(400, "invalid_json");
 
     assert!(bridge.outbox("outbox").is_empty(), "nothing refused was delivered");
-    let ok = bridge.post_form("/v1/send", &[("phone", "+447700900123"), ("message", "still here")]).await;
+    let ok = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", "still here")]).await;
     assert_eq!(ok.status, 200, "{ok:?}");
     assert_eq!(bridge.outbox("outbox").len(), 1);
 }
@@ -153,7 +159,7 @@ async fn concurrent_sends_each_write_one_whole_line() {
         let bridge = bridge.clone();
         tasks.push(tokio::spawn(async move {
             let msg = format!("Your code is {i:06}");
-            bridge.post_form("/v1/send", &[("phone", "+447700900123"), ("message", &msg)]).await.status
+            bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", &msg)]).await.status
         }));
     }
     for t in tasks {

@@ -52,7 +52,7 @@ fn pinned(pem: &[u8]) -> reqwest::Client {
 
 async fn send(client: &reqwest::Client, addr: SocketAddr) -> Result<u16, reqwest::Error> {
     let url = format!("https://localhost:{}/v1/send", addr.port());
-    let resp = client.post(url).form(&[("phone", "+447700900123"), ("message", "Your code is 123456")]).send().await?;
+    let resp = client.post(url).form(&[("phone", "+447400123456"), ("message", "Your code is 123456")]).send().await?;
     Ok(resp.status().as_u16())
 }
 

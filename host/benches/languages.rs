@@ -67,12 +67,11 @@ from = "Bank"
         params: Vec::new(),
     };
 
-    let adapters = [("Rust", rust_adapter(), 5, 500), ("JavaScript (QuickJS)", example("example-js"), 3, 200), (
-        "Python",
-        example("example-python"),
-        3,
-        100,
-    )];
+    let adapters = [
+        ("Rust", rust_adapter(), 5, 500),
+        ("JavaScript (QuickJS)", example("example-js"), 3, 200),
+        ("Python", example("example-python"), 3, 100),
+    ];
     println!("| adapter | size | compile | load from cache | send (median) | send vs Rust |");
     println!("| --- | --- | --- | --- | --- | --- |");
     let mut rust_send = None;

@@ -92,9 +92,9 @@ providers = ["swap"]
         std::fs::rename(&tmp, &file).unwrap();
         let written = Instant::now();
         loop {
-            let resp = client.post(&url).form(&[("phone", "+447700900123"), ("message", "v")]).send().await.unwrap();
+            let resp = client.post(&url).form(&[("phone", "+447400123456"), ("message", "v")]).send().await.unwrap();
             let v: serde_json::Value = resp.json().await.unwrap();
-            let is_echo = v["provider_id"] == "+447700900123 v";
+            let is_echo = v["provider_id"] == "+447400123456 v";
             if is_echo == echo {
                 break;
             }

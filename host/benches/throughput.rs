@@ -29,7 +29,7 @@ const WARMUP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(5);
 const RUNS: usize = 3;
 const TWILIO_CREATED: &str =
-    r#"{"sid":"SM0123456789abcdef0123456789abcdef","status":"queued","to":"+447700900123","num_segments":"1"}"#;
+    r#"{"sid":"SM0123456789abcdef0123456789abcdef","status":"queued","to":"+447400123456","num_segments":"1"}"#;
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "f00dfeedf00dfeedf00dfeedf00dfeed";
 
@@ -124,7 +124,7 @@ async fn load(url: &str) -> Run {
                 let started = Instant::now();
                 let ok = match client
                     .post(&url)
-                    .form(&[("phone", "+447700900123"), ("message", "Your code is 123456")])
+                    .form(&[("phone", "+447400123456"), ("message", "Your code is 123456")])
                     .send()
                     .await
                 {
@@ -279,7 +279,7 @@ fn probe(addr: SocketAddr) -> std::io::Result<u16> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let body = "phone=%2B447700900123&message=hi";
+    let body = "phone=%2B447400123456&message=hi";
     write!(
         s,
         "POST /v1/send HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -113,6 +113,10 @@ pub struct Provider {
     /// Default sender id / from number, unless the route gives one.
     pub sender: Option<String>,
     pub settings: BTreeMap<String, Setting>,
+    /// Consecutive transient failures that open this provider's circuit.
+    pub circuit_failures: u32,
+    /// How long an open circuit skips the provider before one probe.
+    pub circuit_cooldown: Duration,
 }
 
 /// A provider setting. Values read from the environment are secrets; so are
@@ -152,6 +156,52 @@ pub struct Route {
     pub allow_networks: Vec<ipnet::IpNet>,
     /// A text answer on success instead of JSON, e.g. `RESULT:OK {id}`.
     pub success_body: Option<String>,
+    pub delivery: Delivery,
+    pub limits: Limits,
+}
+
+/// How hard a route tries: retries, failover and their deadline.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The whole send, every attempt and wait included.
+    pub deadline: Duration,
+    /// Extra attempts at one provider after a transient failure.
+    pub retries: u32,
+    /// First wait before a retry; doubled each time, with full jitter.
+    pub backoff: Duration,
+    /// Also try the next provider after `rejected` or `invalid-recipient`.
+    pub failover_on_permanent: bool,
+    /// How long a repeated request (same number and message, or the same
+    /// `Idempotency-Key`) gets the first answer instead of a second SMS.
+    /// Zero turns it off.
+    pub idempotency_window: Duration,
+}
+
+/// Limits against SMS pumping (toll fraud).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub per_number: Option<Rate>,
+    /// Per number without its last 4 digits: a run through a number range.
+    pub per_prefix: Option<Rate>,
+    pub per_country: Option<Rate>,
+    pub per_route: Option<Rate>,
+    pub countries: Countries,
+    /// Number types refused (libphonenumber's: `premium_rate`, `unknown`, …).
+    pub refuse_number_types: Vec<phonenumber::Type>,
+}
+
+/// At most `limit` sends per `window`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub limit: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Countries {
+    Any,
+    Allow(Vec<phonenumber::country::Id>),
+    Deny(Vec<phonenumber::country::Id>),
 }
 
 /// Caller authentication for a route.
@@ -229,6 +279,42 @@ mod defaults {
         // scheduling delays count: leave headroom over the ~1 ms a send needs.
         1000
     }
+    pub fn deadline_ms() -> u64 {
+        10_000
+    }
+    pub fn retries() -> u32 {
+        2
+    }
+    pub fn backoff_ms() -> u64 {
+        200
+    }
+    pub fn idempotency_window_s() -> u64 {
+        // Long enough for a caller's own retries after a timeout; short
+        // enough that a user's "send again" a minute later sends again.
+        60
+    }
+    pub fn circuit_failures() -> u32 {
+        5
+    }
+    pub fn circuit_cooldown_ms() -> u64 {
+        30_000
+    }
+    pub fn per_number() -> &'static str {
+        "5/10m"
+    }
+    pub fn per_prefix() -> &'static str {
+        "20/10m"
+    }
+    pub fn per_country() -> &'static str {
+        "1000/10m"
+    }
+    pub fn per_route() -> &'static str {
+        "10000/10m"
+    }
+    pub fn refuse_number_types() -> Vec<phonenumber::Type> {
+        use phonenumber::Type::*;
+        vec![PremiumRate, SharedCost, Unknown]
+    }
     pub fn memory_mb() -> usize {
         32
     }
@@ -271,6 +357,10 @@ struct RawProvider {
     sender: Option<String>,
     #[serde(default)]
     config: BTreeMap<String, Spanned<RawSetting>>,
+    #[serde(default = "defaults::circuit_failures")]
+    circuit_failures: u32,
+    #[serde(default = "defaults::circuit_cooldown_ms")]
+    circuit_cooldown_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -304,6 +394,29 @@ struct RawRoute {
     #[serde(default)]
     allow_networks: Vec<Spanned<String>>,
     success_body: Option<String>,
+    #[serde(default = "defaults::deadline_ms")]
+    deadline_ms: u64,
+    #[serde(default = "defaults::retries")]
+    retries: u32,
+    #[serde(default = "defaults::backoff_ms")]
+    backoff_ms: u64,
+    #[serde(default)]
+    failover_on_permanent: bool,
+    #[serde(default = "defaults::idempotency_window_s")]
+    idempotency_window_s: u64,
+    limits: Option<Spanned<RawLimits>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    per_number: Option<Spanned<String>>,
+    per_prefix: Option<Spanned<String>>,
+    per_country: Option<Spanned<String>>,
+    per_route: Option<Spanned<String>>,
+    allow_countries: Option<Vec<Spanned<String>>>,
+    deny_countries: Option<Vec<Spanned<String>>>,
+    refuse_number_types: Option<Vec<phonenumber::Type>>,
 }
 
 #[derive(Deserialize)]
@@ -382,6 +495,8 @@ impl Config {
                 data_dir: p.data_dir,
                 sender: p.sender,
                 settings,
+                circuit_failures: p.circuit_failures.max(1),
+                circuit_cooldown: Duration::from_millis(p.circuit_cooldown_ms),
             });
         }
 
@@ -457,6 +572,55 @@ impl Config {
             if r.methods.is_empty() {
                 bail!("{}: route `{path}`: `methods` must not be empty", at(r.path.span()));
             }
+            if r.deadline_ms == 0 {
+                bail!("{}: route `{path}`: `deadline_ms` must be greater than 0", at(r.path.span()));
+            }
+            let limits_span = r.limits.as_ref().map(|l| l.span()).unwrap_or(r.path.span());
+            let raw_limits = r.limits.map(Spanned::into_inner).unwrap_or_default();
+            let rate = |key: &str, value: &Option<Spanned<String>>, default: &str| -> Result<Option<Rate>> {
+                let (text, span) = match value {
+                    Some(v) => (v.get_ref().as_str(), v.span()),
+                    None => (default, limits_span.clone()),
+                };
+                parse_rate(text).map_err(|why| anyhow::anyhow!("{}: route `{path}`: limits `{key}` {why}", at(span)))
+            };
+            let country_list = |key: &str, list: &Vec<Spanned<String>>| -> Result<Vec<phonenumber::country::Id>> {
+                list.iter()
+                    .map(|c| {
+                        c.get_ref().to_uppercase().parse().map_err(|_| {
+                            anyhow::anyhow!(
+                                "{}: route `{path}`: limits `{key}`: `{}` is not an ISO 3166 country code such as GB",
+                                at(c.span()),
+                                c.get_ref()
+                            )
+                        })
+                    })
+                    .collect()
+            };
+            let countries = match (&raw_limits.allow_countries, &raw_limits.deny_countries) {
+                (Some(_), Some(_)) => bail!(
+                    "{}: route `{path}`: limits: set `allow_countries` or `deny_countries`, not both",
+                    at(limits_span.clone())
+                ),
+                (Some(allow), None) => Countries::Allow(country_list("allow_countries", allow)?),
+                (None, Some(deny)) => Countries::Deny(country_list("deny_countries", deny)?),
+                (None, None) => Countries::Any,
+            };
+            let limits = Limits {
+                per_number: rate("per_number", &raw_limits.per_number, defaults::per_number())?,
+                per_prefix: rate("per_prefix", &raw_limits.per_prefix, defaults::per_prefix())?,
+                per_country: rate("per_country", &raw_limits.per_country, defaults::per_country())?,
+                per_route: rate("per_route", &raw_limits.per_route, defaults::per_route())?,
+                countries,
+                refuse_number_types: raw_limits.refuse_number_types.unwrap_or_else(defaults::refuse_number_types),
+            };
+            let delivery = Delivery {
+                deadline: Duration::from_millis(r.deadline_ms),
+                retries: r.retries,
+                backoff: Duration::from_millis(r.backoff_ms),
+                failover_on_permanent: r.failover_on_permanent,
+                idempotency_window: Duration::from_secs(r.idempotency_window_s),
+            };
             routes.push(Route {
                 path,
                 methods: r.methods,
@@ -469,6 +633,8 @@ impl Config {
                 auth,
                 allow_networks,
                 success_body: r.success_body,
+                delivery,
+                limits,
             });
         }
 
@@ -587,4 +753,19 @@ mod tests {
         assert!(s["token"].from_env && s["token"].value == "s3cret");
         assert!(!format!("{c:?}").contains("s3cret"));
     }
+}
+
+/// `5/10m`: at most 5 per 10 minutes; `off`: no limit.
+fn parse_rate(text: &str) -> Result<Option<Rate>, String> {
+    if text.trim() == "off" {
+        return Ok(None);
+    }
+    let shape = || format!("`{text}` is not a rate: write COUNT/WINDOW such as 5/10m, or off");
+    let (count, window) = text.split_once('/').ok_or_else(shape)?;
+    let limit: u32 = count.trim().parse().map_err(|_| shape())?;
+    let window = humantime::parse_duration(window.trim()).map_err(|_| shape())?;
+    if limit == 0 || window.is_zero() {
+        return Err(format!("`{text}`: count and window must be greater than 0 (use off for no limit)"));
+    }
+    Ok(Some(Rate { limit, window }))
 }

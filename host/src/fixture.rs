@@ -123,6 +123,8 @@ pub async fn run(runtime: &Runtime, bytes: &[u8], fixture: Fixture) -> Result<Re
         data_dir: None,
         sender: None,
         settings,
+        circuit_failures: 1,
+        circuit_cooldown: Duration::ZERO,
     };
     let expected = Arc::new(fixture.requests);
     let state = Arc::new(Mutex::new(Report::default()));

@@ -1,25 +1,30 @@
 //! One send, from a route and the caller's two fields to a provider's answer:
-//! normalise the number, count segments, and try the route's providers in
-//! order, moving on only after a transient failure. Shared by the HTTP
-//! server and `smsbridge send`.
+//! normalise the number, apply the route's limits against SMS pumping, answer
+//! a repeated request with its first result, and try the route's providers in
+//! order: retried with backoff and failed over on transient failures, within
+//! the route's deadline, skipping providers whose circuit is open. Shared by
+//! the HTTP server and `smsbridge send`.
 //!
 //! What a send uses — routes, provider settings, the adapter version of each
 //! provider — is one immutable [`Routing`] snapshot, swapped whole when the
 //! config or an adapter changes. A send in flight keeps the snapshot it
 //! started with; every later send gets the new one.
 
-use crate::config::{Config, Route};
+use crate::config::{Config, Countries, Route};
 use crate::phone::{self, PhoneError};
 use crate::registry::{Change, Registry};
 use crate::runtime::{Adapter, Failure, Message, ProviderContext, Runtime, SendError};
+use crate::store::{Bucket, Claim, MemoryStore, Store};
 use crate::telemetry;
 use anyhow::{Result, anyhow};
 use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Longest message accepted: ten concatenated GSM-7 parts.
 pub const MAX_MESSAGE_CHARS: usize = 1530;
@@ -32,6 +37,31 @@ pub struct Gateway {
     rebuild: tokio::sync::Mutex<()>,
     /// Digest nonces, which outlive config reloads.
     pub nonces: crate::auth::Nonces,
+    /// Send counters and idempotent answers.
+    pub store: Arc<dyn Store>,
+    /// Circuit breakers by provider name; they outlive config reloads.
+    circuits: std::sync::Mutex<HashMap<String, Circuit>>,
+}
+
+/// A provider's circuit: closed while it answers; open (skipped) for a
+/// cool-down after repeated transient failures; then one probe decides.
+#[derive(Default)]
+struct Circuit {
+    failures: u32,
+    open_until: Option<Instant>,
+    cooldown: Duration,
+    /// When the probe of an open circuit started; another may start if this
+    /// one never reports (its caller went away).
+    probe: Option<Instant>,
+}
+
+/// One try at one provider.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    pub provider: String,
+    /// `accepted`, or what went wrong: `unavailable`, `circuit_open`, …
+    pub outcome: String,
+    pub ms: u64,
 }
 
 /// The config and each provider bound to its adapter's current version.
@@ -46,13 +76,18 @@ struct Bound {
 }
 
 /// A message a provider accepted.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sent {
     pub id: String,
     pub to: String,
     pub provider: String,
     pub provider_id: String,
     pub segments: u32,
+    /// Every try, in order; the last one delivered.
+    pub attempts: Vec<Attempt>,
+    /// This is the stored answer to an earlier, identical request.
+    #[serde(default)]
+    pub replayed: bool,
 }
 
 /// Why a message was not sent.
@@ -60,10 +95,23 @@ pub struct Sent {
 pub enum Refusal {
     Phone(PhoneError),
     Message(String),
-    /// The last provider tried, and what went wrong there.
+    /// A limit against SMS pumping is reached: which, and when it has room.
+    Limited {
+        limit: &'static str,
+        retry_after: Duration,
+    },
+    /// The number's country (region code) is not allowed on this route.
+    Country(String),
+    /// The number's type (`premium_rate`, `unknown`, …) is refused here.
+    NumberType(String),
+    /// An identical request is being sent right now and did not finish
+    /// within the route's deadline.
+    InFlight,
+    /// The last provider tried, what went wrong there, and every try.
     Provider {
         provider: String,
         failure: Failure,
+        attempts: Vec<Attempt>,
     },
 }
 
@@ -84,6 +132,8 @@ impl Gateway {
             routing: ArcSwap::from_pointee(routing),
             rebuild: Default::default(),
             nonces: Default::default(),
+            store: Arc::new(MemoryStore::default()),
+            circuits: Default::default(),
         })
     }
 
@@ -142,7 +192,15 @@ impl Gateway {
     }
 
     /// Sends `body` to `phone` through `route`, a route of `routing`.
-    pub async fn send(&self, routing: &Routing, route: &Route, phone: &str, body: &str) -> Result<Sent, Refusal> {
+    /// `idempotency_key` is the caller's `Idempotency-Key`, if it sent one.
+    pub async fn send(
+        &self,
+        routing: &Routing,
+        route: &Route,
+        phone: &str,
+        body: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Sent, Refusal> {
         let to = phone::normalise(phone, route.default_country).map_err(Refusal::Phone)?;
         if body.trim().is_empty() {
             return Err(Refusal::Message("is empty".into()));
@@ -150,37 +208,233 @@ impl Gateway {
         if body.chars().count() > MAX_MESSAGE_CHARS {
             return Err(Refusal::Message(format!("is longer than {MAX_MESSAGE_CHARS} characters")));
         }
+        let (country, kind) = phone::classify(&to);
+        let region = country.map(|c| c.as_ref().to_string()).unwrap_or_else(|| "unknown".into());
+        let masked = phone::mask(&to);
+        let limits = &route.limits;
+        if limits.refuse_number_types.contains(&kind) {
+            let kind = phone::type_name(kind);
+            tracing::warn!(route = %route.path, to = %masked, number_type = %kind, "refused: number type");
+            return Err(Refusal::NumberType(kind));
+        }
+        let country_allowed = match &limits.countries {
+            Countries::Any => true,
+            Countries::Allow(list) => country.is_some_and(|c| list.contains(&c)),
+            Countries::Deny(list) => !country.is_some_and(|c| list.contains(&c)),
+        };
+        if !country_allowed {
+            tracing::warn!(route = %route.path, to = %masked, country = %region, "refused: country");
+            return Err(Refusal::Country(region));
+        }
+
+        let window = route.delivery.idempotency_window;
+        let key = (!window.is_zero()).then(|| idempotency_key_of(route, &to, body, idempotency_key));
+        if let Some(key) = &key
+            && let Some(earlier) = self.claim(key, window, route.delivery.deadline).await?
+        {
+            tracing::info!(id = %earlier.id, route = %route.path, to = %masked, "repeated request: first answer given again");
+            return Ok(earlier);
+        }
+        let result = self.admit_and_deliver(routing, route, &to, body, &region).await;
+        if let Some(key) = &key {
+            match &result {
+                Ok(sent) => self.store.complete(key, serde_json::to_vec(sent).unwrap_or_default(), window).await,
+                Err(_) => self.store.release(key).await,
+            }
+        }
+        result
+    }
+
+    /// Owns `key`, or waits for the identical request that owns it and
+    /// returns its answer.
+    async fn claim(&self, key: &str, window: Duration, deadline: Duration) -> Result<Option<Sent>, Refusal> {
+        let until = Instant::now() + deadline;
+        loop {
+            match self.store.claim(key, window).await {
+                Claim::New => return Ok(None),
+                Claim::Done(stored) => {
+                    if let Ok(mut sent) = serde_json::from_slice::<Sent>(&stored) {
+                        sent.replayed = true;
+                        return Ok(Some(sent));
+                    }
+                    // Unreadable: better a second send than none.
+                    self.store.release(key).await;
+                }
+                Claim::InFlight if Instant::now() < until => tokio::time::sleep(Duration::from_millis(25)).await,
+                Claim::InFlight => return Err(Refusal::InFlight),
+            }
+        }
+    }
+
+    /// Counts the send against the route's limits, then delivers it.
+    async fn admit_and_deliver(
+        &self,
+        routing: &Routing,
+        route: &Route,
+        to: &str,
+        body: &str,
+        region: &str,
+    ) -> Result<Sent, Refusal> {
+        let l = &route.limits;
+        let path = &route.path;
+        // A prefix is the number without its last 4 digits: 10 000 numbers.
+        let prefix = &to[..to.len().saturating_sub(4)];
+        let mut buckets = Vec::new();
+        let mut names = Vec::new();
+        for (name, rate, key) in [
+            ("per_number", l.per_number, format!("number|{path}|{to}")),
+            ("per_prefix", l.per_prefix, format!("prefix|{path}|{prefix}")),
+            ("per_country", l.per_country, format!("country|{path}|{region}")),
+            ("per_route", l.per_route, format!("route|{path}")),
+        ] {
+            if let Some(rate) = rate {
+                buckets.push(Bucket { key, limit: rate.limit, window: rate.window });
+                names.push(name);
+            }
+        }
+        if let Err(full) = self.store.admit(&buckets).await {
+            let limit = names[full.index];
+            tracing::warn!(route = %path, to = %phone::mask(to), limit, "refused: limit reached");
+            return Err(Refusal::Limited { limit, retry_after: full.retry_after });
+        }
+        self.deliver(routing, route, to, body).await
+    }
+
+    /// Tries the route's providers in order until one accepts, within the
+    /// route's deadline.
+    async fn deliver(&self, routing: &Routing, route: &Route, to: &str, body: &str) -> Result<Sent, Refusal> {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let segments = smsbridge_segments::count(body).count;
-        let masked = phone::mask(&to);
+        let masked = phone::mask(to);
+        let delivery = &route.delivery;
         let route_started = Instant::now();
-        let mut last = None;
-        for name in &route.providers {
-            let started = Instant::now();
-            let result = self.send_via(routing, name, route, &id, &to, body).await;
-            let took = started.elapsed();
-            let ms = took.as_millis() as u64;
-            let outcome = outcome(&result);
-            telemetry::attempt(name, outcome, took);
-            match result {
-                Ok(provider_id) => {
-                    tracing::info!(%id, route = %route.path, provider = %name, to = %masked, outcome, segments, ms, "sent");
-                    telemetry::send(&route.path, name, outcome, route_started.elapsed());
-                    return Ok(Sent { id, to, provider: name.clone(), provider_id, segments });
+        let deadline = route_started + delivery.deadline;
+        let mut attempts = Vec::new();
+        let mut last: Option<(String, &'static str, Failure)> = None;
+        'providers: for name in &route.providers {
+            let provider = routing.config.provider(name);
+            if !self.circuit_allows(name) {
+                attempts.push(Attempt { provider: name.clone(), outcome: "circuit_open".into(), ms: 0 });
+                if last.is_none() {
+                    let why = "skipped: its circuit is open after repeated failures";
+                    last = Some((name.clone(), "circuit_open", Failure::Fault(why.into())));
                 }
-                Err(failure) => {
-                    tracing::warn!(%id, route = %route.path, provider = %name, to = %masked, outcome, ms, "not sent: {failure}");
-                    let transient = is_transient(&failure);
-                    last = Some((name, outcome, Refusal::Provider { provider: name.clone(), failure }));
-                    if !transient {
-                        break;
+                continue;
+            }
+            let mut retries = 0;
+            loop {
+                let started = Instant::now();
+                let remaining = deadline.saturating_duration_since(started);
+                let result =
+                    match tokio::time::timeout(remaining, self.send_via(routing, name, route, &id, to, body)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(Failure::Adapter(SendError::Unavailable("the route's deadline passed".into()))),
+                    };
+                let took = started.elapsed();
+                let ms = took.as_millis() as u64;
+                let outcome = outcome(&result);
+                telemetry::attempt(name, outcome, took);
+                attempts.push(Attempt { provider: name.clone(), outcome: outcome.into(), ms });
+                if let Some(p) = provider {
+                    self.circuit_record(name, p.circuit_failures, p.circuit_cooldown, &result);
+                }
+                let failure = match result {
+                    Ok(provider_id) => {
+                        tracing::info!(%id, route = %route.path, provider = %name, to = %masked, outcome, segments, ms, "sent");
+                        telemetry::send(&route.path, name, outcome, route_started.elapsed());
+                        return Ok(Sent {
+                            id,
+                            to: to.into(),
+                            provider: name.clone(),
+                            provider_id,
+                            segments,
+                            attempts,
+                            replayed: false,
+                        });
+                    }
+                    Err(failure) => failure,
+                };
+                tracing::warn!(%id, route = %route.path, provider = %name, to = %masked, outcome, ms, "not sent: {failure}");
+                let retryable =
+                    matches!(failure, Failure::Adapter(SendError::Unavailable(_) | SendError::RateLimited(_)));
+                let wait = match &failure {
+                    Failure::Adapter(SendError::RateLimited(Some(secs))) => Duration::from_secs(u64::from(*secs)),
+                    _ => backoff(delivery.backoff, retries),
+                };
+                let fail_over = is_transient(&failure)
+                    || (delivery.failover_on_permanent
+                        && matches!(
+                            failure,
+                            Failure::Adapter(SendError::Rejected(_) | SendError::InvalidRecipient(_))
+                        ));
+                last = Some((name.clone(), outcome, failure));
+                if retryable && retries < delivery.retries && Instant::now() + wait < deadline {
+                    retries += 1;
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                if fail_over && Instant::now() < deadline {
+                    continue 'providers;
+                }
+                break 'providers;
+            }
+        }
+        let (provider, outcome, failure) = last.expect("a route names at least one provider");
+        telemetry::send(&route.path, &provider, outcome, route_started.elapsed());
+        Err(Refusal::Provider { provider, failure, attempts })
+    }
+
+    /// Whether `provider` may be tried now; claims the probe of an open
+    /// circuit whose cool-down is over.
+    fn circuit_allows(&self, provider: &str) -> bool {
+        let mut circuits = self.circuits.lock().unwrap();
+        let circuit = circuits.entry(provider.to_string()).or_default();
+        let now = Instant::now();
+        match circuit.open_until {
+            None => true,
+            Some(until) if now < until => false,
+            Some(_) => {
+                // One probe at a time; a probe that never reported is
+                // replaced after another cool-down.
+                if circuit.probe.is_some_and(|p| now.duration_since(p) < circuit.cooldown) {
+                    return false;
+                }
+                circuit.probe = Some(now);
+                true
+            }
+        }
+    }
+
+    fn circuit_record(&self, provider: &str, threshold: u32, cooldown: Duration, result: &Result<String, Failure>) {
+        let mut circuits = self.circuits.lock().unwrap();
+        let circuit = circuits.entry(provider.to_string()).or_default();
+        let was_open = circuit.open_until.is_some();
+        match result {
+            Err(failure) if is_transient(failure) => {
+                circuit.failures += 1;
+                if circuit.probe.is_some() || circuit.failures >= threshold {
+                    circuit.open_until = Some(Instant::now() + cooldown);
+                    circuit.cooldown = cooldown;
+                    circuit.probe = None;
+                    if !was_open {
+                        tracing::warn!(
+                            provider,
+                            failures = circuit.failures,
+                            "circuit open: provider skipped for {cooldown:?}"
+                        );
+                        telemetry::circuit(provider, true);
                     }
                 }
             }
+            // An answer, even a refusal, means the provider is up.
+            _ => {
+                *circuit = Circuit::default();
+                if was_open {
+                    tracing::info!(provider, "circuit closed: provider answered");
+                    telemetry::circuit(provider, false);
+                }
+            }
         }
-        let (provider, outcome, refusal) = last.expect("a route names at least one provider");
-        telemetry::send(&route.path, provider, outcome, route_started.elapsed());
-        Err(refusal)
     }
 
     async fn send_via(
@@ -272,6 +526,25 @@ fn outcome(result: &Result<String, Failure>) -> &'static str {
             SendError::Misconfigured(_) => "misconfigured",
         },
     }
+}
+
+/// The wait before retry number `retries + 1`: `base` doubled per retry,
+/// with full jitter so callers that failed together do not retry together.
+fn backoff(base: Duration, retries: u32) -> Duration {
+    let ceiling = base.saturating_mul(1 << retries.min(16));
+    let fraction = f64::from(getrandom::u32().unwrap_or(u32::MAX / 2)) / f64::from(u32::MAX);
+    ceiling.mul_f64(fraction)
+}
+
+/// The key under which a repeated request finds its first answer: the
+/// caller's own key, or the number and the text, within one route.
+fn idempotency_key_of(route: &Route, to: &str, body: &str, caller_key: Option<&str>) -> String {
+    let mut hash = Sha256::new();
+    match caller_key {
+        Some(k) => hash.update(format!("key\0{}\0{k}", route.path)),
+        None => hash.update(format!("message\0{}\0{to}\0{body}", route.path)),
+    }
+    format!("idempotency|{:x}", hash.finalize())
 }
 
 /// Failures worth trying the next provider for.

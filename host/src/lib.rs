@@ -13,6 +13,7 @@ pub mod registry;
 pub mod runtime;
 pub mod scaffold;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod watch;

@@ -426,7 +426,7 @@ async fn send(config: Option<&Path>, to: &str, message: &str, route: Option<&str
         Some(path) => routing.config.route(path).with_context(|| format!("no route `{path}` in the config"))?,
         None => routing.config.routes.first().context("the config has no routes")?,
     };
-    match gateway.send(&routing, route, to, message).await {
+    match gateway.send(&routing, route, to, message, None).await {
         Ok(sent) => {
             println!(
                 "{}",

@@ -108,6 +108,21 @@ fn parse_valid(country: Option<Country>, text: &str) -> Option<String> {
     possible.then(|| number.format().mode(Mode::E164).to_string())
 }
 
+/// The region (`GB`) and number type of an E.164 number, from
+/// libphonenumber's metadata. A number that fits no type's pattern of its
+/// region, including ranges kept for drama and tests, is `Unknown`.
+pub fn classify(e164: &str) -> (Option<Country>, Type) {
+    match phonenumber::parse(None, e164) {
+        Ok(n) => (n.country().id(), n.number_type(&phonenumber::metadata::DATABASE)),
+        Err(_) => (None, Type::Unknown),
+    }
+}
+
+/// The config and answer word for a number type: `premium_rate`.
+pub fn type_name(kind: Type) -> String {
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(Into::into)).unwrap_or_else(|| "unknown".into())
+}
+
 /// A number fit for logs: country code and first digits, the last four, and
 /// no more (`+447700900123` → `+4477****0123`).
 pub fn mask(number: &str) -> String {
@@ -179,6 +194,17 @@ mod tests {
         assert_eq!(normalise("+44 12", GB), Err(PhoneError::Invalid));
         assert_eq!(normalise("07700 900123", None), Err(PhoneError::NoCountry));
         assert_eq!(normalise("+999 1234567", None), Err(PhoneError::Invalid));
+    }
+
+    #[test]
+    fn classifies_region_and_type() {
+        assert_eq!(classify("+447400123456"), (Some(Country::GB), Type::Mobile));
+        assert_eq!(classify("+449098765432"), (Some(Country::GB), Type::PremiumRate));
+        assert_eq!(classify("+34901123456").1, Type::SharedCost);
+        // The drama range fits no pattern.
+        assert_eq!(classify("+447700900123").1, Type::Unknown);
+        assert_eq!(classify("+2348031234567"), (Some(Country::NG), Type::Mobile));
+        assert_eq!(type_name(Type::PremiumRate), "premium_rate");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use axum::body::Body;
 use axum::body::to_bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -181,6 +181,10 @@ const REFUSALS: &[&str] = &[
     "body_too_large",
     "unsupported_media_type",
     "method_not_allowed",
+    "invalid_idempotency_key",
+    "limit_exceeded",
+    "country_not_allowed",
+    "number_type_not_allowed",
 ];
 
 async fn send(gateway: &Gateway, req: Request) -> Result<Response, Problem> {
@@ -221,8 +225,24 @@ async fn send(gateway: &Gateway, req: Request) -> Result<Response, Problem> {
     let phone = field(&route.fields.phone)?;
     let message = field(&route.fields.message)?;
 
-    let sent =
-        gateway.send(&routing, route, phone, message).await.map_err(|refusal| refusal_problem(route, refusal))?;
+    let idempotency_key = match parts.headers.get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Some(k.trim()),
+            _ => {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_idempotency_key",
+                    "header `Idempotency-Key` must be 1-255 visible ASCII characters".to_string(),
+                ));
+            }
+        },
+    };
+    let sent = gateway
+        .send(&routing, route, phone, message, idempotency_key)
+        .await
+        .map_err(|refusal| refusal_problem(route, refusal))?;
+    let replayed = [(HeaderName::from_static("idempotent-replayed"), if sent.replayed { "true" } else { "false" })];
     Ok(match &route.success_body {
         Some(template) => {
             let text = template
@@ -230,16 +250,21 @@ async fn send(gateway: &Gateway, req: Request) -> Result<Response, Problem> {
                 .replace("{provider}", &sent.provider)
                 .replace("{provider_id}", &sent.provider_id)
                 .replace("{segments}", &sent.segments.to_string());
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+            (replayed, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
         }
-        None => axum::Json(json!({
-            "status": "pending",
-            "id": sent.id,
-            "provider": sent.provider,
-            "provider_id": sent.provider_id,
-            "segments": sent.segments,
-        }))
-        .into_response(),
+        None => (
+            replayed,
+            axum::Json(json!({
+                "status": "pending",
+                "id": sent.id,
+                "provider": sent.provider,
+                "provider_id": sent.provider_id,
+                "segments": sent.segments,
+                "attempts": sent.attempts,
+                "replayed": sent.replayed,
+            })),
+        )
+            .into_response(),
     })
 }
 
@@ -391,7 +416,38 @@ fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
             Problem::new(StatusCode::BAD_REQUEST, "invalid_message", format!("field `{}` {why}", route.fields.message))
                 .with("field", route.fields.message.clone())
         }
-        Refusal::Provider { provider, failure } => {
+        Refusal::Limited { limit, retry_after } => {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            Problem {
+                retry_after: Some(secs.min(u64::from(u32::MAX)) as u32),
+                ..Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "limit_exceeded",
+                    format!("too many messages: the route's `{limit}` limit is reached; retry after {secs} s"),
+                )
+            }
+            .with("limit", limit)
+        }
+        Refusal::Country(country) => Problem::new(
+            StatusCode::FORBIDDEN,
+            "country_not_allowed",
+            format!("field `{}`: numbers in {country} are not allowed on this route", route.fields.phone),
+        )
+        .with("field", route.fields.phone.clone())
+        .with("country", country),
+        Refusal::NumberType(kind) => Problem::new(
+            StatusCode::FORBIDDEN,
+            "number_type_not_allowed",
+            format!("field `{}`: {kind} numbers are not allowed on this route", route.fields.phone),
+        )
+        .with("field", route.fields.phone.clone())
+        .with("number_type", kind),
+        Refusal::InFlight => Problem::new(
+            StatusCode::CONFLICT,
+            "in_flight",
+            "an identical request is still being sent; retry for its answer".to_string(),
+        ),
+        Refusal::Provider { provider, failure, attempts } => {
             let text = failure.to_string();
             let problem = match &failure {
                 Failure::Adapter(SendError::InvalidRecipient(_)) => {
@@ -412,7 +468,7 @@ fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
                     Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", text)
                 }
             };
-            problem.with("provider", provider)
+            problem.with("provider", provider).with("attempts", serde_json::to_value(attempts).unwrap_or_default())
         }
     }
 }

@@ -52,6 +52,11 @@ pub fn attempt(provider: &str, outcome: &'static str, took: Duration) {
 }
 
 /// A request refused before any provider was tried: `auth`, `invalid_phone`…
+/// A provider's circuit opened (skipped for a cool-down) or closed again.
+pub fn circuit(provider: &str, open: bool) {
+    gauge!("smsbridge_circuit_open", "provider" => provider.to_string()).set(if open { 1.0 } else { 0.0 });
+}
+
 pub fn refused(route: &str, reason: &'static str) {
     counter!("smsbridge_refusals_total", "route" => route.to_string(), "reason" => reason).increment(1);
 }

@@ -30,7 +30,7 @@ pub fn free_addr() -> SocketAddr {
 
 /// Starts `smsbridge serve` on `config` with JSON logs; returns the child,
 /// its callers' and admin addresses, and its log lines so far.
-pub fn serve(dir: &Path, config: &str) -> (Child, String, String, std::sync::mpsc::Receiver<String>) {
+pub fn serve(dir: &Path, config: &str) -> (Running, String, String, std::sync::mpsc::Receiver<String>) {
     let file = dir.join("smsbridge.toml");
     std::fs::write(&file, config.replace("{dir}", dir.to_str().unwrap())).unwrap();
     let (addr, admin) = (free_addr().to_string(), free_addr().to_string());
@@ -73,5 +73,15 @@ pub fn serve(dir: &Path, config: &str) -> (Child, String, String, std::sync::mps
             let _ = replay_tx.send(line);
         }
     });
-    (child, addr, admin, replay_rx)
+    (Running(child), addr, admin, replay_rx)
+}
+
+/// `smsbridge serve`, killed however the test ends.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -1,0 +1,177 @@
+//! State that must be shared by every smsbridge instance that serves the same
+//! callers: send counters for the limits against SMS pumping, and the answers
+//! kept for idempotent retries. One small interface, so that a shared backend
+//! (Redis, PostgreSQL) can replace the embedded one; the embedded
+//! [`MemoryStore`] serves a single instance.
+
+use async_trait::async_trait;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// At most `limit` events per `window` under `key`.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    pub key: String,
+    pub limit: u32,
+    pub window: Duration,
+}
+
+/// Bucket number `index` is full; it has room again after `retry_after`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Full {
+    pub index: usize,
+    pub retry_after: Duration,
+}
+
+/// Who owns an idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Nobody did: the caller now does and must `complete` or `release` it.
+    New,
+    /// A send with this key is running.
+    InFlight,
+    /// A send with this key finished; its stored result.
+    Done(Vec<u8>),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Counts one event in every bucket if all have room; else counts
+    /// nothing and names the first full one.
+    async fn admit(&self, buckets: &[Bucket]) -> Result<(), Full>;
+
+    /// Claims `key` for `ttl`, unless it is claimed or done.
+    async fn claim(&self, key: &str, ttl: Duration) -> Claim;
+
+    /// Stores the result for `key`, kept for `ttl`.
+    async fn complete(&self, key: &str, result: Vec<u8>, ttl: Duration);
+
+    /// Gives `key` up: the send failed, and a retry may send.
+    async fn release(&self, key: &str);
+}
+
+/// The embedded store: exact sliding windows (one timestamp per event) and
+/// idempotency entries, in memory, swept as they expire.
+#[derive(Default)]
+pub struct MemoryStore {
+    /// Per key: its window and the times of the events still in it.
+    windows: Mutex<HashMap<String, (Duration, VecDeque<Instant>)>>,
+    claims: Mutex<HashMap<String, (Option<Vec<u8>>, Instant)>>,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+/// Sweep expired entries once per this many calls, so memory follows traffic.
+const SWEEP_EVERY: u64 = 1024;
+
+impl MemoryStore {
+    fn maybe_sweep(&self, now: Instant) {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SWEEP_EVERY != 0 {
+            return;
+        }
+        // A key whose newest event has left its window counts nothing.
+        self.windows
+            .lock()
+            .unwrap()
+            .retain(|_, (window, events)| events.back().is_some_and(|t| now.duration_since(*t) < *window));
+        self.claims.lock().unwrap().retain(|_, (_, expires)| *expires > now);
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn admit(&self, buckets: &[Bucket]) -> Result<(), Full> {
+        let now = Instant::now();
+        self.maybe_sweep(now);
+        let mut windows = self.windows.lock().unwrap();
+        for (index, bucket) in buckets.iter().enumerate() {
+            let Some((_, events)) = windows.get_mut(&bucket.key) else { continue };
+            while events.front().is_some_and(|t| now.duration_since(*t) >= bucket.window) {
+                events.pop_front();
+            }
+            if events.len() >= bucket.limit as usize {
+                // Room again when the oldest event counted leaves the window.
+                let oldest = events[events.len() - bucket.limit as usize];
+                return Err(Full { index, retry_after: bucket.window.saturating_sub(now.duration_since(oldest)) });
+            }
+        }
+        for bucket in buckets {
+            windows.entry(bucket.key.clone()).or_insert_with(|| (bucket.window, VecDeque::new())).1.push_back(now);
+        }
+        Ok(())
+    }
+
+    async fn claim(&self, key: &str, ttl: Duration) -> Claim {
+        let now = Instant::now();
+        self.maybe_sweep(now);
+        let mut claims = self.claims.lock().unwrap();
+        match claims.get(key) {
+            Some((result, expires)) if *expires > now => match result {
+                Some(result) => Claim::Done(result.clone()),
+                None => Claim::InFlight,
+            },
+            _ => {
+                claims.insert(key.to_string(), (None, now + ttl));
+                Claim::New
+            }
+        }
+    }
+
+    async fn complete(&self, key: &str, result: Vec<u8>, ttl: Duration) {
+        self.claims.lock().unwrap().insert(key.to_string(), (Some(result), Instant::now() + ttl));
+    }
+
+    async fn release(&self, key: &str) {
+        self.claims.lock().unwrap().remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(key: &str, limit: u32, ms: u64) -> Bucket {
+        Bucket { key: key.into(), limit, window: Duration::from_millis(ms) }
+    }
+
+    #[tokio::test]
+    async fn a_full_bucket_refuses_and_counts_nothing_anywhere() {
+        let store = MemoryStore::default();
+        let buckets = [bucket("route", 100, 60_000), bucket("number", 2, 60_000)];
+        assert_eq!(store.admit(&buckets).await, Ok(()));
+        assert_eq!(store.admit(&buckets).await, Ok(()));
+        let full = store.admit(&buckets).await.unwrap_err();
+        assert_eq!(full.index, 1);
+        assert!(full.retry_after > Duration::from_secs(59) && full.retry_after <= Duration::from_secs(60));
+        // The refused event was not counted against the route.
+        assert_eq!(store.windows.lock().unwrap()["route"].1.len(), 2);
+        // Another number has its own bucket.
+        assert_eq!(store.admit(&[bucket("route", 100, 60_000), bucket("other", 2, 60_000)]).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn the_window_slides() {
+        let store = MemoryStore::default();
+        let b = [bucket("n", 1, 50)];
+        assert_eq!(store.admit(&b).await, Ok(()));
+        assert!(store.admit(&b).await.is_err());
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(store.admit(&b).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_claim_is_new_then_in_flight_then_done_or_released() {
+        let store = MemoryStore::default();
+        let ttl = Duration::from_secs(60);
+        assert_eq!(store.claim("k", ttl).await, Claim::New);
+        assert_eq!(store.claim("k", ttl).await, Claim::InFlight);
+        store.complete("k", b"answer".to_vec(), ttl).await;
+        assert_eq!(store.claim("k", ttl).await, Claim::Done(b"answer".to_vec()));
+        assert_eq!(store.claim("j", ttl).await, Claim::New);
+        store.release("j").await;
+        assert_eq!(store.claim("j", ttl).await, Claim::New);
+        // Expired entries are forgotten.
+        store.complete("e", b"old".to_vec(), Duration::ZERO).await;
+        assert_eq!(store.claim("e", ttl).await, Claim::New);
+    }
+}
