@@ -291,3 +291,54 @@ async fn a_failed_send_is_not_remembered_so_a_retry_sends() {
     let a = send(&bridge, "/v1/send", "+447400123456", "Your code is 900001").await;
     assert_eq!((a.status, a.json["replayed"].clone()), (200, false.into()), "{a:?}");
 }
+
+#[tokio::test]
+async fn every_send_is_recorded_without_its_text_and_found_by_id_and_number() {
+    let down = MockServer::start().await;
+    Mock::given(any()).respond_with(ResponseTemplate::new(503)).mount(&down).await;
+    let config = format!(
+        "{OUTBOX}{}
+[record]
+path = \"{{dir}}/var/messages.db\"
+[[route]]
+path = \"/v1/send\"
+providers = [\"outbox\"]
+[[route]]
+path = \"/down\"
+providers = [\"down\"]
+retries = 0
+",
+        provider("down", &down, "")
+    );
+    let bridge = Bridge::start(&config).await;
+    let sent = send(&bridge, "/v1/send", "+447400123456", "Your code is 990001").await;
+    assert_eq!(sent.status, 200, "{sent:?}");
+    send(&bridge, "/down", "+447400123456", "Your code is 990002").await.assert_failed(503, "unavailable");
+
+    let id = sent.json["id"].as_str().unwrap();
+    let (status, m) = bridge.admin(&format!("/admin/messages/{id}")).await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["to"], "+4474****3456");
+    assert_eq!((m["route"].as_str(), m["provider"].as_str()), (Some("/v1/send"), Some("outbox")));
+    assert_eq!(m["provider_id"], sent.json["provider_id"]);
+    assert_eq!(m["attempts"][0]["outcome"], "accepted");
+    assert_eq!(m["statuses"][0]["status"], "queued");
+
+    let (status, list) = bridge.admin("/admin/messages?number=%2B447400123456").await;
+    assert_eq!(status, 200, "{list}");
+    let list = list["messages"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 2, "{list:?}");
+    let failed = list.iter().find(|m| m["route"] == "/down").unwrap();
+    assert_eq!(failed["statuses"][0]["status"], "failed");
+    assert_eq!(failed["attempts"][0]["outcome"], "unavailable");
+    assert_eq!(bridge.admin("/admin/messages?number=%2B447400999999").await.1["messages"], serde_json::json!([]));
+    assert_eq!(bridge.admin("/admin/messages/nope").await.0, 404);
+    assert_eq!(bridge.admin("/admin/messages?number=abc").await.0, 400);
+
+    // Neither the number in the clear nor the text is ever written.
+    for file in ["var/messages.db", "var/messages.db-wal"] {
+        let bytes = std::fs::read(bridge.path(file)).unwrap_or_default();
+        assert!(!bytes.windows(12).any(|w| w == b"447400123456"), "{file} holds the number");
+        assert!(!bytes.windows(9).any(|w| w == b"Your code"), "{file} holds the text");
+    }
+}

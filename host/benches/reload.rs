@@ -72,6 +72,8 @@ config = {{ mode = "echo" }}
 [[route]]
 path = "/swap"
 providers = ["swap"]
+idempotency_window_s = 0
+limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
 "#,
         d = dir.path().display()
     );

@@ -198,6 +198,9 @@ base_url = "http://{mock}"
 [[route]]
 path = "/v1/send"
 providers = ["twilio"]
+# One number and text, sent again and again: measure sends, not replays or refusals.
+idempotency_window_s = 0
+limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
 "#,
             d = dir.path().display()
         ),

@@ -5,7 +5,7 @@
 use crate::gateway::Gateway;
 use crate::runtime::Compiled;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,8 @@ pub fn router(gateway: Arc<Gateway>, token: Option<String>) -> Router {
         .route("/admin/adapters", get(adapters))
         .route("/admin/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/admin/messages", get(messages_by_number))
+        .route("/admin/messages/{id}", get(message))
         .layer(middleware::from_fn_with_state(Arc::new(token), require_token))
         .with_state(gateway)
 }
@@ -38,6 +40,61 @@ async fn require_token(State(token): State<Arc<Option<String>>>, req: Request, n
         }
     }
     next.run(req).await
+}
+
+/// The record's answer, or why there is none.
+fn record_of(gateway: &Gateway) -> Result<&crate::record::Record, Response> {
+    gateway.record.as_deref().ok_or_else(|| {
+        let why = "no message record: add a [record] section to the config";
+        (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no_record", "message": why}))).into_response()
+    })
+}
+
+fn record_failed(e: anyhow::Error) -> Response {
+    tracing::error!("message record read failed: {e:#}");
+    let body = json!({"error": "record_unavailable", "message": "the message record could not be read"});
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+}
+
+/// `GET /admin/messages/{id}`: one message, its attempts and status timeline.
+async fn message(State(gateway): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    let record = match record_of(&gateway) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match record.get(&id) {
+        Ok(Some(m)) => axum::Json(m).into_response(),
+        Ok(None) => {
+            (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not_found", "message": "no message with this id"})))
+                .into_response()
+        }
+        Err(e) => record_failed(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct NumberQuery {
+    number: String,
+}
+
+/// `GET /admin/messages?number=+447400123456`: the latest 50 messages to a
+/// number, found by its keyed hash.
+async fn messages_by_number(State(gateway): State<Arc<Gateway>>, Query(q): Query<NumberQuery>) -> Response {
+    let record = match record_of(&gateway) {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let number = match crate::phone::normalise(&q.number, None) {
+        Ok(n) => n,
+        Err(e) => {
+            let body = json!({"error": "invalid_phone", "field": "number", "message": format!("`number` {e}")});
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
+    };
+    match record.by_number(&number, 50) {
+        Ok(list) => axum::Json(json!({ "messages": list })).into_response(),
+        Err(e) => record_failed(e),
+    }
 }
 
 fn time(t: SystemTime) -> String {

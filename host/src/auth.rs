@@ -243,3 +243,41 @@ mod tests {
         assert_eq!(p["realm"], "r");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::config::Setting;
+    use proptest::prelude::*;
+
+    fn secret(v: &str) -> Setting {
+        Setting { value: v.into(), from_env: false }
+    }
+
+    proptest! {
+        /// Whatever a caller puts in `Authorization`, no scheme panics and
+        /// none accepts a credential it was not given.
+        #[test]
+        fn no_header_is_a_forgery(header in "[ -~]{0,300}", prefix in prop::sample::select(vec!["", "Basic ", "Bearer ", "Digest "])) {
+            let value = format!("{prefix}{header}");
+            let Ok(value) = axum::http::HeaderValue::from_str(&value) else { return Ok(()) };
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value);
+            let nonces = Nonces::default();
+            let _ = nonces.issue();
+            let req = Request { method: &Method::POST, uri: "/v1/send", headers: &headers };
+            for auth in [
+                CallerAuth::Basic { user: "aa".into(), password: secret("s3cret-basic"), realm: "r".into() },
+                CallerAuth::Bearer { token: secret("tok-7f3a9c2e") },
+                CallerAuth::Digest { user: "linotp".into(), password: secret("s3cret-digest"), realm: "r".into() },
+            ] {
+                prop_assert!(check(&auth, &req, &mut HashMap::new(), &nonces).is_err());
+            }
+        }
+
+        #[test]
+        fn digest_parameters_never_panic(text in "\\PC{0,200}") {
+            let _ = parse_params(&text);
+        }
+    }
+}

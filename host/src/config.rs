@@ -28,6 +28,17 @@ pub struct Config {
     pub adapters: Adapters,
     pub providers: Vec<Provider>,
     pub routes: Vec<Route>,
+    /// The durable message record; none keeps no record.
+    pub record: Option<RecordConfig>,
+}
+
+/// `[record]`: where the message record lives and how long it keeps messages.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    pub path: PathBuf,
+    pub retention: Duration,
+    /// Keys the number hashes; when absent, one is made and kept in the database.
+    pub number_key: Option<Setting>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -279,6 +290,9 @@ mod defaults {
         // scheduling delays count: leave headroom over the ~1 ms a send needs.
         1000
     }
+    pub fn retention_days() -> u64 {
+        30
+    }
     pub fn deadline_ms() -> u64 {
         10_000
     }
@@ -337,6 +351,16 @@ struct RawConfig {
     providers: Vec<Spanned<RawProvider>>,
     #[serde(default, rename = "route")]
     routes: Vec<Spanned<RawRoute>>,
+    record: Option<RawRecord>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    path: PathBuf,
+    #[serde(default = "defaults::retention_days")]
+    retention_days: u64,
+    number_key: Option<Spanned<RawSetting>>,
 }
 
 #[derive(Deserialize)]
@@ -654,6 +678,17 @@ impl Config {
             }
         };
 
+        let record = match raw.record {
+            None => None,
+            Some(r) => Some(RecordConfig {
+                path: r.path,
+                retention: Duration::from_secs(r.retention_days.max(1) * 86_400),
+                number_key: match &r.number_key {
+                    Some(k) => Some(resolve(k, || format!("{}: record `number_key`", at(k.span())))?),
+                    None => None,
+                },
+            }),
+        };
         Ok(Config {
             source: source.into(),
             path: None,
@@ -668,6 +703,7 @@ impl Config {
             adapters: raw.adapters,
             providers,
             routes,
+            record,
         })
     }
 

@@ -41,6 +41,9 @@ pub struct Gateway {
     pub store: Arc<dyn Store>,
     /// Circuit breakers by provider name; they outlive config reloads.
     circuits: std::sync::Mutex<HashMap<String, Circuit>>,
+    /// The durable message record, when the config asks for one. Opened at
+    /// start; a changed `[record]` takes a restart.
+    pub record: Option<Arc<crate::record::Record>>,
 }
 
 /// A provider's circuit: closed while it answers; open (skipped) for a
@@ -125,8 +128,29 @@ impl Gateway {
         for (name, e) in registry.errors() {
             tracing::error!(adapter = %name, "adapter not loaded: {}", e.message);
         }
+        let record = match &config.record {
+            None => None,
+            Some(r) => {
+                let record =
+                    Arc::new(crate::record::Record::open(&r.path, r.number_key.as_ref().map(|k| k.value.as_str()))?);
+                // Retention: purge now, then hourly.
+                let (purging, retention) = (Arc::downgrade(&record), r.retention);
+                tokio::spawn(async move {
+                    while let Some(record) = purging.upgrade() {
+                        match tokio::task::spawn_blocking(move || record.purge(retention)).await {
+                            Ok(Ok(n)) if n > 0 => tracing::info!("message record: {n} messages past retention removed"),
+                            Ok(Err(e)) => tracing::error!("message record purge failed: {e:#}"),
+                            _ => {}
+                        }
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                });
+                Some(record)
+            }
+        };
         let routing = Routing::bind(config, &registry, true)?;
         Ok(Gateway {
+            record,
             runtime,
             registry,
             routing: ArcSwap::from_pointee(routing),
@@ -342,6 +366,16 @@ impl Gateway {
                     Ok(provider_id) => {
                         tracing::info!(%id, route = %route.path, provider = %name, to = %masked, outcome, segments, ms, "sent");
                         telemetry::send(&route.path, name, outcome, route_started.elapsed());
+                        self.remember(&crate::record::Entry {
+                            id: &id,
+                            route: &route.path,
+                            to,
+                            provider: name,
+                            provider_id: Some(&provider_id),
+                            segments,
+                            attempts: &attempts,
+                            status: "queued",
+                        });
                         return Ok(Sent {
                             id,
                             to: to.into(),
@@ -381,7 +415,27 @@ impl Gateway {
         }
         let (provider, outcome, failure) = last.expect("a route names at least one provider");
         telemetry::send(&route.path, &provider, outcome, route_started.elapsed());
+        self.remember(&crate::record::Entry {
+            id: &id,
+            route: &route.path,
+            to,
+            provider: &provider,
+            provider_id: None,
+            segments,
+            attempts: &attempts,
+            status: "failed",
+        });
         Err(Refusal::Provider { provider, failure, attempts })
+    }
+
+    /// Writes the send to the message record, if there is one. A record that
+    /// cannot be written is logged, and the send's answer stands.
+    fn remember(&self, entry: &crate::record::Entry) {
+        if let Some(record) = &self.record
+            && let Err(e) = record.add(entry)
+        {
+            tracing::error!(id = %entry.id, "message record not written: {e:#}");
+        }
     }
 
     /// Whether `provider` may be tried now; claims the probe of an open

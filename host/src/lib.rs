@@ -9,6 +9,7 @@ pub mod fixture;
 pub mod gateway;
 pub mod outbound;
 pub mod phone;
+pub mod record;
 pub mod registry;
 pub mod runtime;
 pub mod scaffold;

@@ -215,3 +215,24 @@ mod tests {
         assert_eq!(mask_in("447700900123"), "4477****0123");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a caller sends: an E.164 number or an error, never a
+        /// panic; and a number normalises to itself.
+        #[test]
+        fn normalise_gives_e164_or_an_error(raw in "[ +0-9().\\-/a-z]{0,24}", gb in any::<bool>()) {
+            let country = gb.then_some(Country::GB);
+            if let Ok(n) = normalise(&raw, country) {
+                prop_assert!(n.starts_with('+') && n.len() <= 16 && n[1..].chars().all(|c| c.is_ascii_digit()), "{}", n);
+                prop_assert_eq!(normalise(&n, None), Ok(n.clone()));
+                let masked = mask(&n);
+                prop_assert!(!masked.contains(&n[5..n.len() - 4]) || n.len() <= 9, "{}", masked);
+            }
+        }
+    }
+}

@@ -472,3 +472,34 @@ fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any body: fields or a 400 naming the problem, never a panic.
+        #[test]
+        fn json_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
+            if let Err(p) = json_fields(&body) {
+                prop_assert_eq!(p.status, StatusCode::BAD_REQUEST);
+            }
+        }
+
+        #[test]
+        fn xml_bodies_never_panic(body in "(<[a-zA-Z]{1,6}>|</[a-zA-Z]{1,6}>|[ -~]{0,12}|&[a-z#0-9]{0,6};?){0,40}") {
+            if let Err(p) = xml_fields(body.as_bytes()) {
+                prop_assert_eq!(p.status, StatusCode::BAD_REQUEST);
+            }
+        }
+
+        #[test]
+        fn json_fields_keep_every_string_value(phone in "[+0-9 ]{0,20}", message in "\\PC{0,60}") {
+            let body = serde_json::json!({"phone": phone, "message": message}).to_string();
+            let Ok(fields) = json_fields(body.as_bytes()) else { panic!("a JSON object was refused") };
+            prop_assert_eq!(&fields["phone"], &phone);
+            prop_assert_eq!(&fields["message"], &message);
+        }
+    }
+}
