@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest crates that are not adapters.
-const NOT_ADAPTERS: &[&str] = &["sdk", "segments"];
+const NOT_ADAPTERS: &[&str] = &["sdk", "receipts", "segments"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());

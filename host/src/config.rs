@@ -51,6 +51,9 @@ pub struct Server {
     pub max_body_bytes: usize,
     /// An HTTPS listener beside the HTTP one.
     pub tls: Option<Tls>,
+    /// The URL providers reach smsbridge at (`https://sms.example.com`),
+    /// behind any reverse proxy: callback signatures cover it.
+    pub public_url: Option<String>,
     /// On SIGTERM, how long in-flight sends may take to finish.
     #[serde(default = "defaults::shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
@@ -698,6 +701,7 @@ impl Config {
                 listen: defaults::listen(),
                 max_body_bytes: defaults::max_body_bytes(),
                 tls: None,
+                public_url: None,
                 shutdown_grace_ms: defaults::shutdown_grace_ms(),
             }),
             adapters: raw.adapters,

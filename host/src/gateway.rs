@@ -78,6 +78,17 @@ struct Bound {
     adapter: Arc<Adapter>,
 }
 
+/// Why a status callback changed nothing.
+#[derive(Debug)]
+pub enum ReceiptRefusal {
+    /// No such provider, or its adapter reads no callbacks.
+    Unknown,
+    BadSignature(String),
+    Malformed(String),
+    /// The adapter or its settings failed.
+    Failed(String),
+}
+
 /// A message a provider accepted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sent {
@@ -426,6 +437,44 @@ impl Gateway {
             status: "failed",
         });
         Err(Refusal::Provider { provider, failure, attempts })
+    }
+
+    /// Has `provider`'s adapter verify a status callback and records the
+    /// statuses it reads; how many messages it updated.
+    pub async fn receipt(&self, provider: &str, callback: crate::runtime::Callback) -> Result<usize, ReceiptRefusal> {
+        use crate::runtime::{CallbackError, DeliveryStatus};
+        let routing = self.routing();
+        let bound = match routing.providers.get(provider) {
+            Some(Ok(bound)) => bound,
+            _ => return Err(ReceiptRefusal::Unknown),
+        };
+        let updates = match self.runtime.verify(&bound.adapter, &bound.ctx, callback).await {
+            None => return Err(ReceiptRefusal::Unknown),
+            Some(Err(failure)) => return Err(ReceiptRefusal::Failed(failure.to_string())),
+            Some(Ok(Err(CallbackError::BadSignature(why)))) => return Err(ReceiptRefusal::BadSignature(why)),
+            Some(Ok(Err(CallbackError::Malformed(why)))) => return Err(ReceiptRefusal::Malformed(why)),
+            Some(Ok(Err(CallbackError::Misconfigured(why)))) => return Err(ReceiptRefusal::Failed(why)),
+            Some(Ok(Ok(updates))) => updates,
+        };
+        let mut updated = 0;
+        for update in updates {
+            let status = match update.status {
+                DeliveryStatus::Queued => "queued",
+                DeliveryStatus::Sent => "sent",
+                DeliveryStatus::Delivered => "delivered",
+                DeliveryStatus::Undelivered => "undelivered",
+                DeliveryStatus::Failed => "failed",
+            };
+            tracing::info!(provider, provider_id = %update.provider_id, status, "delivery status");
+            if let Some(record) = &self.record {
+                match record.update_status(provider, &update.provider_id, status) {
+                    Ok(true) => updated += 1,
+                    Ok(false) => tracing::debug!(provider, "status for a message not in the record"),
+                    Err(e) => tracing::error!("message record not updated: {e:#}"),
+                }
+            }
+        }
+        Ok(updated)
     }
 
     /// Writes the send to the message record, if there is one. A record that

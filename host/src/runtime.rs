@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
@@ -24,7 +24,9 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "adapter",
+        // The superset world: `receipts` is looked up per adapter, as only
+        // some export it.
+        world: "adapter-with-receipts",
         imports: { "smsbridge:adapter/http.send": async },
         exports: { default: async },
     });
@@ -71,8 +73,42 @@ pub struct Adapter {
     pub loaded_at: std::time::SystemTime,
     /// Sends this version has run.
     pub served: std::sync::atomic::AtomicU64,
-    pre: bindings::AdapterPre<State>,
+    pre: InstancePre<State>,
+    sender: SenderIndices,
+    /// Present when the adapter verifies delivery receipts.
+    receipts: Option<ReceiptsIndices>,
 }
+
+use bindings::exports::smsbridge::adapter::receipts;
+use bindings::exports::smsbridge::adapter::sender::GuestIndices as SenderIndices;
+use receipts::GuestIndices as ReceiptsIndices;
+pub use receipts::{Callback, CallbackError, DeliveryStatus, StatusUpdate};
+
+impl Adapter {
+    /// Whether this adapter exports `receipts`.
+    pub fn verifies_receipts(&self) -> bool {
+        self.receipts.is_some()
+    }
+}
+
+/// The exports smsbridge calls, found in `pre`; `receipts` is optional.
+fn exports_of(pre: &InstancePre<State>) -> wasmtime::Result<(SenderIndices, Option<ReceiptsIndices>)> {
+    Ok((SenderIndices::new(pre)?, ReceiptsIndices::new(pre).ok()))
+}
+
+/// Calls `info()` through `sender`.
+fn call_info(
+    sender: SenderIndices,
+) -> impl for<'a> FnOnce(&'a Instance, &'a mut Store<State>) -> CallFuture<'a, AdapterInfo> + Send {
+    move |instance, store| {
+        Box::pin(async move {
+            let guest = sender.load(&mut *store, instance)?;
+            guest.call_info(store).await
+        })
+    }
+}
+
+type CallFuture<'a, R> = std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compiled {
@@ -326,7 +362,8 @@ impl Runtime {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
-        bindings::Adapter::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| anyhow!("{e}"))?;
+        bindings::AdapterWithReceipts::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(|e| anyhow!("{e}"))?;
 
         let weak = engine.weak();
         std::thread::Builder::new().name("smsbridge-epoch".into()).spawn(move || {
@@ -355,12 +392,10 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("{source} does not fit the smsbridge:adapter world: {e:#}"))?;
-        let pre = bindings::AdapterPre::new(pre)
-            .map_err(|e| anyhow!("{source} does not export smsbridge:adapter/sender: {e:#}"))?;
+        let (sender, receipts) =
+            exports_of(&pre).map_err(|e| anyhow!("{source} does not export smsbridge:adapter/sender: {e:#}"))?;
         let info = self
-            .run(&pre, &self.inspection, |adapter, store| {
-                Box::pin(async move { adapter.smsbridge_adapter_sender().call_info(store).await })
-            })
+            .run(&pre, &self.inspection, call_info(sender.clone()))
             .await
             .map_err(|f| anyhow!("{source}: info() failed: {f}"))?;
         Ok(Adapter {
@@ -371,6 +406,8 @@ impl Runtime {
             loaded_at: std::time::SystemTime::now(),
             served: Default::default(),
             pre,
+            sender,
+            receipts,
         })
     }
 
@@ -474,21 +511,16 @@ impl Runtime {
                 return report;
             }
         };
-        let pre = match bindings::AdapterPre::new(pre) {
-            Ok(pre) => pre,
+        let sender = match exports_of(&pre) {
+            Ok((sender, _)) => sender,
             Err(e) => {
                 report.problem = Some(format!(
-                    "it does not export smsbridge:adapter/sender@0.1.0 (is it built for another world?): {e:#}"
+                    "it does not export smsbridge:adapter/sender@0.1 (is it built for another world?): {e:#}"
                 ));
                 return report;
             }
         };
-        match self
-            .run(&pre, &self.inspection, |adapter, store| {
-                Box::pin(async move { adapter.smsbridge_adapter_sender().call_info(store).await })
-            })
-            .await
-        {
+        match self.run(&pre, &self.inspection, call_info(sender)).await {
             Ok(info) => report.info = Some(info),
             Err(f) => report.problem = Some(format!("info() failed: {f}")),
         }
@@ -497,11 +529,9 @@ impl Runtime {
 
     /// Asks a loaded adapter's `info()` again, in a fresh sandbox.
     pub async fn info(&self, adapter: &Adapter) -> Result<AdapterInfo> {
-        self.run(&adapter.pre, &self.inspection, |adapter, store| {
-            Box::pin(async move { adapter.smsbridge_adapter_sender().call_info(store).await })
-        })
-        .await
-        .map_err(|f| anyhow!("info() failed: {f}"))
+        self.run(&adapter.pre, &self.inspection, call_info(adapter.sender.clone()))
+            .await
+            .map_err(|f| anyhow!("info() failed: {f}"))
     }
 
     /// Sends `msg` through `adapter` with `provider`'s settings and limits.
@@ -511,9 +541,13 @@ impl Runtime {
         provider: &Arc<ProviderContext>,
         msg: Message,
     ) -> Result<Accepted, Failure> {
+        let sender = adapter.sender.clone();
         let result = self
-            .run(&adapter.pre, provider, move |adapter, store| {
-                Box::pin(async move { adapter.smsbridge_adapter_sender().call_send(store, &msg).await })
+            .run(&adapter.pre, provider, move |instance, store| {
+                Box::pin(async move {
+                    let guest = sender.load(&mut *store, instance)?;
+                    guest.call_send(store, &msg).await
+                })
             })
             .await;
         match result {
@@ -527,17 +561,34 @@ impl Runtime {
         }
     }
 
+    /// Has `adapter` verify and read a provider's status callback, with
+    /// `provider`'s settings. `None` when the adapter does not export
+    /// `receipts`.
+    pub async fn verify(
+        &self,
+        adapter: &Adapter,
+        provider: &Arc<ProviderContext>,
+        callback: Callback,
+    ) -> Option<Result<Result<Vec<StatusUpdate>, CallbackError>, Failure>> {
+        let receipts = adapter.receipts.clone()?;
+        let result = self
+            .run(&adapter.pre, provider, move |instance, store| {
+                Box::pin(async move {
+                    let guest = receipts.load(&mut *store, instance)?;
+                    guest.call_verify(store, &callback).await
+                })
+            })
+            .await;
+        Some(result.map_err(|f| provider.scrub_failure(f)))
+    }
+
     /// Runs `call` on a fresh instance in a fresh store, within `provider`'s
     /// limits. Every failure of the sandbox comes back as `Failure::Fault`.
     async fn run<R: Send + 'static>(
         &self,
-        pre: &bindings::AdapterPre<State>,
+        pre: &InstancePre<State>,
         provider: &Arc<ProviderContext>,
-        call: impl for<'a> FnOnce(
-            &'a bindings::Adapter,
-            &'a mut Store<State>,
-        ) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>
-        + Send,
+        call: impl for<'a> FnOnce(&'a Instance, &'a mut Store<State>) -> CallFuture<'a, R> + Send,
     ) -> Result<R, Failure> {
         let _permit = self.permits.acquire().await.map_err(|_| Failure::Fault("runtime is shutting down".into()))?;
         let mut store =

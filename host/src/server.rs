@@ -8,7 +8,7 @@
 
 use crate::auth;
 use crate::config::{Method as RouteMethod, Route};
-use crate::gateway::{Gateway, Refusal};
+use crate::gateway::{Gateway, ReceiptRefusal, Refusal};
 use crate::runtime::{Failure, SendError};
 use crate::telemetry;
 use axum::Router;
@@ -157,6 +157,11 @@ impl IntoResponse for Problem {
 async fn handle(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
     let _in_flight = telemetry::InFlight::start();
     let path = req.uri().path().to_string();
+    if let Some(provider) = path.strip_prefix("/callbacks/")
+        && gateway.routing().config.route(&path).is_none()
+    {
+        return receipt(&gateway, provider.to_string(), req).await;
+    }
     match send(&gateway, req).await {
         Ok(resp) => resp,
         Err(problem) => {
@@ -166,6 +171,59 @@ async fn handle(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
                 telemetry::refused(&path, problem.code);
             }
             problem.into_response()
+        }
+    }
+}
+
+/// `/callbacks/{provider}`: a provider's delivery status callback, verified
+/// by the provider's adapter. A bad or missing signature changes nothing.
+async fn receipt(gateway: &Gateway, provider: String, req: Request) -> Response {
+    let routing = gateway.routing();
+    let remote = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string()).unwrap_or_default();
+    let (parts, body) = req.into_parts();
+    let body = match to_bytes(body, routing.config.server.max_body_bytes).await {
+        Ok(body) => body,
+        Err(_) => {
+            return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the callback body is too large")
+                .into_response();
+        }
+    };
+    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    // Signatures cover the URL the provider called: the public one.
+    let url = match &routing.config.server.public_url {
+        Some(base) => format!("{}{path_and_query}", base.trim_end_matches('/')),
+        None => {
+            let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+            format!("http://{host}{path_and_query}")
+        }
+    };
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let callback = crate::runtime::Callback { method: parts.method.to_string(), url, headers, body: body.to_vec() };
+    match gateway.receipt(&provider, callback).await {
+        Ok(updated) => axum::Json(json!({"status": "ok", "updated": updated})).into_response(),
+        Err(ReceiptRefusal::Unknown) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown_provider",
+            format!("no provider `{provider}` whose adapter reads delivery callbacks"),
+        )
+        .into_response(),
+        Err(ReceiptRefusal::BadSignature(why)) => {
+            tracing::warn!(provider, %remote, "delivery callback refused: {why}");
+            telemetry::refused("/callbacks", "bad_signature");
+            Problem::new(StatusCode::FORBIDDEN, "bad_signature", "the callback's signature does not match")
+                .into_response()
+        }
+        Err(ReceiptRefusal::Malformed(why)) => {
+            Problem::new(StatusCode::BAD_REQUEST, "malformed_callback", why).into_response()
+        }
+        Err(ReceiptRefusal::Failed(why)) => {
+            tracing::error!(provider, "delivery callback not read: {why}");
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "callback_failed", "the callback could not be read")
+                .into_response()
         }
     }
 }

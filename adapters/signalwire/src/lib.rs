@@ -1,6 +1,7 @@
 //! SignalWire's Compatibility (LaML) API, which mirrors Twilio's Messages
 //! resource: `POST https://{space}.signalwire.com/api/laml/2010-04-01/Accounts/{ProjectID}/Messages.json`.
 
+use smsbridge_receipts::{Callback, CallbackError, Receipts, StatusUpdate, twilio};
 use smsbridge_sdk::{Accepted, Adapter, AdapterInfo, Message, SendError, config, twilio_compat};
 
 struct SignalWire;
@@ -13,6 +14,7 @@ impl Adapter for SignalWire {
             .secret("api_token", "API token, Dashboard → API → Tokens")
             .optional("from", "Sender number in E.164, Dashboard → Phone Numbers")
             .optional("status_callback", "URL SignalWire posts delivery status to")
+            .optional_secret("signing_key", "Signing Key for status callbacks, Dashboard → API (else api_token)")
             .optional("base_url", "Replaces https://{space}.signalwire.com (proxy, test mock)")
             .host("*.signalwire.com")
             .build()
@@ -38,4 +40,16 @@ impl Adapter for SignalWire {
     }
 }
 
-smsbridge_sdk::export_adapter!(SignalWire);
+impl Receipts for SignalWire {
+    /// Status callbacks, signed the Twilio way with the Signing Key.
+    fn verify(cb: Callback) -> Result<Vec<StatusUpdate>, CallbackError> {
+        let key = config::get("signing_key").or_else(|| config::get("api_token")).ok_or_else(|| {
+            CallbackError::Misconfigured("set `signing_key` (or `api_token`) to check callback signatures".into())
+        })?;
+        let header =
+            if cb.header("X-SignalWire-Signature").is_some() { "X-SignalWire-Signature" } else { "X-Twilio-Signature" };
+        twilio::read(&key, &cb, header)
+    }
+}
+
+smsbridge_receipts::export_adapter_with_receipts!(SignalWire);

@@ -1,5 +1,6 @@
 //! Twilio Programmable Messaging: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`.
 
+use smsbridge_receipts::{Callback, CallbackError, Receipts, StatusUpdate, twilio};
 use smsbridge_sdk::{Accepted, Adapter, AdapterInfo, Message, SendError, config, twilio_compat};
 
 struct Twilio;
@@ -14,6 +15,10 @@ impl Adapter for Twilio {
             .optional("messaging_service_sid", "Messaging Service SID (MG…), used instead of `from`")
             .optional("status_callback", "URL Twilio posts delivery status to")
             .optional("validity_period", "Seconds (1–36000) Twilio keeps trying to deliver")
+            .optional_secret(
+                "signing_token",
+                "Auth Token that signs status callbacks, when auth_token is an API key secret",
+            )
             .optional("base_url", "Replaces https://api.twilio.com (regional edge, proxy, test mock)")
             .host("api.twilio.com")
             .build()
@@ -43,4 +48,14 @@ impl Adapter for Twilio {
     }
 }
 
-smsbridge_sdk::export_adapter!(Twilio);
+impl Receipts for Twilio {
+    /// Status callbacks, signed with the account's Auth Token.
+    fn verify(cb: Callback) -> Result<Vec<StatusUpdate>, CallbackError> {
+        let token = config::get("signing_token").or_else(|| config::get("auth_token")).ok_or_else(|| {
+            CallbackError::Misconfigured("set `auth_token` (or `signing_token`) to check callback signatures".into())
+        })?;
+        twilio::read(&token, &cb, "X-Twilio-Signature")
+    }
+}
+
+smsbridge_receipts::export_adapter_with_receipts!(Twilio);

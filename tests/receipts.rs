@@ -1,0 +1,149 @@
+//! Signed delivery receipts: a status callback signed by Twilio's own Python
+//! helper library (an independent implementation) updates the message
+//! record; the same callback with one byte changed, or unsigned, is refused
+//! and changes nothing. And adapters built for the contract before receipts
+//! keep loading.
+
+use smsbridge_tests::{Bridge, artifacts};
+use std::path::Path;
+use std::process::Command;
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TOKEN: &str = "f00dfeedf00dfeedf00dfeedf00dfeed";
+const PUBLIC: &str = "https://sms.example.com";
+
+/// `X-Twilio-Signature` for `url` and `params`, computed by the `twilio`
+/// package's `RequestValidator` (installed by scripts/test).
+fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
+    let python = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("venv/bin/python");
+    let script = "import json, sys\nfrom twilio.request_validator import RequestValidator\n\
+                  token, url, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])\n\
+                  print(RequestValidator(token).compute_signature(url, params))";
+    let params: serde_json::Map<String, serde_json::Value> =
+        params.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
+    let out = Command::new(&python)
+        .args(["-c", script, TOKEN, url, &serde_json::Value::Object(params).to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test installs it with the twilio package", python.display()));
+    assert!(out.status.success(), "twilio RequestValidator: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn form(params: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish()
+}
+
+#[tokio::test]
+async fn a_twilio_callback_signed_by_twilios_library_updates_the_record_and_a_forgery_changes_nothing() {
+    let twilio = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(201).set_body_raw(r#"{"sid":"SM5a1b","status":"queued"}"#, "application/json"),
+        )
+        .mount(&twilio)
+        .await;
+    let config = format!(
+        r#"
+[server]
+public_url = "{PUBLIC}/"
+[record]
+path = "{{dir}}/messages.db"
+[[provider]]
+name = "twilio"
+adapter = "twilio"
+allow_hosts = ["{mock}"]
+[provider.config]
+account_sid = "AC0123456789abcdef0123456789abcdef"
+auth_token = "{TOKEN}"
+from = "+15005550006"
+base_url = "{mock}"
+[[route]]
+path = "/v1/send"
+providers = ["twilio"]
+"#,
+        mock = twilio.uri()
+    );
+    let bridge = Bridge::start(&config).await;
+    let sent = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", "Your code is 246810")]).await;
+    assert_eq!(sent.status, 200, "{sent:?}");
+    let id = sent.json["id"].as_str().unwrap().to_string();
+
+    let params = [
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("MessageSid", "SM5a1b"),
+        ("MessageStatus", "delivered"),
+        ("To", "+447400123456"),
+        ("ApiVersion", "2010-04-01"),
+    ];
+    let url = format!("{PUBLIC}/callbacks/twilio");
+    let signature = twilio_signature(&url, &params);
+    let post = |body: String, signature: Option<String>| {
+        let mut req = bridge
+            .client
+            .post(bridge.url("/callbacks/twilio"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(sig) = signature {
+            req = req.header("X-Twilio-Signature", sig);
+        }
+        req.send()
+    };
+    let timeline = || async {
+        let (_, m) = bridge.admin(&format!("/admin/messages/{id}")).await;
+        m["statuses"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+
+    // One byte changed in the body: refused, nothing recorded.
+    let forged = form(&params).replace("delivered", "delivereD");
+    assert_eq!(post(forged, Some(signature.clone())).await.unwrap().status(), 403);
+    // No signature at all.
+    assert_eq!(post(form(&params), None).await.unwrap().status(), 403);
+    // One byte changed in the signature.
+    let mut bad = signature.clone().into_bytes();
+    bad[3] = if bad[3] == b'A' { b'B' } else { b'A' };
+    assert_eq!(post(form(&params), Some(String::from_utf8(bad).unwrap())).await.unwrap().status(), 403);
+    assert_eq!(timeline().await, ["queued"]);
+
+    // The genuine callback.
+    let resp = post(form(&params), Some(signature)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(answer["updated"], 1);
+    assert_eq!(timeline().await, ["queued", "delivered"]);
+
+    // Twilio may sign the URL with its default port written out.
+    let failed = [("MessageSid", "SM5a1b"), ("MessageStatus", "undelivered"), ("ErrorCode", "30003")];
+    let with_port = twilio_signature(&format!("{PUBLIC}:443/callbacks/twilio"), &failed);
+    assert_eq!(post(form(&failed), Some(with_port)).await.unwrap().status(), 200);
+    assert_eq!(timeline().await, ["queued", "delivered", "undelivered"]);
+
+    // No such provider.
+    let unknown = bridge.client.post(bridge.url("/callbacks/nobody")).body("x").send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn an_adapter_built_for_the_contract_before_receipts_still_loads_and_sends() {
+    let config = r#"
+[adapters]
+dir = "{dir}/adapters"
+[[provider]]
+name = "old"
+adapter = "contract-0-1-0"
+[[route]]
+path = "/v1/send"
+providers = ["old"]
+"#;
+    let bridge = Bridge::start_with(config, |dir| {
+        std::fs::create_dir_all(dir.join("adapters")).unwrap();
+        std::fs::copy(artifacts::CONTRACT_0_1_0_WASM, dir.join("adapters/contract-0-1-0.wasm")).unwrap();
+    })
+    .await;
+    let a = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", "Your code is 135790")]).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.json["provider_id"], format!("old-{}", a.json["id"].as_str().unwrap()));
+    // It exports no receipts: its callbacks are not served.
+    let resp = bridge.client.post(bridge.url("/callbacks/old")).body("x").send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+}
