@@ -171,3 +171,44 @@ mod tests {
         assert!(matches!(verify("tok", &tampered, "X-Twilio-Signature"), Err(CallbackError::BadSignature(_))));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn callback(url: String, body: Vec<u8>, sig: String) -> Callback {
+        Callback { method: "POST".into(), url, headers: vec![("X-Twilio-Signature".into(), sig)], body }
+    }
+
+    proptest! {
+        /// Any URL, body and signature header: no panic, and no acceptance
+        /// without the token's signature.
+        #[test]
+        fn nothing_unsigned_is_accepted(url in "\\PC{0,80}", body in proptest::collection::vec(any::<u8>(), 0..200), sig in "[A-Za-z0-9+/=]{0,40}") {
+            let cb = callback(url, body, sig);
+            let accepted = read("tok", &cb, "X-Twilio-Signature").is_ok();
+            let params = if cb.url.contains("bodySHA256") { Vec::new() } else { cb.form() };
+            let (a, b) = port_forms(&cb.url);
+            let given = cb.header("X-Twilio-Signature").unwrap();
+            let genuine = signature("tok", &a, &params) == given || signature("tok", &b, &params) == given;
+            prop_assert!(!accepted || genuine);
+        }
+
+        /// A signed callback with any one byte of its body changed is refused.
+        #[test]
+        fn one_changed_byte_is_refused(status in "[a-z]{1,12}", at in any::<prop::sample::Index>(), flip in 1u8..=255) {
+            let url = "https://sms.example.com/callbacks/twilio";
+            let body = format!("MessageSid=SM1&MessageStatus={status}");
+            let params: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+            let sig = signature("tok", url, &params);
+            let mut changed = body.into_bytes();
+            let i = at.index(changed.len());
+            changed[i] ^= flip;
+            let cb = callback(url.into(), changed.clone(), sig);
+            // Bytes that decode to the same fields (`+` and `%20`) are the same callback.
+            let same_fields = form_urlencoded::parse(&changed).into_owned().collect::<Vec<_>>() == params;
+            prop_assert!(same_fields || matches!(verify("tok", &cb, "X-Twilio-Signature"), Err(CallbackError::BadSignature(_))));
+        }
+    }
+}
