@@ -123,6 +123,90 @@ providers = ["twilio"]
     assert_eq!(unknown.status(), 404);
 }
 
+/// A `MessageBird-Signature-JWT` for a GET of `url`, made with PyJWT, the
+/// way MessageBird's own libraries make it.
+fn messagebird_jwt(key: &str, url: &str, valid_from: i64, valid_for: i64) -> String {
+    let python = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("venv/bin/python");
+    let script = "import hashlib, sys, time, jwt\n\
+                  key, url, start, span = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])\n\
+                  now = int(time.time()) + start\n\
+                  claims = {'iss': 'MessageBird', 'nbf': now, 'exp': now + span, 'jti': 'j-1',\n\
+                            'url_hash': hashlib.sha256(url.encode()).hexdigest()}\n\
+                  print(jwt.encode(claims, key, algorithm='HS256'))";
+    let out = Command::new(&python)
+        .args(["-c", script, key, url, &valid_from.to_string(), &valid_for.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test installs PyJWT", python.display()));
+    assert!(out.status.success(), "PyJWT: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test]
+async fn a_messagebird_report_signed_with_a_jwt_updates_the_record_and_a_forgery_changes_nothing() {
+    let mb = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(201).set_body_raw(r#"{"id":"mb-7c1e","recipients":{}}"#, "application/json"),
+        )
+        .mount(&mb)
+        .await;
+    let config = format!(
+        r#"
+[server]
+public_url = "{PUBLIC}"
+[record]
+path = "{{dir}}/messages.db"
+[[provider]]
+name = "mb"
+adapter = "messagebird"
+allow_hosts = ["{mock}"]
+[provider.config]
+access_key = "live_secret_key"
+originator = "MyBank"
+signing_key = "mb-signing-key-2f9d"
+base_url = "{mock}"
+[[route]]
+path = "/v1/send"
+providers = ["mb"]
+"#,
+        mock = mb.uri()
+    );
+    let bridge = Bridge::start(&config).await;
+    let sent = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", "Your code is 864200")]).await;
+    assert_eq!(sent.status, 200, "{sent:?}");
+    assert_eq!(sent.json["provider_id"], "mb-7c1e");
+    let id = sent.json["id"].as_str().unwrap().to_string();
+    let query = "id=mb-7c1e&recipient=447400123456&status=delivered&statusDatetime=2026-11-24T08%3A00%3A00%2B00%3A00";
+    let path = format!("/callbacks/mb?{query}");
+    let get = |path: String, token: Option<String>| {
+        let mut req = bridge.client.get(bridge.url(&path));
+        if let Some(token) = token {
+            req = req.header("MessageBird-Signature-JWT", token);
+        }
+        req.send()
+    };
+    let timeline = || async {
+        let (_, m) = bridge.admin(&format!("/admin/messages/{id}")).await;
+        m["statuses"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+
+    let key = "mb-signing-key-2f9d";
+    let token = messagebird_jwt(key, &format!("{PUBLIC}{path}"), 0, 60);
+    // The status changed in the URL the JWT covers; a wrong key; expired; none.
+    let forged = path.replace("delivered", "delivereD");
+    assert_eq!(get(forged, Some(token.clone())).await.unwrap().status(), 403);
+    let wrong_key = messagebird_jwt("guess", &format!("{PUBLIC}{path}"), 0, 60);
+    assert_eq!(get(path.clone(), Some(wrong_key)).await.unwrap().status(), 403);
+    let expired = messagebird_jwt(key, &format!("{PUBLIC}{path}"), -600, 60);
+    assert_eq!(get(path.clone(), Some(expired)).await.unwrap().status(), 403);
+    assert_eq!(get(path.clone(), None).await.unwrap().status(), 403);
+    assert_eq!(timeline().await, ["queued"]);
+
+    let resp = get(path.clone(), Some(token)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(timeline().await, ["queued", "delivered"]);
+}
+
 #[tokio::test]
 async fn an_adapter_built_for_the_contract_before_receipts_still_loads_and_sends() {
     let config = r#"

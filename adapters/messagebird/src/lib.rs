@@ -1,6 +1,7 @@
 //! MessageBird REST v1: `POST https://rest.messagebird.com/messages`,
 //! `Authorization: AccessKey <key>`, JSON.
 
+use smsbridge_receipts::{Callback, CallbackError, Receipts, StatusUpdate, messagebird};
 use smsbridge_sdk::http::Request;
 use smsbridge_sdk::json::json;
 use smsbridge_sdk::{Accepted, Adapter, AdapterInfo, Message, SendError, config};
@@ -14,6 +15,7 @@ impl Adapter for MessageBird {
             .optional("originator", "Sender: a number or up to 11 alphanumeric characters")
             .optional("report_url", "URL for delivery reports (sent with the message id as `reference`)")
             .optional("validity", "Seconds the message stays valid")
+            .optional_secret("signing_key", "Signing key for delivery reports, Dashboard → Developers → API access")
             .optional("base_url", "Replaces https://rest.messagebird.com (proxy, test mock)")
             .host("rest.messagebird.com")
             .build()
@@ -61,4 +63,14 @@ impl Adapter for MessageBird {
     }
 }
 
-smsbridge_sdk::export_adapter!(MessageBird);
+impl Receipts for MessageBird {
+    /// Delivery reports, signed with a JWT keyed by the signing key.
+    fn verify(cb: Callback) -> Result<Vec<StatusUpdate>, CallbackError> {
+        let key = config::get("signing_key")
+            .ok_or_else(|| CallbackError::Misconfigured("set `signing_key` to check delivery reports".into()))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        messagebird::read(&key, &cb, now)
+    }
+}
+
+smsbridge_receipts::export_adapter_with_receipts!(MessageBird);

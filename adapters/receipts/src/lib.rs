@@ -62,6 +62,7 @@ macro_rules! export_adapter_with_receipts {
     };
 }
 
+pub mod messagebird;
 pub mod twilio;
 
 impl Callback {
