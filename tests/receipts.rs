@@ -207,6 +207,95 @@ providers = ["mb"]
     assert_eq!(timeline().await, ["queued", "delivered"]);
 }
 
+/// Vonage's `sig` for `params`, from Vonage's own Python SDK (v3).
+fn vonage_sig(secret: &str, params: &[(&str, String)]) -> String {
+    let python = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("venv/bin/python");
+    let script = "import json, sys, warnings\nwarnings.simplefilter('ignore')\nimport vonage\n\
+                  c = vonage.Client(key='k', secret='s', signature_secret=sys.argv[1], signature_method='sha256')\n\
+                  print(c.signature(json.loads(sys.argv[2])))";
+    let params: serde_json::Map<String, serde_json::Value> =
+        params.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str()))).collect();
+    let out = Command::new(&python)
+        .args(["-c", script, secret, &serde_json::Value::Object(params).to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test installs the vonage package", python.display()));
+    assert!(out.status.success(), "vonage: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[tokio::test]
+async fn a_vonage_receipt_signed_by_vonages_sdk_updates_the_record_and_a_forgery_or_replay_changes_nothing() {
+    let vonage = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            r#"{"message-count":"1","messages":[{"status":"0","message-id":"0B00000123ABCDEF"}]}"#,
+            "application/json",
+        ))
+        .mount(&vonage)
+        .await;
+    let secret = "vonage-signature-secret-81c4";
+    let config = format!(
+        r#"
+[record]
+path = "{{dir}}/messages.db"
+[[provider]]
+name = "vonage"
+adapter = "vonage"
+allow_hosts = ["{mock}"]
+[provider.config]
+api_key = "abcd1234"
+signature_secret = "{secret}"
+signature_method = "sha256"
+from = "MyBank"
+base_url = "{mock}"
+[[route]]
+path = "/v1/send"
+providers = ["vonage"]
+"#,
+        mock = vonage.uri()
+    );
+    let bridge = Bridge::start(&config).await;
+    let sent = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", "Your code is 975310")]).await;
+    assert_eq!(sent.status, 200, "{sent:?}");
+    let id = sent.json["id"].as_str().unwrap().to_string();
+    let timeline = || async {
+        let (_, m) = bridge.admin(&format!("/admin/messages/{id}")).await;
+        m["statuses"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let receipt = |status: &str, timestamp: u64| {
+        vec![
+            ("msisdn", "447400123456".to_string()),
+            ("to", "MyBank".to_string()),
+            ("messageId", "0B00000123ABCDEF".to_string()),
+            ("status", status.to_string()),
+            ("err-code", "0".to_string()),
+            ("message-timestamp", "2026-11-24 08:00:00".to_string()),
+            ("timestamp", timestamp.to_string()),
+        ]
+    };
+    let get = |params: Vec<(&str, String)>, sig: Option<String>| {
+        let mut all: Vec<(String, String)> = params.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        if let Some(sig) = sig {
+            all.push(("sig".into(), sig));
+        }
+        let query = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(all).finish();
+        bridge.client.get(bridge.url(&format!("/callbacks/vonage?{query}"))).send()
+    };
+
+    let good = receipt("delivered", now);
+    let sig = vonage_sig(secret, &good);
+    // Another status under the same sig; no sig; a sig over an old timestamp.
+    assert_eq!(get(receipt("failed", now), Some(sig.clone())).await.unwrap().status(), 403);
+    assert_eq!(get(good.clone(), None).await.unwrap().status(), 403);
+    let old = receipt("delivered", now - 3600);
+    assert_eq!(get(old.clone(), Some(vonage_sig(secret, &old))).await.unwrap().status(), 403);
+    assert_eq!(timeline().await, ["queued"]);
+
+    assert_eq!(get(good, Some(sig)).await.unwrap().status(), 200);
+    assert_eq!(timeline().await, ["queued", "delivered"]);
+}
+
 #[tokio::test]
 async fn an_adapter_built_for_the_contract_before_receipts_still_loads_and_sends() {
     let config = r#"

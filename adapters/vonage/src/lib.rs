@@ -6,6 +6,7 @@
 
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
+use smsbridge_receipts::{Callback, CallbackError, DeliveryStatus, Receipts, StatusUpdate};
 use smsbridge_sdk::http::Request;
 use smsbridge_sdk::{Accepted, Adapter, AdapterInfo, Message, SendError, config};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -113,7 +114,76 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-smsbridge_sdk::export_adapter!(Vonage);
+/// Seconds a signed delivery receipt stays acceptable: older ones are replays.
+const RECEIPT_MAX_AGE: u64 = 300;
+
+impl Receipts for Vonage {
+    /// Delivery receipts signed like requests: `sig` over every other field,
+    /// with a `timestamp` no older than five minutes.
+    fn verify(cb: Callback) -> Result<Vec<StatusUpdate>, CallbackError> {
+        let secret = config::get("signature_secret")
+            .ok_or_else(|| CallbackError::Misconfigured("set `signature_secret` to check delivery receipts".into()))?;
+        let method = config::get("signature_method").unwrap_or_else(|| "md5hash".into());
+        let fields = receipt_fields(&cb)?;
+        let given = fields.iter().find(|(k, _)| k == "sig").map(|(_, v)| v.to_ascii_lowercase());
+        let given = given.ok_or_else(|| CallbackError::BadSignature("no sig".into()))?;
+        let signed: Vec<(String, String)> = fields.iter().filter(|(k, _)| k != "sig").cloned().collect();
+        let expected = signature(&signed, &secret, &method)
+            .map_err(|_| CallbackError::Misconfigured(format!("unknown `signature_method` `{method}`")))?;
+        let same = expected.len() == given.len()
+            && expected.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !same {
+            return Err(CallbackError::BadSignature("sig does not match".into()));
+        }
+        let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let sent_at: u64 = field("timestamp")
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| CallbackError::BadSignature("no timestamp".into()))?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        if now.abs_diff(sent_at) > RECEIPT_MAX_AGE {
+            return Err(CallbackError::BadSignature("timestamp is not recent: a replay?".into()));
+        }
+        let id = field("messageId").ok_or_else(|| CallbackError::Malformed("no messageId".into()))?;
+        let word = field("status").ok_or_else(|| CallbackError::Malformed("no status".into()))?;
+        let status = match word {
+            "buffered" => DeliveryStatus::Queued,
+            "accepted" => DeliveryStatus::Sent,
+            "delivered" => DeliveryStatus::Delivered,
+            "expired" => DeliveryStatus::Undelivered,
+            "failed" | "rejected" => DeliveryStatus::Failed,
+            // `unknown`: nothing learned, nothing to record.
+            _ => return Ok(Vec::new()),
+        };
+        let detail = match field("err-code") {
+            Some(code) => format!("{word} {code}"),
+            None => word.to_string(),
+        };
+        Ok(vec![StatusUpdate { provider_id: id.to_string(), status, detail: Some(detail) }])
+    }
+}
+
+/// A receipt's fields: the query string, then a form or JSON body.
+fn receipt_fields(cb: &Callback) -> Result<Vec<(String, String)>, CallbackError> {
+    let mut fields: Vec<(String, String)> = match cb.url.split_once('?') {
+        Some((_, q)) => form_urlencoded::parse(q.as_bytes()).into_owned().collect(),
+        None => Vec::new(),
+    };
+    let json = cb.header("content-type").is_some_and(|t| t.contains("json"));
+    if json && !cb.body.is_empty() {
+        let body: smsbridge_sdk::json::Value = smsbridge_sdk::json::from_slice(&cb.body)
+            .map_err(|e| CallbackError::Malformed(format!("body is not JSON: {e}")))?;
+        let object = body.as_object().ok_or_else(|| CallbackError::Malformed("body is not a JSON object".into()))?;
+        for (k, v) in object {
+            let text = v.as_str().map(Into::into).unwrap_or_else(|| v.to_string());
+            fields.push((k.clone(), text));
+        }
+    } else {
+        fields.extend(cb.form());
+    }
+    Ok(fields)
+}
+
+smsbridge_receipts::export_adapter_with_receipts!(Vonage);
 
 #[cfg(test)]
 mod tests {
