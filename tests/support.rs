@@ -60,6 +60,7 @@ impl Bridge {
     /// Starts smsbridge on `config` with `runtime`, in `dir`.
     pub async fn launch(config: Config, runtime: Arc<Runtime>, dir: tempfile::TempDir) -> Bridge {
         let gateway = Arc::new(Gateway::new(config, runtime).await.expect("gateway starts"));
+        gateway.start_queue();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(smsbridge::server::serve(gateway.clone(), listener, std::future::pending()));

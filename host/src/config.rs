@@ -189,6 +189,10 @@ pub struct Delivery {
     /// `Idempotency-Key`) gets the first answer instead of a second SMS.
     /// Zero turns it off.
     pub idempotency_window: Duration,
+    /// Answer 202 once the message is durably queued; deliver in the
+    /// background, across restarts, until `validity` has passed.
+    pub queued: bool,
+    pub validity: Duration,
 }
 
 /// Limits against SMS pumping (toll fraud).
@@ -292,6 +296,10 @@ mod defaults {
         // Guest time is wall time outside host calls, so a loaded machine's
         // scheduling delays count: leave headroom over the ~1 ms a send needs.
         1000
+    }
+    pub fn validity_s() -> u64 {
+        // An OTP older than this is useless to its user.
+        600
     }
     pub fn retention_days() -> u64 {
         30
@@ -432,6 +440,10 @@ struct RawRoute {
     #[serde(default = "defaults::idempotency_window_s")]
     idempotency_window_s: u64,
     limits: Option<Spanned<RawLimits>>,
+    #[serde(default)]
+    queued: bool,
+    #[serde(default = "defaults::validity_s")]
+    validity_s: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -647,7 +659,15 @@ impl Config {
                 backoff: Duration::from_millis(r.backoff_ms),
                 failover_on_permanent: r.failover_on_permanent,
                 idempotency_window: Duration::from_secs(r.idempotency_window_s),
+                queued: r.queued,
+                validity: Duration::from_secs(r.validity_s.max(1)),
             };
+            if r.queued && raw.record.is_none() {
+                bail!(
+                    "{}: route `{path}`: `queued = true` keeps messages in the message record: add a [record] section",
+                    at(r.path.span())
+                );
+            }
             routes.push(Route {
                 path,
                 methods: r.methods,

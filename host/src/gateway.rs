@@ -44,7 +44,12 @@ pub struct Gateway {
     /// The durable message record, when the config asks for one. Opened at
     /// start; a changed `[record]` takes a restart.
     pub record: Option<Arc<crate::record::Record>>,
+    /// Wakes the queue's worker when a message is queued or a slot frees.
+    queue_wake: Arc<tokio::sync::Notify>,
 }
+
+/// Queued messages delivered at once.
+const QUEUE_WORKERS: usize = 8;
 
 /// A provider's circuit: closed while it answers; open (skipped) for a
 /// cool-down after repeated transient failures; then one probe decides.
@@ -102,6 +107,9 @@ pub struct Sent {
     /// This is the stored answer to an earlier, identical request.
     #[serde(default)]
     pub replayed: bool,
+    /// Accepted for background delivery; no provider has it yet.
+    #[serde(default)]
+    pub queued: bool,
 }
 
 /// Why a message was not sent.
@@ -162,6 +170,7 @@ impl Gateway {
         let routing = Routing::bind(config, &registry, true)?;
         Ok(Gateway {
             record,
+            queue_wake: Default::default(),
             runtime,
             registry,
             routing: ArcSwap::from_pointee(routing),
@@ -332,13 +341,129 @@ impl Gateway {
             tracing::warn!(route = %path, to = %phone::mask(to), limit, "refused: limit reached");
             return Err(Refusal::Limited { limit, retry_after: full.retry_after });
         }
-        self.deliver(routing, route, to, body).await
+        if route.delivery.queued {
+            return self.enqueue(route, to, body);
+        }
+        self.deliver(routing, route, to, body, None).await
+    }
+
+    /// Keeps the message for background delivery: the answer is given once
+    /// it is on disk.
+    fn enqueue(&self, route: &Route, to: &str, body: &str) -> Result<Sent, Refusal> {
+        let record = self.record.as_ref().expect("config checks that queued routes have a record");
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        if let Err(e) = record.enqueue(&id, &route.path, to, body, route.delivery.validity) {
+            tracing::error!(%id, "message not queued: {e:#}");
+            let failure = Failure::Fault("the message could not be queued".into());
+            return Err(Refusal::Provider { provider: String::new(), failure, attempts: Vec::new() });
+        }
+        self.queue_wake.notify_one();
+        tracing::info!(%id, route = %route.path, to = %phone::mask(to), "queued");
+        Ok(Sent {
+            id,
+            to: to.into(),
+            provider: String::new(),
+            provider_id: String::new(),
+            segments: smsbridge_segments::count(body).count,
+            attempts: Vec::new(),
+            replayed: false,
+            queued: true,
+        })
+    }
+
+    /// Delivers queued messages in the background until the process ends:
+    /// first those a restart interrupted, then each as it comes due.
+    pub fn start_queue(self: &Arc<Self>) {
+        let Some(record) = self.record.clone() else { return };
+        match record.recover() {
+            Ok(n) if n > 0 => tracing::warn!("{n} queued messages were on their way when smsbridge stopped"),
+            Err(e) => tracing::error!("queue not recovered: {e:#}"),
+            _ => {}
+        }
+        let gateway = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let busy = Arc::new(std::sync::Mutex::new(std::collections::HashSet::<String>::new()));
+            while let Some(gw) = gateway.upgrade() {
+                let room = QUEUE_WORKERS.saturating_sub(busy.lock().unwrap().len());
+                let due = if room == 0 { Ok(Vec::new()) } else { record.due(room, &busy.lock().unwrap()) };
+                match due {
+                    Ok(due) => {
+                        for q in due {
+                            busy.lock().unwrap().insert(q.id.clone());
+                            let (gw, busy) = (gw.clone(), busy.clone());
+                            tokio::spawn(async move {
+                                let id = q.id.clone();
+                                gw.deliver_queued(q).await;
+                                busy.lock().unwrap().remove(&id);
+                                gw.queue_wake.notify_one();
+                            });
+                        }
+                    }
+                    Err(e) => tracing::error!("queue not read: {e:#}"),
+                }
+                let wake = gw.queue_wake.clone();
+                drop(gw);
+                let _ = tokio::time::timeout(Duration::from_millis(250), wake.notified()).await;
+            }
+        });
+    }
+
+    async fn deliver_queued(&self, q: crate::record::Queued) {
+        let Some(record) = self.record.clone() else { return };
+        let routing = self.routing();
+        let segments = smsbridge_segments::count(&q.body).count;
+        let Some(route) = routing.config.route(&q.route) else {
+            tracing::error!(id = %q.id, route = %q.route, "queued message dropped: its route is gone");
+            let _ = record.dequeue(&q.id);
+            return;
+        };
+        match self.deliver(&routing, route, &q.to, &q.body, Some(&q)).await {
+            Ok(_) => {
+                let _ = record.dequeue(&q.id);
+            }
+            Err(Refusal::Provider { provider, failure, attempts }) => {
+                let maybe_sent = attempts.iter().any(|a| a.outcome == "maybe_sent_before_restart");
+                let expired = crate::record::now() >= q.expires_ms;
+                if is_transient(&failure) && !expired && !attempts.iter().all(|a| a.outcome.starts_with("maybe_sent")) {
+                    // Later, within the message's validity: 2 s, doubling, up to a minute.
+                    let wait = Duration::from_secs(2u64.saturating_pow(q.tries.min(6) + 1).min(60));
+                    let _ = record.reschedule(&q.id, wait);
+                    return;
+                }
+                let status = if maybe_sent { "queued" } else { "failed" };
+                tracing::warn!(id = %q.id, provider = %provider, "queued message not delivered: {failure}");
+                self.remember(&crate::record::Entry {
+                    id: &q.id,
+                    route: &q.route,
+                    to: &q.to,
+                    provider: &provider,
+                    provider_id: None,
+                    segments,
+                    attempts: &attempts,
+                    status,
+                });
+                let _ = record.dequeue(&q.id);
+            }
+            Err(_) => {
+                let _ = record.dequeue(&q.id);
+            }
+        }
     }
 
     /// Tries the route's providers in order until one accepts, within the
     /// route's deadline.
-    async fn deliver(&self, routing: &Routing, route: &Route, to: &str, body: &str) -> Result<Sent, Refusal> {
-        let id = uuid::Uuid::now_v7().simple().to_string();
+    /// A `queued` message keeps its id, skips the providers that may already
+    /// have it, and marks each provider it is about to reach; its failures
+    /// are recorded by the queue, which may try again later.
+    async fn deliver(
+        &self,
+        routing: &Routing,
+        route: &Route,
+        to: &str,
+        body: &str,
+        queued: Option<&crate::record::Queued>,
+    ) -> Result<Sent, Refusal> {
+        let id = queued.map(|q| q.id.clone()).unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
         let segments = smsbridge_segments::count(body).count;
         let masked = phone::mask(to);
         let delivery = &route.delivery;
@@ -348,6 +473,24 @@ impl Gateway {
         let mut last: Option<(String, &'static str, Failure)> = None;
         'providers: for name in &route.providers {
             let provider = routing.config.provider(name);
+            if queued.is_some_and(|q| q.uncertain.contains(name)) {
+                // A request to it was on its way when smsbridge stopped.
+                attempts.push(Attempt { provider: name.clone(), outcome: "maybe_sent_before_restart".into(), ms: 0 });
+                let why = "may have the message from before a restart; not sent again";
+                last.get_or_insert((name.clone(), "maybe_sent", Failure::Fault(why.into())));
+                continue;
+            }
+            let hook: Option<crate::runtime::BeforeRequest> = match (queued, &self.record) {
+                (Some(_), Some(record)) => {
+                    let (record, id, name) = (record.clone(), id.clone(), name.clone());
+                    Some(Arc::new(move || {
+                        if let Err(e) = record.mark_sending(&id, &name) {
+                            tracing::error!(%id, "queue not updated: {e:#}");
+                        }
+                    }))
+                }
+                _ => None,
+            };
             if !self.circuit_allows(name) {
                 attempts.push(Attempt { provider: name.clone(), outcome: "circuit_open".into(), ms: 0 });
                 if last.is_none() {
@@ -360,11 +503,15 @@ impl Gateway {
             loop {
                 let started = Instant::now();
                 let remaining = deadline.saturating_duration_since(started);
-                let result =
-                    match tokio::time::timeout(remaining, self.send_via(routing, name, route, &id, to, body)).await {
-                        Ok(result) => result,
-                        Err(_) => Err(Failure::Adapter(SendError::Unavailable("the route's deadline passed".into()))),
-                    };
+                let attempt = self.send_via(routing, name, route, &id, to, body, hook.clone());
+                let result = match tokio::time::timeout(remaining, attempt).await {
+                    Ok(result) => result,
+                    Err(_) => Err(Failure::Adapter(SendError::Unavailable("the route's deadline passed".into()))),
+                };
+                // Alive to see the answer: the attempt's outcome is known.
+                if let (Some(_), Some(record)) = (queued, &self.record) {
+                    let _ = record.clear_sending(&id);
+                }
                 let took = started.elapsed();
                 let ms = took.as_millis() as u64;
                 let outcome = outcome(&result);
@@ -395,6 +542,7 @@ impl Gateway {
                             segments,
                             attempts,
                             replayed: false,
+                            queued: false,
                         });
                     }
                     Err(failure) => failure,
@@ -426,16 +574,18 @@ impl Gateway {
         }
         let (provider, outcome, failure) = last.expect("a route names at least one provider");
         telemetry::send(&route.path, &provider, outcome, route_started.elapsed());
-        self.remember(&crate::record::Entry {
-            id: &id,
-            route: &route.path,
-            to,
-            provider: &provider,
-            provider_id: None,
-            segments,
-            attempts: &attempts,
-            status: "failed",
-        });
+        if queued.is_none() {
+            self.remember(&crate::record::Entry {
+                id: &id,
+                route: &route.path,
+                to,
+                provider: &provider,
+                provider_id: None,
+                segments,
+                attempts: &attempts,
+                status: "failed",
+            });
+        }
         Err(Refusal::Provider { provider, failure, attempts })
     }
 
@@ -548,12 +698,13 @@ impl Gateway {
         id: &str,
         to: &str,
         body: &str,
+        before_request: Option<crate::runtime::BeforeRequest>,
     ) -> Result<String, Failure> {
         let bound = routing.providers[provider].as_ref().map_err(|why| Failure::Fault(why.clone()))?;
         let sender = route.sender.clone().or_else(|| routing.config.provider(provider).and_then(|p| p.sender.clone()));
         let msg = Message { id: id.into(), to: to.into(), body: body.into(), sender, params: Vec::new() };
         bound.adapter.served.fetch_add(1, Ordering::Relaxed);
-        self.runtime.send(&bound.adapter, &bound.ctx, msg).await.map(|a| a.provider_id)
+        self.runtime.send_with(&bound.adapter, &bound.ctx, msg, before_request).await.map(|a| a.provider_id)
     }
 }
 

@@ -150,6 +150,7 @@ async fn run(cli: Cli) -> Result<()> {
 async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: Option<SocketAddr>) -> Result<()> {
     smsbridge::telemetry::metrics();
     let gateway = Arc::new(gateway(config).await?);
+    gateway.start_queue();
     // One signal, seen by every listener and by the grace timer.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

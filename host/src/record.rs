@@ -42,6 +42,24 @@ pub struct Status {
     pub at_ms: u64,
 }
 
+/// A message waiting in the queue.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub id: String,
+    pub route: String,
+    pub to: String,
+    pub body: String,
+    pub expires_ms: u64,
+    pub tries: u32,
+    /// Providers that may already have it.
+    pub uncertain: Vec<String>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now() -> u64 {
+    now_ms()
+}
+
 /// What one send came to, for [`Record::add`].
 pub struct Entry<'a> {
     pub id: &'a str,
@@ -86,6 +104,22 @@ CREATE TABLE IF NOT EXISTS statuses (
     at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS statuses_by_message ON statuses (message_id);
+-- Messages of queued routes, accepted and not yet delivered. The text and the
+-- number are needed to deliver after a restart; the row goes once delivered.
+CREATE TABLE IF NOT EXISTS queue (
+    id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    to_e164 TEXT NOT NULL,
+    body TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    next_ms INTEGER NOT NULL,
+    tries INTEGER NOT NULL DEFAULT 0,
+    -- The provider a request was about to reach, while it may be on its way.
+    sending TEXT,
+    -- Providers that may have the message from before a crash: never again.
+    uncertain TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS queue_due ON queue (next_ms);
 PRAGMA foreign_keys = ON;
 ";
 
@@ -230,6 +264,80 @@ impl Record {
             out.extend(self.get(&id)?);
         }
         Ok(out)
+    }
+
+    /// Accepts a message of a queued route, to be delivered within `validity`.
+    pub fn enqueue(&self, id: &str, route: &str, to: &str, body: &str, validity: Duration) -> Result<()> {
+        let now = now_ms();
+        self.db.lock().unwrap().execute(
+            "INSERT INTO queue (id, route, to_e164, body, expires_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, route, to, body, now + validity.as_millis() as u64, now],
+        )?;
+        Ok(())
+    }
+
+    /// After a restart: a request that was on its way when the process
+    /// stopped may have reached its provider, which must not get it again.
+    pub fn recover(&self) -> Result<usize> {
+        Ok(self.db.lock().unwrap().execute(
+            "UPDATE queue SET uncertain = uncertain || sending || ',', sending = NULL WHERE sending IS NOT NULL",
+            [],
+        )?)
+    }
+
+    /// Queued messages due now, oldest first, leaving out `busy` ones.
+    pub fn due(&self, limit: usize, busy: &std::collections::HashSet<String>) -> Result<Vec<Queued>> {
+        let db = self.db.lock().unwrap();
+        let mut q = db.prepare(
+            "SELECT id, route, to_e164, body, expires_ms, tries, uncertain FROM queue WHERE next_ms <= ?1 ORDER BY next_ms, id LIMIT ?2",
+        )?;
+        let rows = q.query_map(params![now_ms(), (limit + busy.len()) as i64], |r| {
+            let uncertain: String = r.get(6)?;
+            Ok(Queued {
+                id: r.get(0)?,
+                route: r.get(1)?,
+                to: r.get(2)?,
+                body: r.get(3)?,
+                expires_ms: r.get(4)?,
+                tries: r.get(5)?,
+                uncertain: uncertain.split(',').filter(|p| !p.is_empty()).map(Into::into).collect(),
+            })
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row?;
+            if !busy.contains(&row.id) && out.len() < limit {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `provider` may get the message from here on.
+    pub fn mark_sending(&self, id: &str, provider: &str) -> Result<()> {
+        self.db.lock().unwrap().execute("UPDATE queue SET sending = ?2 WHERE id = ?1", params![id, provider])?;
+        Ok(())
+    }
+
+    /// The attempt ended with an answer: no longer in doubt.
+    pub fn clear_sending(&self, id: &str) -> Result<()> {
+        self.db.lock().unwrap().execute("UPDATE queue SET sending = NULL WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Tries again after `wait`.
+    pub fn reschedule(&self, id: &str, wait: Duration) -> Result<()> {
+        self.db.lock().unwrap().execute(
+            "UPDATE queue SET next_ms = ?2, tries = tries + 1, sending = NULL WHERE id = ?1",
+            params![id, now_ms() + wait.as_millis() as u64],
+        )?;
+        Ok(())
+    }
+
+    /// The message is done with: delivered, refused or expired.
+    pub fn dequeue(&self, id: &str) -> Result<()> {
+        self.db.lock().unwrap().execute("DELETE FROM queue WHERE id = ?1", [id])?;
+        Ok(())
     }
 
     /// Deletes messages older than `age`; returns how many.

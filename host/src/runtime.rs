@@ -272,7 +272,13 @@ pub struct State {
     /// Time spent waiting in host calls, which the CPU budget does not count.
     in_host: Duration,
     memory_cap: MemoryCap,
+    /// Called before each outbound request: lets a queued send record that
+    /// the provider may have its message, before it can.
+    before_request: Option<BeforeRequest>,
 }
+
+/// See `State::before_request`.
+pub type BeforeRequest = Arc<dyn Fn() + Send + Sync>;
 
 impl State {
     fn guest_time(&self) -> Duration {
@@ -313,6 +319,9 @@ impl types::Host for State {}
 impl http::Host for State {
     async fn send(&mut self, req: http::Request) -> Result<http::Response, http::Error> {
         let entered = Instant::now();
+        if let Some(hook) = &self.before_request {
+            hook();
+        }
         let origin = Outbound::origin(&req.url);
         let result = self.provider.outbound.send(req, self.deadline).await;
         self.in_host += entered.elapsed();
@@ -541,9 +550,20 @@ impl Runtime {
         provider: &Arc<ProviderContext>,
         msg: Message,
     ) -> Result<Accepted, Failure> {
+        self.send_with(adapter, provider, msg, None).await
+    }
+
+    /// [`Runtime::send`], calling `before_request` before each outbound request.
+    pub async fn send_with(
+        &self,
+        adapter: &Adapter,
+        provider: &Arc<ProviderContext>,
+        msg: Message,
+        before_request: Option<BeforeRequest>,
+    ) -> Result<Accepted, Failure> {
         let sender = adapter.sender.clone();
         let result = self
-            .run(&adapter.pre, provider, move |instance, store| {
+            .run_with(&adapter.pre, provider, before_request, move |instance, store| {
                 Box::pin(async move {
                     let guest = sender.load(&mut *store, instance)?;
                     guest.call_send(store, &msg).await
@@ -590,9 +610,20 @@ impl Runtime {
         provider: &Arc<ProviderContext>,
         call: impl for<'a> FnOnce(&'a Instance, &'a mut Store<State>) -> CallFuture<'a, R> + Send,
     ) -> Result<R, Failure> {
+        self.run_with(pre, provider, None, call).await
+    }
+
+    async fn run_with<R: Send + 'static>(
+        &self,
+        pre: &InstancePre<State>,
+        provider: &Arc<ProviderContext>,
+        before_request: Option<BeforeRequest>,
+        call: impl for<'a> FnOnce(&'a Instance, &'a mut Store<State>) -> CallFuture<'a, R> + Send,
+    ) -> Result<R, Failure> {
         let _permit = self.permits.acquire().await.map_err(|_| Failure::Fault("runtime is shutting down".into()))?;
-        let mut store =
-            self.store(provider).map_err(|e| Failure::Fault(format!("cannot set up the sandbox: {e:#}")))?;
+        let mut store = self
+            .store(provider, before_request)
+            .map_err(|e| Failure::Fault(format!("cannot set up the sandbox: {e:#}")))?;
         let work = async {
             let instance = pre.instantiate_async(&mut store).await?;
             call(&instance, &mut store).await
@@ -605,7 +636,7 @@ impl Runtime {
         }
     }
 
-    fn store(&self, provider: &Arc<ProviderContext>) -> Result<Store<State>> {
+    fn store(&self, provider: &Arc<ProviderContext>, before_request: Option<BeforeRequest>) -> Result<Store<State>> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let mut wasi = WasiCtx::builder();
         wasi.stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
@@ -623,6 +654,7 @@ impl Runtime {
             started: now,
             in_host: Duration::ZERO,
             memory_cap: MemoryCap(provider.memory_bytes),
+            before_request,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory_cap);

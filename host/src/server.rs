@@ -310,6 +310,17 @@ async fn send(gateway: &Gateway, req: Request) -> Result<Response, Problem> {
                 .replace("{segments}", &sent.segments.to_string());
             (replayed, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
         }
+        None if sent.queued => (
+            StatusCode::ACCEPTED,
+            replayed,
+            axum::Json(json!({
+                "status": "queued",
+                "id": sent.id,
+                "segments": sent.segments,
+                "replayed": sent.replayed,
+            })),
+        )
+            .into_response(),
         None => (
             replayed,
             axum::Json(json!({

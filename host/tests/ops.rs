@@ -195,3 +195,115 @@ fn the_systemd_unit_verifies() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
 }
+
+/// A provider on loopback that holds every request `hold` before answering
+/// 200, counting each message text it gets.
+fn holding_provider(hold: Duration) -> (String, std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let texts = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    let seen = texts.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then as much body as Content-Length says.
+                loop {
+                    let Ok(n) = stream.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&data).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            let fields: BTreeMap<String, String> =
+                                url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                            let n = {
+                                let mut seen = seen.lock().unwrap();
+                                *seen.entry(fields.get("text").cloned().unwrap_or_default()).or_insert(0) += 1;
+                                seen.values().sum::<u32>()
+                            };
+                            std::thread::sleep(hold);
+                            let answer = format!("{{\"id\":\"p-{n}\"}}");
+                            let _ = write!(
+                                stream,
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                                answer.len()
+                            );
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, texts)
+}
+
+#[test]
+fn queued_messages_survive_kill_9_and_none_reaches_the_provider_twice() {
+    let (provider, texts) = holding_provider(Duration::from_millis(1500));
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+[record]
+path = "{{dir}}/messages.db"
+[[provider]]
+name = "slow"
+adapter = "generic-http"
+allow_hosts = ["http://{provider}"]
+[provider.config]
+url = "http://{provider}/send"
+params = "to={{to}}&text={{body}}"
+id_pointer = "/id"
+[[route]]
+path = "/v1/send"
+providers = ["slow"]
+queued = true
+idempotency_window_s = 0
+limits = {{ per_number = "off", per_prefix = "off" }}
+"#
+    );
+    let (mut child, addr, _admin, _logs) = serve(dir.path(), &config);
+    let codes: Vec<String> = (0..12).map(|i| format!("Your code is 4{i:05}")).collect();
+    for code in &codes {
+        let form = format!("phone=%2B447400123456&message={}", code.replace(' ', "+"));
+        let (status, body) = request(&addr, "POST", "/v1/send", "", &form);
+        assert_eq!(status, 202, "{body}");
+        assert!(body.contains("\"status\":\"queued\""), "{body}");
+    }
+    // Eight deliveries at the provider, held there: kill -9 mid-delivery.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while texts.lock().unwrap().values().sum::<u32>() < 8 {
+        assert!(Instant::now() < deadline, "deliveries never started: {:?}", texts.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let at_kill = texts.lock().unwrap().values().sum::<u32>();
+    assert!(at_kill < 12, "the kill came after every delivery began: {at_kill}");
+
+    // Restart on the same database: the rest are delivered, none twice.
+    let (_child, _addr, _admin, _logs) = serve(dir.path(), &config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while texts.lock().unwrap().len() < codes.len() {
+        assert!(Instant::now() < deadline, "not every message arrived: {:?}", texts.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let texts = texts.lock().unwrap();
+    for code in &codes {
+        assert_eq!(texts.get(code), Some(&1), "{code} reached the provider {:?} times: {texts:?}", texts.get(code));
+    }
+}
