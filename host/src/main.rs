@@ -428,6 +428,11 @@ async fn send(config: Option<&Path>, to: &str, message: &str, route: Option<&str
         None => routing.config.routes.first().context("the config has no routes")?,
     };
     match gateway.send(&routing, route, to, message, None).await {
+        Ok(sent) if sent.queued => {
+            // The running server's queue delivers it, or the next `serve` does.
+            println!("{}", serde_json::json!({"status": "queued", "id": sent.id}));
+            Ok(())
+        }
         Ok(sent) => {
             println!(
                 "{}",
