@@ -3,6 +3,7 @@
 //! a bearer token guards it when configured.
 
 use crate::gateway::Gateway;
+use crate::record::MessageRecord;
 use crate::runtime::Compiled;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
@@ -43,7 +44,7 @@ async fn require_token(State(token): State<Arc<Option<String>>>, req: Request, n
 }
 
 /// The record's answer, or why there is none.
-fn record_of(gateway: &Gateway) -> Result<&crate::record::Record, Response> {
+fn record_of(gateway: &Gateway) -> Result<&dyn MessageRecord, Response> {
     gateway.record.as_deref().ok_or_else(|| {
         let why = "no message record: add a [record] section to the config";
         (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no_record", "message": why}))).into_response()

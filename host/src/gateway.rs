@@ -12,6 +12,7 @@
 
 use crate::config::{Config, Countries, Route};
 use crate::phone::{self, PhoneError};
+use crate::record::MessageRecord;
 use crate::registry::{Change, Registry};
 use crate::runtime::{Adapter, Failure, Message, ProviderContext, Runtime, SendError};
 use crate::store::{Bucket, Claim, MemoryStore, Store};
@@ -43,7 +44,7 @@ pub struct Gateway {
     circuits: std::sync::Mutex<HashMap<String, Circuit>>,
     /// The durable message record, when the config asks for one. Opened at
     /// start; a changed `[record]` takes a restart.
-    pub record: Option<Arc<crate::record::Record>>,
+    pub record: Option<Arc<dyn crate::record::MessageRecord>>,
     /// Wakes the queue's worker when a message is queued or a slot frees.
     queue_wake: Arc<tokio::sync::Notify>,
 }
@@ -164,7 +165,7 @@ impl Gateway {
                         tokio::time::sleep(Duration::from_secs(3600)).await;
                     }
                 });
-                Some(record)
+                Some(record as Arc<dyn MessageRecord>)
             }
         };
         let routing = Routing::bind(config, &registry, true)?;

@@ -127,6 +127,36 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// The message record and the queue of a queued route, as the gateway and
+/// the admin listener use them. [`Record`] (SQLite, embedded) is the default;
+/// a shared database can serve several smsbridge instances through it.
+pub trait MessageRecord: Send + Sync {
+    /// Records one send and its first status.
+    fn add(&self, entry: &Entry) -> Result<()>;
+    /// Adds `status` to the timeline of the message `provider` knows as
+    /// `provider_id`; false when there is no such message.
+    fn update_status(&self, provider: &str, provider_id: &str, status: &str) -> Result<bool>;
+    fn get(&self, id: &str) -> Result<Option<Message>>;
+    /// The latest `limit` messages to `e164`, newest first.
+    fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<Message>>;
+    /// Deletes messages older than `age`; returns how many.
+    fn purge(&self, age: Duration) -> Result<usize>;
+    /// Accepts a message of a queued route, to be delivered within `validity`.
+    fn enqueue(&self, id: &str, route: &str, to: &str, body: &str, validity: Duration) -> Result<()>;
+    /// After a restart, marks requests that were on their way as uncertain.
+    fn recover(&self) -> Result<usize>;
+    /// Queued messages due now, oldest first, leaving out `busy` ones.
+    fn due(&self, limit: usize, busy: &std::collections::HashSet<String>) -> Result<Vec<Queued>>;
+    /// `provider` may get the message from here on.
+    fn mark_sending(&self, id: &str, provider: &str) -> Result<()>;
+    /// The attempt ended with an answer: no longer in doubt.
+    fn clear_sending(&self, id: &str) -> Result<()>;
+    /// Tries again after `wait`.
+    fn reschedule(&self, id: &str, wait: Duration) -> Result<()>;
+    /// The message is done with: delivered, refused or expired.
+    fn dequeue(&self, id: &str) -> Result<()>;
+}
+
 impl Record {
     /// Opens (or creates) the database at `path`. The number-hash key is
     /// `key` when the operator gives one, else one made on first open and
@@ -164,9 +194,11 @@ impl Record {
         mac.update(e164.as_bytes());
         mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
     }
+}
 
+impl MessageRecord for Record {
     /// Records one send and its first status.
-    pub fn add(&self, entry: &Entry) -> Result<()> {
+    fn add(&self, entry: &Entry) -> Result<()> {
         let now = now_ms();
         let hash = self.number_hash(entry.to);
         let mut db = self.db.lock().unwrap();
@@ -201,7 +233,7 @@ impl Record {
 
     /// Adds `status` to the timeline of the message `provider` knows as
     /// `provider_id`; false when there is no such message.
-    pub fn update_status(&self, provider: &str, provider_id: &str, status: &str) -> Result<bool> {
+    fn update_status(&self, provider: &str, provider_id: &str, status: &str) -> Result<bool> {
         let db = self.db.lock().unwrap();
         let id: Option<String> = db
             .query_row(
@@ -218,7 +250,7 @@ impl Record {
         Ok(true)
     }
 
-    pub fn get(&self, id: &str) -> Result<Option<Message>> {
+    fn get(&self, id: &str) -> Result<Option<Message>> {
         let db = self.db.lock().unwrap();
         let row = db
             .query_row(
@@ -251,7 +283,7 @@ impl Record {
     }
 
     /// The latest `limit` messages to `e164`, newest first.
-    pub fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<Message>> {
+    fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<Message>> {
         let hash = self.number_hash(e164);
         let ids: Vec<String> = {
             let db = self.db.lock().unwrap();
@@ -267,7 +299,7 @@ impl Record {
     }
 
     /// Accepts a message of a queued route, to be delivered within `validity`.
-    pub fn enqueue(&self, id: &str, route: &str, to: &str, body: &str, validity: Duration) -> Result<()> {
+    fn enqueue(&self, id: &str, route: &str, to: &str, body: &str, validity: Duration) -> Result<()> {
         let now = now_ms();
         self.db.lock().unwrap().execute(
             "INSERT INTO queue (id, route, to_e164, body, expires_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -278,7 +310,7 @@ impl Record {
 
     /// After a restart: a request that was on its way when the process
     /// stopped may have reached its provider, which must not get it again.
-    pub fn recover(&self) -> Result<usize> {
+    fn recover(&self) -> Result<usize> {
         Ok(self.db.lock().unwrap().execute(
             "UPDATE queue SET uncertain = uncertain || sending || ',', sending = NULL WHERE sending IS NOT NULL",
             [],
@@ -286,7 +318,7 @@ impl Record {
     }
 
     /// Queued messages due now, oldest first, leaving out `busy` ones.
-    pub fn due(&self, limit: usize, busy: &std::collections::HashSet<String>) -> Result<Vec<Queued>> {
+    fn due(&self, limit: usize, busy: &std::collections::HashSet<String>) -> Result<Vec<Queued>> {
         let db = self.db.lock().unwrap();
         let mut q = db.prepare(
             "SELECT id, route, to_e164, body, expires_ms, tries, uncertain FROM queue WHERE next_ms <= ?1 ORDER BY next_ms, id LIMIT ?2",
@@ -314,19 +346,19 @@ impl Record {
     }
 
     /// `provider` may get the message from here on.
-    pub fn mark_sending(&self, id: &str, provider: &str) -> Result<()> {
+    fn mark_sending(&self, id: &str, provider: &str) -> Result<()> {
         self.db.lock().unwrap().execute("UPDATE queue SET sending = ?2 WHERE id = ?1", params![id, provider])?;
         Ok(())
     }
 
     /// The attempt ended with an answer: no longer in doubt.
-    pub fn clear_sending(&self, id: &str) -> Result<()> {
+    fn clear_sending(&self, id: &str) -> Result<()> {
         self.db.lock().unwrap().execute("UPDATE queue SET sending = NULL WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// Tries again after `wait`.
-    pub fn reschedule(&self, id: &str, wait: Duration) -> Result<()> {
+    fn reschedule(&self, id: &str, wait: Duration) -> Result<()> {
         self.db.lock().unwrap().execute(
             "UPDATE queue SET next_ms = ?2, tries = tries + 1, sending = NULL WHERE id = ?1",
             params![id, now_ms() + wait.as_millis() as u64],
@@ -335,13 +367,13 @@ impl Record {
     }
 
     /// The message is done with: delivered, refused or expired.
-    pub fn dequeue(&self, id: &str) -> Result<()> {
+    fn dequeue(&self, id: &str) -> Result<()> {
         self.db.lock().unwrap().execute("DELETE FROM queue WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// Deletes messages older than `age`; returns how many.
-    pub fn purge(&self, age: Duration) -> Result<usize> {
+    fn purge(&self, age: Duration) -> Result<usize> {
         let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
         let db = self.db.lock().unwrap();
         Ok(db.execute("DELETE FROM messages WHERE created_ms < ?1", [cutoff])?)
