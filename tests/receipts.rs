@@ -123,6 +123,63 @@ providers = ["twilio"]
     assert_eq!(unknown.status(), 404);
 }
 
+#[tokio::test]
+async fn a_signalwire_callback_is_checked_with_the_signing_key_under_its_own_header() {
+    let sw = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(201).set_body_raw(
+            r#"{"sid":"0e6d3ebc-6ed4-4a5a-a5a8-35f3fbb1a0e3","status":"queued","num_segments":1}"#,
+            "application/json",
+        ))
+        .mount(&sw)
+        .await;
+    let config = format!(
+        r#"
+[server]
+public_url = "{PUBLIC}"
+[record]
+path = "{{dir}}/messages.db"
+[[provider]]
+name = "sw"
+adapter = "signalwire"
+allow_hosts = ["{mock}"]
+[provider.config]
+space = "acme"
+project_id = "p-1"
+api_token = "PTsecret-token"
+signing_key = "{TOKEN}"
+from = "+15550100"
+base_url = "{mock}"
+[[route]]
+path = "/v1/send"
+providers = ["sw"]
+"#,
+        mock = sw.uri()
+    );
+    let bridge = Bridge::start(&config).await;
+    let sent = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", "Your code is 112233")]).await;
+    assert_eq!(sent.status, 200, "{sent:?}");
+    let params = [("MessageSid", "0e6d3ebc-6ed4-4a5a-a5a8-35f3fbb1a0e3"), ("MessageStatus", "delivered")];
+    // The Twilio scheme, keyed by the Signing Key (TOKEN here), not the API token.
+    let signature = twilio_signature(&format!("{PUBLIC}/callbacks/sw"), &params);
+    let post = |header: &'static str, sig: String| {
+        bridge
+            .client
+            .post(bridge.url("/callbacks/sw"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(header, sig)
+            .body(form(&params))
+            .send()
+    };
+    assert_eq!(post("X-SignalWire-Signature", signature.replace('=', "A")).await.unwrap().status(), 403);
+    let resp = post("X-SignalWire-Signature", signature.clone()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(answer["updated"], 1);
+    // The alias header is read too.
+    assert_eq!(post("X-Twilio-Signature", signature).await.unwrap().status(), 200);
+}
+
 /// A `MessageBird-Signature-JWT` for a GET of `url`, made with PyJWT, the
 /// way MessageBird's own libraries make it.
 fn messagebird_jwt(key: &str, url: &str, valid_from: i64, valid_for: i64) -> String {
