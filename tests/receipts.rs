@@ -16,18 +16,32 @@ const PUBLIC: &str = "https://sms.example.com";
 /// `X-Twilio-Signature` for `url` and `params`, computed by the `twilio`
 /// package's `RequestValidator` (installed by scripts/test).
 fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
-    let python = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("venv/bin/python");
     let script = "import json, sys\nfrom twilio.request_validator import RequestValidator\n\
                   token, url, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])\n\
                   print(RequestValidator(token).compute_signature(url, params))";
     let params: serde_json::Map<String, serde_json::Value> =
         params.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
+    python(script, &[TOKEN, url, &serde_json::Value::Object(params).to_string()])
+}
+
+/// What `script` prints, run by the Python that scripts/test sets up with
+/// the providers' own libraries (tests/requirements.txt).
+fn python(script: &str, args: &[&str]) -> String {
+    let python = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("venv/bin/python");
     let out = Command::new(&python)
-        .args(["-c", script, TOKEN, url, &serde_json::Value::Object(params).to_string()])
+        .arg("-c")
+        .arg(script)
+        .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test installs it with the twilio package", python.display()));
-    assert!(out.status.success(), "twilio RequestValidator: {}", String::from_utf8_lossy(&out.stderr));
+        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test installs it", python.display()));
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The status words of message `id`'s timeline, from the admin listener.
+async fn timeline(bridge: &Bridge, id: &str) -> Vec<String> {
+    let (_, m) = bridge.admin(&format!("/admin/messages/{id}")).await;
+    m["statuses"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap().to_string()).collect()
 }
 
 fn form(params: &[(&str, &str)]) -> String {
@@ -89,10 +103,6 @@ providers = ["twilio"]
         }
         req.send()
     };
-    let timeline = || async {
-        let (_, m) = bridge.admin(&format!("/admin/messages/{id}")).await;
-        m["statuses"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap().to_string()).collect::<Vec<_>>()
-    };
 
     // One byte changed in the body: refused, nothing recorded.
     let forged = form(&params).replace("delivered", "delivereD");
@@ -103,20 +113,20 @@ providers = ["twilio"]
     let mut bad = signature.clone().into_bytes();
     bad[3] = if bad[3] == b'A' { b'B' } else { b'A' };
     assert_eq!(post(form(&params), Some(String::from_utf8(bad).unwrap())).await.unwrap().status(), 403);
-    assert_eq!(timeline().await, ["queued"]);
+    assert_eq!(timeline(&bridge, &id).await, ["queued"]);
 
     // The genuine callback.
     let resp = post(form(&params), Some(signature)).await.unwrap();
     assert_eq!(resp.status(), 200);
     let answer: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(answer["updated"], 1);
-    assert_eq!(timeline().await, ["queued", "delivered"]);
+    assert_eq!(timeline(&bridge, &id).await, ["queued", "delivered"]);
 
     // Twilio may sign the URL with its default port written out.
     let failed = [("MessageSid", "SM5a1b"), ("MessageStatus", "undelivered"), ("ErrorCode", "30003")];
     let with_port = twilio_signature(&format!("{PUBLIC}:443/callbacks/twilio"), &failed);
     assert_eq!(post(form(&failed), Some(with_port)).await.unwrap().status(), 200);
-    assert_eq!(timeline().await, ["queued", "delivered", "undelivered"]);
+    assert_eq!(timeline(&bridge, &id).await, ["queued", "delivered", "undelivered"]);
 
     // No such provider.
     let unknown = bridge.client.post(bridge.url("/callbacks/nobody")).body("x").send().await.unwrap();
@@ -183,19 +193,13 @@ providers = ["sw"]
 /// A `MessageBird-Signature-JWT` for a GET of `url`, made with PyJWT, the
 /// way MessageBird's own libraries make it.
 fn messagebird_jwt(key: &str, url: &str, valid_from: i64, valid_for: i64) -> String {
-    let python = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("venv/bin/python");
     let script = "import hashlib, sys, time, jwt\n\
                   key, url, start, span = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])\n\
                   now = int(time.time()) + start\n\
                   claims = {'iss': 'MessageBird', 'nbf': now, 'exp': now + span, 'jti': 'j-1',\n\
                             'url_hash': hashlib.sha256(url.encode()).hexdigest()}\n\
                   print(jwt.encode(claims, key, algorithm='HS256'))";
-    let out = Command::new(&python)
-        .args(["-c", script, key, url, &valid_from.to_string(), &valid_for.to_string()])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test installs PyJWT", python.display()));
-    assert!(out.status.success(), "PyJWT: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    python(script, &[key, url, &valid_from.to_string(), &valid_for.to_string()])
 }
 
 #[tokio::test]
@@ -242,10 +246,6 @@ providers = ["mb"]
         }
         req.send()
     };
-    let timeline = || async {
-        let (_, m) = bridge.admin(&format!("/admin/messages/{id}")).await;
-        m["statuses"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap().to_string()).collect::<Vec<_>>()
-    };
 
     let key = "mb-signing-key-2f9d";
     let token = messagebird_jwt(key, &format!("{PUBLIC}{path}"), 0, 60);
@@ -257,27 +257,21 @@ providers = ["mb"]
     let expired = messagebird_jwt(key, &format!("{PUBLIC}{path}"), -600, 60);
     assert_eq!(get(path.clone(), Some(expired)).await.unwrap().status(), 403);
     assert_eq!(get(path.clone(), None).await.unwrap().status(), 403);
-    assert_eq!(timeline().await, ["queued"]);
+    assert_eq!(timeline(&bridge, &id).await, ["queued"]);
 
     let resp = get(path.clone(), Some(token)).await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(timeline().await, ["queued", "delivered"]);
+    assert_eq!(timeline(&bridge, &id).await, ["queued", "delivered"]);
 }
 
 /// Vonage's `sig` for `params`, from Vonage's own Python SDK (v3).
 fn vonage_sig(secret: &str, params: &[(&str, String)]) -> String {
-    let python = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("venv/bin/python");
     let script = "import json, sys, warnings\nwarnings.simplefilter('ignore')\nimport vonage\n\
                   c = vonage.Client(key='k', secret='s', signature_secret=sys.argv[1], signature_method='sha256')\n\
                   print(c.signature(json.loads(sys.argv[2])))";
     let params: serde_json::Map<String, serde_json::Value> =
         params.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str()))).collect();
-    let out = Command::new(&python)
-        .args(["-c", script, secret, &serde_json::Value::Object(params).to_string()])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test installs the vonage package", python.display()));
-    assert!(out.status.success(), "vonage: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    python(script, &[secret, &serde_json::Value::Object(params).to_string()])
 }
 
 #[tokio::test]
@@ -315,10 +309,6 @@ providers = ["vonage"]
     let sent = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", "Your code is 975310")]).await;
     assert_eq!(sent.status, 200, "{sent:?}");
     let id = sent.json["id"].as_str().unwrap().to_string();
-    let timeline = || async {
-        let (_, m) = bridge.admin(&format!("/admin/messages/{id}")).await;
-        m["statuses"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap().to_string()).collect::<Vec<_>>()
-    };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let receipt = |status: &str, timestamp: u64| {
         vec![
@@ -347,10 +337,10 @@ providers = ["vonage"]
     assert_eq!(get(good.clone(), None).await.unwrap().status(), 403);
     let old = receipt("delivered", now - 3600);
     assert_eq!(get(old.clone(), Some(vonage_sig(secret, &old))).await.unwrap().status(), 403);
-    assert_eq!(timeline().await, ["queued"]);
+    assert_eq!(timeline(&bridge, &id).await, ["queued"]);
 
     assert_eq!(get(good, Some(sig)).await.unwrap().status(), 200);
-    assert_eq!(timeline().await, ["queued", "delivered"]);
+    assert_eq!(timeline(&bridge, &id).await, ["queued", "delivered"]);
 }
 
 #[tokio::test]

@@ -424,7 +424,7 @@ impl Gateway {
             }
             Err(Refusal::Provider { provider, failure, attempts }) => {
                 let maybe_sent = attempts.iter().any(|a| a.outcome == "maybe_sent_before_restart");
-                let expired = crate::record::now() >= q.expires_ms;
+                let expired = crate::record::now_ms() >= q.expires_ms;
                 if is_transient(&failure) && !expired && !attempts.iter().all(|a| a.outcome.starts_with("maybe_sent")) {
                     // Later, within the message's validity: 2 s, doubling, up to a minute.
                     let wait = Duration::from_secs(2u64.saturating_pow(q.tries.min(6) + 1).min(60));

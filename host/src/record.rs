@@ -55,11 +55,6 @@ pub struct Queued {
     pub uncertain: Vec<String>,
 }
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now() -> u64 {
-    now_ms()
-}
-
 /// What one send came to, for [`Record::add`].
 pub struct Entry<'a> {
     pub id: &'a str,
@@ -123,7 +118,8 @@ CREATE INDEX IF NOT EXISTS queue_due ON queue (next_ms);
 PRAGMA foreign_keys = ON;
 ";
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 

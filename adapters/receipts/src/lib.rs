@@ -62,6 +62,26 @@ macro_rules! export_adapter_with_receipts {
     };
 }
 
+/// Lowercase hex of the SHA-256 of `bytes`.
+///
+/// ```
+/// assert_eq!(&smsbridge_receipts::hex_sha256(b"")[..8], "e3b0c442");
+/// ```
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `a` and `b` are equal, in time independent of where they differ:
+/// for comparing signatures.
+///
+/// ```
+/// assert!(smsbridge_receipts::same("abc", "abc") && !smsbridge_receipts::same("abc", "abd"));
+/// ```
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 pub mod messagebird;
 pub mod twilio;
 
@@ -79,6 +99,24 @@ impl Callback {
     /// ```
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The URL's query parameters, in order.
+    ///
+    /// ```
+    /// let cb = smsbridge_receipts::Callback {
+    ///     method: "GET".into(),
+    ///     url: "https://sms.example.com/callbacks/mb?id=mb-1&status=sent".into(),
+    ///     headers: Vec::new(),
+    ///     body: Vec::new(),
+    /// };
+    /// assert_eq!(cb.query()[0], ("id".to_string(), "mb-1".to_string()));
+    /// ```
+    pub fn query(&self) -> Vec<(String, String)> {
+        match self.url.split_once('?') {
+            Some((_, q)) => form_urlencoded::parse(q.as_bytes()).into_owned().collect(),
+            None => Vec::new(),
+        }
     }
 
     /// The form-encoded body's fields, in order.

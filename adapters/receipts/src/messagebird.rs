@@ -2,21 +2,17 @@
 //! an HS256 JWT keyed by the signing key whose claims bind it to the URL
 //! called (`url_hash`) and the body (`payload_hash`), within `nbf`..`exp`.
 
-use crate::{Callback, CallbackError, DeliveryStatus, StatusUpdate};
+use crate::{Callback, CallbackError, DeliveryStatus, StatusUpdate, hex_sha256};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use smsbridge_sdk::json::Value;
 
 /// The header MessageBird signs with.
 pub const HEADER: &str = "MessageBird-Signature-JWT";
 /// Clock difference tolerated on `nbf` and `exp`, in seconds.
 const LEEWAY: u64 = 5;
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn bad(why: &str) -> CallbackError {
     CallbackError::BadSignature(why.into())
@@ -80,10 +76,7 @@ pub fn status(word: &str) -> Option<DeliveryStatus> {
 /// from its query string (GET) or form body.
 pub fn read(key: &str, cb: &Callback, now: u64) -> Result<Vec<StatusUpdate>, CallbackError> {
     verify(key, cb, now)?;
-    let mut fields: Vec<(String, String)> = match cb.url.split_once('?') {
-        Some((_, q)) => form_urlencoded::parse(q.as_bytes()).into_owned().collect(),
-        None => Vec::new(),
-    };
+    let mut fields = cb.query();
     fields.extend(cb.form());
     let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
     let id = field("id").ok_or_else(|| CallbackError::Malformed("no id".into()))?;

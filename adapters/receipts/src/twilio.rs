@@ -1,10 +1,9 @@
 //! Twilio's webhook signatures (`X-Twilio-Signature`), which SignalWire's
 //! compatibility API uses too, and its message status callbacks.
 
-use crate::{Callback, CallbackError, DeliveryStatus, StatusUpdate};
+use crate::{Callback, CallbackError, DeliveryStatus, StatusUpdate, hex_sha256, same};
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use sha2::Digest;
 
 /// The signature Twilio sends for `url` and form `params`: Base64 of
 /// HMAC-SHA1, keyed with the auth token, over the URL followed by every
@@ -48,23 +47,15 @@ pub fn port_forms(url: &str) -> (String, String) {
     (with, format!("{scheme}://{host}{tail}"))
 }
 
-/// Whether `a` and `b` are equal, in time independent of where they differ.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Checks `cb`'s signature in `header` with `token`. A form body is signed
 /// with its parameters; a JSON body with the URL alone, whose `bodySHA256`
 /// query parameter must then be the body's SHA-256.
 pub fn verify(token: &str, cb: &Callback, header: &str) -> Result<(), CallbackError> {
     let given = cb.header(header).ok_or_else(|| CallbackError::BadSignature(format!("no {header} header")))?;
-    let query: Vec<(String, String)> = match cb.url.split_once('?') {
-        Some((_, q)) => form_urlencoded::parse(q.as_bytes()).into_owned().collect(),
-        None => Vec::new(),
-    };
+    let query = cb.query();
     let params = match query.iter().find(|(k, _)| k == "bodySHA256") {
         Some((_, hash)) => {
-            let actual: String = sha2::Sha256::digest(&cb.body).iter().map(|b| format!("{b:02x}")).collect();
+            let actual = hex_sha256(&cb.body);
             if !same(&actual, &hash.to_ascii_lowercase()) {
                 return Err(CallbackError::BadSignature("the body does not match bodySHA256".into()));
             }
@@ -163,7 +154,7 @@ mod tests {
     #[test]
     fn a_json_body_is_signed_through_its_hash() {
         let body = r#"{"MessageSid":"SM1"}"#;
-        let hash: String = sha2::Sha256::digest(body.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let hash = hex_sha256(body.as_bytes());
         let url = format!("https://sms.example.com/cb?bodySHA256={hash}");
         let sig = signature("tok", &url, &[]);
         assert!(verify("tok", &callback(&url, body, &sig), "X-Twilio-Signature").is_ok());

@@ -130,9 +130,7 @@ impl Receipts for Vonage {
         let signed: Vec<(String, String)> = fields.iter().filter(|(k, _)| k != "sig").cloned().collect();
         let expected = signature(&signed, &secret, &method)
             .map_err(|_| CallbackError::Misconfigured(format!("unknown `signature_method` `{method}`")))?;
-        let same = expected.len() == given.len()
-            && expected.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if !same {
+        if !smsbridge_receipts::same(&expected, &given) {
             return Err(CallbackError::BadSignature("sig does not match".into()));
         }
         let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -164,10 +162,7 @@ impl Receipts for Vonage {
 
 /// A receipt's fields: the query string, then a form or JSON body.
 fn receipt_fields(cb: &Callback) -> Result<Vec<(String, String)>, CallbackError> {
-    let mut fields: Vec<(String, String)> = match cb.url.split_once('?') {
-        Some((_, q)) => form_urlencoded::parse(q.as_bytes()).into_owned().collect(),
-        None => Vec::new(),
-    };
+    let mut fields = cb.query();
     let json = cb.header("content-type").is_some_and(|t| t.contains("json"));
     if json && !cb.body.is_empty() {
         let body: smsbridge_sdk::json::Value = smsbridge_sdk::json::from_slice(&cb.body)
