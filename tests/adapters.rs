@@ -4,7 +4,7 @@
 //! each answer shape the provider can give maps to the right answer.
 
 use serde_json::{Value, json};
-use smsbridge_tests::{Answer, Bridge};
+use smsbridge_tests::{Answer, Bridge, quiet_route};
 use std::time::Duration;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate, matchers::any};
 
@@ -79,16 +79,11 @@ timeout_ms = {timeout_ms}
 base_url = "{mock}"
 {settings}
 
-[[route]]
-path = "/v1/send"
-providers = ["p"]
-idempotency_window_s = 0
-retries = 0
-limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
-"#,
+{route_0}"#,
         adapter = case.adapter,
         mock = mock.uri(),
         settings = case.settings.replace("{mock}", &mock.uri()),
+        route_0 = quiet_route("/v1/send", &["p"], ""),
     );
     Bridge::start(&config).await
 }
@@ -687,4 +682,23 @@ fn twilio_requests_use_only_fields_the_openapi_spec_declares() {
             assert!(sent.contains(&field.as_str()), "{}: required `{field}` is missing", case.adapter);
         }
     }
+}
+
+/// A setting named like a credential is declared secret, so the host masks
+/// its value wherever it would show and `check` flags it when written inline.
+#[tokio::test]
+async fn every_credential_a_bundled_adapter_takes_is_declared_secret() {
+    let runtime = smsbridge_tests::runtime();
+    let mut checked = 0;
+    for (name, bytes) in smsbridge_tests::artifacts::BUNDLED {
+        let adapter = runtime.load(bytes, name, None).await.unwrap();
+        for key in &adapter.info.config_keys {
+            let last_word = key.name.rsplit('_').next().unwrap_or_default();
+            if ["secret", "password", "token", "key"].contains(&last_word) {
+                assert!(key.secret, "adapter `{name}`: `{}` is a credential but not declared secret", key.name);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 12, "only {checked} credentials found: are the bundled adapters all there?");
 }

@@ -1,16 +1,20 @@
 //! Hot reload, end to end: adapter files replaced under load, broken files
 //! refused, config edits applied, and compiled code reused across restarts.
 
-use smsbridge_tests::{Bridge, artifacts};
+use smsbridge_tests::{Bridge, artifacts, quiet_route};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Provider `swap` runs whatever `adapters/swap.wasm` is. Both versions used
 /// here accept its settings: the outbox answers with the host's message id,
 /// the hostile adapter in `echo` mode with the number and text.
-const SWAP: &str = r#"
+/// The config, built once.
+static SWAP: LazyLock<String> = LazyLock::new(|| {
+    [
+        r#"
 [adapters]
 dir = "{dir}/adapters"
 
@@ -25,20 +29,14 @@ name = "outbox"
 adapter = "outbox"
 data_dir = "{dir}/outbox"
 
-[[route]]
-path = "/swap"
-providers = ["swap"]
-idempotency_window_s = 0
-retries = 0
-limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
-
-[[route]]
-path = "/v1/send"
-providers = ["outbox"]
-idempotency_window_s = 0
-retries = 0
-limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
-"#;
+"#,
+        &quiet_route("/swap", &["swap"], ""),
+        r#"
+"#,
+        &quiet_route("/v1/send", &["outbox"], ""),
+    ]
+    .concat()
+});
 
 const PHONE: &str = "+447400123456";
 
@@ -87,7 +85,7 @@ fn version_of(answer: &smsbridge_tests::Answer, body: &str) -> Result<&'static s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replacing_an_adapter_fifty_times_under_load_loses_no_request() {
-    let bridge = Arc::new(Bridge::start_with(SWAP, |dir| install(dir, artifacts::OUTBOX_WASM)).await);
+    let bridge = Arc::new(Bridge::start_with(&SWAP, |dir| install(dir, artifacts::OUTBOX_WASM)).await);
     let versions = [
         (artifacts::HOSTILE_WASM, sha256(artifacts::HOSTILE_WASM)),
         (artifacts::OUTBOX_WASM, sha256(artifacts::OUTBOX_WASM)),
@@ -149,7 +147,7 @@ async fn replacing_an_adapter_fifty_times_under_load_loses_no_request() {
 
 #[tokio::test]
 async fn broken_files_are_refused_and_the_old_version_keeps_serving() {
-    let bridge = Bridge::start_with(SWAP, |dir| install(dir, artifacts::HOSTILE_WASM)).await;
+    let bridge = Bridge::start_with(&SWAP, |dir| install(dir, artifacts::HOSTILE_WASM)).await;
     let good = sha256(artifacts::HOSTILE_WASM);
     let file = swap_file(bridge.dir.path());
 
@@ -206,7 +204,7 @@ async fn broken_files_are_refused_and_the_old_version_keeps_serving() {
 
 #[tokio::test]
 async fn a_config_edit_applies_without_a_restart_and_a_bad_one_is_refused() {
-    let bridge = Bridge::start_from_file(SWAP, |dir| install(dir, artifacts::OUTBOX_WASM)).await;
+    let bridge = Bridge::start_from_file(&SWAP, |dir| install(dir, artifacts::OUTBOX_WASM)).await;
     let file = bridge.dir.path().join("smsbridge.toml");
     let original = std::fs::read_to_string(&file).unwrap();
     let send = |path: &'static str| bridge.post_form(path, &[("phone", PHONE), ("message", "hi")]);
@@ -271,7 +269,7 @@ async fn a_restart_with_unchanged_adapters_uses_the_compiled_code_cache() {
 
 #[tokio::test]
 async fn the_admin_listener_requires_its_token_when_one_is_set() {
-    let bridge = Bridge::start_with(SWAP, |dir| install(dir, artifacts::OUTBOX_WASM)).await;
+    let bridge = Bridge::start_with(&SWAP, |dir| install(dir, artifacts::OUTBOX_WASM)).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/admin/adapters", listener.local_addr().unwrap());
     let router = smsbridge::admin::router(bridge.gateway.clone(), Some("adm-7c1e2b".into()));

@@ -2,7 +2,7 @@
 //! misbehaving send fails with a clear error within its limits, and the
 //! gateway keeps serving good adapters.
 
-use smsbridge_tests::{Bridge, artifacts};
+use smsbridge_tests::{Bridge, artifacts, quiet_route};
 use std::time::{Duration, Instant};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -40,31 +40,11 @@ config = {{ mode = "trap" }}
 
 {extra}
 
-[[route]]
-path = "/good"
-providers = ["outbox"]
-idempotency_window_s = 0
-retries = 0
-limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
-[[route]]
-path = "/spin"
-providers = ["spin"]
-idempotency_window_s = 0
-retries = 0
-limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
-[[route]]
-path = "/hog"
-providers = ["hog"]
-idempotency_window_s = 0
-retries = 0
-limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
-[[route]]
-path = "/trap"
-providers = ["trap"]
-idempotency_window_s = 0
-retries = 0
-limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
-"#
+{route_0}{route_1}{route_2}{route_3}"#,
+        route_0 = quiet_route("/good", &["outbox"], ""),
+        route_1 = quiet_route("/spin", &["spin"], ""),
+        route_2 = quiet_route("/hog", &["hog"], ""),
+        route_3 = quiet_route("/trap", &["trap"], ""),
     )
 }
 
@@ -152,21 +132,11 @@ adapter = "hostile"
 allow_hosts = ["{allowed}"]
 config = {{ mode = "fetch", url = "{allowed}/ok" }}
 
-[[route]]
-path = "/sneaky"
-providers = ["sneaky"]
-idempotency_window_s = 0
-retries = 0
-limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
-[[route]]
-path = "/honest"
-providers = ["honest"]
-idempotency_window_s = 0
-retries = 0
-limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
-"#,
+{route_0}{route_1}"#,
         allowed = allowed.uri(),
         forbidden = forbidden.uri(),
+        route_0 = quiet_route("/sneaky", &["sneaky"], ""),
+        route_1 = quiet_route("/honest", &["honest"], ""),
     );
     let bridge = start(&extra).await;
 
@@ -201,14 +171,9 @@ timeout_ms = 300
 allow_hosts = ["{slow}"]
 config = {{ mode = "fetch", url = "{slow}/sms" }}
 
-[[route]]
-path = "/slow"
-providers = ["slow"]
-idempotency_window_s = 0
-retries = 0
-limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
-"#,
-        slow = slow.uri()
+{route_0}"#,
+        slow = slow.uri(),
+        route_0 = quiet_route("/slow", &["slow"], ""),
     );
     let bridge = start(&extra).await;
     let started = Instant::now();
@@ -221,15 +186,13 @@ limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_rou
 
 #[tokio::test]
 async fn a_transient_failure_fails_over_to_the_next_provider() {
-    let extra = r#"
-[[route]]
-path = "/failover"
-providers = ["trap", "outbox"]
-idempotency_window_s = 0
-retries = 0
-limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
-"#;
-    let bridge = start(extra).await;
+    let extra = [
+        r#"
+"#,
+        &quiet_route("/failover", &["trap", "outbox"], ""),
+    ]
+    .concat();
+    let bridge = start(&extra).await;
     let a = send(&bridge, "/failover").await;
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.json["provider"], "outbox");
@@ -239,7 +202,8 @@ limits = { per_number = "off", per_prefix = "off", per_country = "off", per_rout
 async fn a_secret_of_one_provider_is_invisible_to_another_adapter() {
     // SAFETY: set before any thread of this test reads the environment.
     unsafe { std::env::set_var("SMSBRIDGE_TEST_VAULT_TOKEN", "tok-7f3a9c2e51") };
-    let extra = r#"
+    let extra = [
+        r#"
 [[provider]]
 name = "vault"
 adapter = "hostile"
@@ -255,26 +219,15 @@ name = "snoop"
 adapter = "hostile"
 config = { mode = "peek", key = "api_token" }
 
-[[route]]
-path = "/vault"
-providers = ["vault"]
-idempotency_window_s = 0
-retries = 0
-limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
-[[route]]
-path = "/snoop"
-providers = ["snoop"]
-idempotency_window_s = 0
-retries = 0
-limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
-[[route]]
-path = "/plain"
-providers = ["plain"]
-idempotency_window_s = 0
-retries = 0
-limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
-"#;
-    let bridge = start(extra).await;
+"#,
+        &quiet_route("/vault", &["vault"], ""),
+        r#""#,
+        &quiet_route("/snoop", &["snoop"], ""),
+        r#""#,
+        &quiet_route("/plain", &["plain"], ""),
+    ]
+    .concat();
+    let bridge = start(&extra).await;
     // An instance reads its own settings (the control)...
     let plain = send(&bridge, "/plain").await;
     assert_eq!(plain.json["provider_id"], "plain-label", "{plain:?}");

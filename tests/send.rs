@@ -2,35 +2,24 @@
 //! outbox component, and the file it writes.
 
 use serde_json::json;
-use smsbridge_tests::Bridge;
+use smsbridge_tests::{Bridge, quiet_route};
+use std::sync::LazyLock;
 
-const OUTBOX: &str = r#"
+/// The config, built once.
+static OUTBOX: LazyLock<String> = LazyLock::new(|| {
+    [r#"
 [[provider]]
 name = "outbox"
 adapter = "outbox"
 data_dir = "{dir}/outbox"
 
-[[route]]
-path = "/v1/send"
-providers = ["outbox"]
-idempotency_window_s = 0
-retries = 0
-limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
-
-[[route]]
-path = "/v1/gb"
-methods = ["POST"]
-fields = { phone = "To", message = "Custommessage" }
-providers = ["outbox"]
-idempotency_window_s = 0
-retries = 0
-limits = { per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }
-default_country = "GB"
-"#;
+"#, &quiet_route("/v1/send", &["outbox"], ""), r#"
+"#, &quiet_route("/v1/gb", &["outbox"], "methods = [\"POST\"]\nfields = { phone = \"To\", message = \"Custommessage\" }\ndefault_country = \"GB\"\n")].concat()
+});
 
 #[tokio::test]
 async fn get_form_and_json_each_deliver_one_line() {
-    let bridge = Bridge::start(OUTBOX).await;
+    let bridge = Bridge::start(&OUTBOX).await;
 
     let get = bridge.get("/v1/send?phone=%2B447400123456&message=Your%20code%20is%20111111").await;
     // An unencoded `+` (as `curl -d phone=+44…` sends it) still reads as `+`.
@@ -65,7 +54,7 @@ async fn get_form_and_json_each_deliver_one_line() {
 
 #[tokio::test]
 async fn national_numbers_take_the_route_default_country() {
-    let bridge = Bridge::start(OUTBOX).await;
+    let bridge = Bridge::start(&OUTBOX).await;
     for number in ["07400 123456", "(07400) 123-456", "447400123456", "0044 7400 123456"] {
         let answer =
             bridge.post_form("/v1/gb", &[("To", number), ("Custommessage", "Your tokencode is 12345678")]).await;
@@ -83,7 +72,7 @@ async fn national_numbers_take_the_route_default_country() {
 
 #[tokio::test]
 async fn segments_follow_gsm7_and_ucs2() {
-    let bridge = Bridge::start(OUTBOX).await;
+    let bridge = Bridge::start(&OUTBOX).await;
     let long = "a".repeat(161);
     let answer = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", &long)]).await;
     assert_eq!(answer.json["segments"], 2, "{answer:?}");
@@ -96,7 +85,7 @@ async fn segments_follow_gsm7_and_ucs2() {
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
-    let bridge = Bridge::start(OUTBOX).await;
+    let bridge = Bridge::start(&OUTBOX).await;
 
     let a = bridge.post_form("/v1/send", &[("message", "hi")]).await;
     a.assert_failed(400, "missing_field");
@@ -153,7 +142,7 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
 
 #[tokio::test]
 async fn concurrent_sends_each_write_one_whole_line() {
-    let bridge = std::sync::Arc::new(Bridge::start(OUTBOX).await);
+    let bridge = std::sync::Arc::new(Bridge::start(&OUTBOX).await);
     let mut tasks = Vec::new();
     for i in 0..40 {
         let bridge = bridge.clone();

@@ -11,6 +11,18 @@ use std::sync::{Arc, OnceLock};
 
 pub use smsbridge::artifacts;
 
+/// A `[[route]]` at `path` through `providers`, with the limits against SMS
+/// pumping, repeated-request answers and retries off, so that each send a
+/// test makes is sent once, as it is; `extra` adds TOML lines to it.
+pub fn quiet_route(path: &str, providers: &[&str], extra: &str) -> String {
+    let providers: Vec<String> = providers.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        "\n[[route]]\npath = \"{path}\"\nproviders = [{}]\nidempotency_window_s = 0\nretries = 0\n\
+         limits = {{ per_number = \"off\", per_prefix = \"off\", per_country = \"off\", per_route = \"off\" }}\n{extra}",
+        providers.join(", ")
+    )
+}
+
 /// One runtime per test binary, so each component is compiled once.
 pub fn runtime() -> Arc<Runtime> {
     let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("smsbridge=debug").try_init();

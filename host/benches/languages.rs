@@ -8,8 +8,11 @@
 //! are `adapters/examples/`. All three pass the same fixtures.
 
 use smsbridge::config::Config;
-use smsbridge::runtime::bindings::smsbridge::adapter::http::Response;
-use smsbridge::runtime::{Message, ProviderContext, Runtime};
+use smsbridge::outbound::Canned;
+use smsbridge::outcome::Outgoing;
+use smsbridge::routing::sandbox_spec;
+use smsbridge::runtime::{ProviderContext, Runtime};
+use smsbridge::wit::HttpResponse;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -59,12 +62,11 @@ from = "Bank"
         "bench.toml",
     )
     .unwrap();
-    let msg = Message {
+    let msg = Outgoing {
         id: "01a20bcec41f733aa8b15b14d45f9319".into(),
         to: "+447700900123".into(),
         body: "Your code is 123456".into(),
         sender: None,
-        params: Vec::new(),
     };
 
     let adapters = [
@@ -103,18 +105,18 @@ from = "Bank"
         );
 
         let adapter = rt.block_on(runtime.load(&bytes, &source, None)).unwrap();
-        let ctx = ProviderContext::new(&config.providers[0], &adapter.info).unwrap().answering_with(Box::new(|_| {
-            Ok(Response {
-                status: 201,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: br#"{"id":"msg-1"}"#.to_vec(),
-            })
-        }));
+        let canned = Canned(HttpResponse {
+            status: 201,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"id":"msg-1"}"#.to_vec(),
+        });
+        let spec = sandbox_spec(&config.providers[0], Some(Arc::new(canned)));
+        let ctx = ProviderContext::new(spec, &adapter.info).unwrap();
         let ctx = Arc::new(ctx);
         // Warm up, and check the canned answer goes through the real adapter.
         for _ in 0..5 {
             let accepted = rt.block_on(runtime.send(&adapter, &ctx, msg.clone())).unwrap();
-            assert_eq!(accepted.provider_id, "msg-1");
+            assert_eq!(accepted, "msg-1");
         }
         let send = median(
             (0..sends)

@@ -11,8 +11,11 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use smsbridge::artifacts::BUNDLED;
 use smsbridge::config::Config;
-use smsbridge::runtime::bindings::smsbridge::adapter::http::Response;
-use smsbridge::runtime::{Message, ProviderContext, Runtime};
+use smsbridge::outbound::Canned;
+use smsbridge::outcome::Outgoing;
+use smsbridge::routing::sandbox_spec;
+use smsbridge::runtime::{ProviderContext, Runtime};
+use smsbridge::wit::HttpResponse;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,24 +45,23 @@ from = "+15005550006"
         "bench.toml",
     )
     .unwrap();
-    let ctx = ProviderContext::new(&config.providers[0], &twilio.info).unwrap().answering_with(Box::new(|_| {
-        Ok(Response {
-            status: 201,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: TWILIO_CREATED.as_bytes().to_vec(),
-        })
-    }));
+    let canned = Canned(HttpResponse {
+        status: 201,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: TWILIO_CREATED.as_bytes().to_vec(),
+    });
+    let spec = sandbox_spec(&config.providers[0], Some(Arc::new(canned)));
+    let ctx = ProviderContext::new(spec, &twilio.info).unwrap();
     let ctx = Arc::new(ctx);
-    let msg = Message {
+    let msg = Outgoing {
         id: "01a20bcec41f733aa8b15b14d45f9319".into(),
         to: "+447700900123".into(),
         body: "Your code is 123456".into(),
         sender: None,
-        params: Vec::new(),
     };
     // Sanity: the canned answer goes through the real adapter.
     let accepted = rt.block_on(runtime.send(&twilio, &ctx, msg.clone())).unwrap();
-    assert_eq!(accepted.provider_id, "SM0123456789abcdef0123456789abcdef");
+    assert_eq!(accepted, "SM0123456789abcdef0123456789abcdef");
 
     let mut group = c.benchmark_group("send");
     group.measurement_time(Duration::from_secs(3)).sample_size(50);

@@ -3,7 +3,7 @@
 //! a bearer token guards it when configured.
 
 use crate::gateway::Gateway;
-use crate::record::MessageRecord;
+use crate::record::MessageLog;
 use crate::runtime::Compiled;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
@@ -44,7 +44,7 @@ async fn require_token(State(token): State<Arc<Option<String>>>, req: Request, n
 }
 
 /// The record's answer, or why there is none.
-fn record_of(gateway: &Gateway) -> Result<&dyn MessageRecord, Response> {
+fn record_of(gateway: &Gateway) -> Result<&dyn MessageLog, Response> {
     gateway.record.as_deref().ok_or_else(|| {
         let why = "no message record: add a [record] section to the config";
         (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no_record", "message": why}))).into_response()
@@ -63,7 +63,7 @@ async fn message(State(gateway): State<Arc<Gateway>>, Path(id): Path<String>) ->
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    match record.get(&id) {
+    match record.get(&id).await {
         Ok(Some(m)) => axum::Json(m).into_response(),
         Ok(None) => {
             (StatusCode::NOT_FOUND, axum::Json(json!({"error": "not_found", "message": "no message with this id"})))
@@ -92,7 +92,7 @@ async fn messages_by_number(State(gateway): State<Arc<Gateway>>, Query(q): Query
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
     };
-    match record.by_number(&number, 50) {
+    match record.by_number(&number, 50).await {
         Ok(list) => axum::Json(json!({ "messages": list })).into_response(),
         Err(e) => record_failed(e),
     }

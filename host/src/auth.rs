@@ -36,7 +36,7 @@ impl Nonces {
     fn issue(&self) -> String {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).expect("the OS has randomness");
-        let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let nonce = hex::encode(bytes);
         let mut issued = self.issued.lock().unwrap();
         issued.retain(|_, (at, _)| at.elapsed() < NONCE_TTL);
         issued.insert(nonce.clone(), (Instant::now(), 0));
@@ -136,8 +136,8 @@ fn digest(
     let p = parse_params(params);
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     let hash: fn(&str) -> String = match get("algorithm") {
-        "" | "MD5" => |s| hex(&md5::Md5::digest(s.as_bytes())),
-        "SHA-256" => |s| hex(&sha2::Sha256::digest(s.as_bytes())),
+        "" | "MD5" => |s| hex::encode(md5::Md5::digest(s.as_bytes())),
+        "SHA-256" => |s| hex::encode(sha2::Sha256::digest(s.as_bytes())),
         _ => return refuse("unsupported digest algorithm", false),
     };
     if get("qop") != "auth" || get("realm") != realm || get("uri") != req.uri || get("cnonce").is_empty() {
@@ -177,10 +177,6 @@ fn parse_params(text: &str) -> HashMap<String, String> {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,7 +197,7 @@ mod tests {
         let nonces = Nonces::default();
         let nonce = nonces.issue();
         let (method, uri) = (Method::GET, "/dir/index.html");
-        let h = |s: &str| hex(&sha2::Sha256::digest(s.as_bytes()));
+        let h = |s: &str| hex::encode(sha2::Sha256::digest(s.as_bytes()));
         let ha1 = h("Mufasa:http-auth@example.org:Circle of Life");
         let ha2 = h("GET:/dir/index.html");
         let cnonce = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";

@@ -4,9 +4,11 @@
 //! expected one (method, URL, required headers, body fields) and answered
 //! with that one's canned response; every difference is reported by name.
 
-use crate::config::{Provider, Setting};
-use crate::runtime::bindings::smsbridge::adapter::http;
-use crate::runtime::{Failure, Message, ProviderContext, Runtime, SendError};
+use crate::config::Setting;
+use crate::outbound::{Exchange, Intercepted, Interceptor};
+use crate::outcome::{Outcome as SendOutcome, Outgoing};
+use crate::runtime::{ProviderContext, Runtime, SandboxSpec};
+use crate::wit::{HttpError, HttpRequest, HttpResponse};
 use anyhow::{Context, Result, anyhow};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -112,71 +114,40 @@ pub async fn run(runtime: &Runtime, bytes: &[u8], fixture: Fixture) -> Result<Re
             (k.clone(), Setting { value, from_env: false })
         })
         .collect();
-    let provider = Provider {
+    let expected = Arc::new(fixture.requests);
+    let answers =
+        Arc::new(Answers { expected: expected.clone(), report: Default::default(), next: Default::default() });
+    let spec = SandboxSpec {
         name: "fixture".into(),
-        adapter: adapter.info.name.clone(),
+        settings,
         allow_hosts: Some(hosts),
         timeout: Duration::from_secs(10),
         cpu: Duration::from_secs(1),
         memory_bytes: 64 << 20,
         max_response_bytes: 1 << 20,
         data_dir: None,
-        sender: None,
-        settings,
-        circuit_failures: 1,
-        circuit_cooldown: Duration::ZERO,
+        interceptor: Some(answers.clone()),
     };
-    let expected = Arc::new(fixture.requests);
-    let state = Arc::new(Mutex::new(Report::default()));
-    let next = Arc::new(Mutex::new(0usize));
-    let responder = {
-        let (expected, state, next) = (expected.clone(), state.clone(), next.clone());
-        Box::new(move |req: &http::Request| {
-            let mut report = state.lock().unwrap();
-            let mut n = next.lock().unwrap();
-            report.requests.push(format!("{} {}\n{}", req.method, req.url, String::from_utf8_lossy(&req.body)));
-            let Some(want) = expected.get(*n) else {
-                report.mismatches.push(format!(
-                    "request {}: unexpected; the fixture expects {} requests",
-                    *n + 1,
-                    expected.len()
-                ));
-                return Err(http::Error::Protocol("unexpected request (fixture)".into()));
-            };
-            *n += 1;
-            let before = report.mismatches.len();
-            compare(*n, want, req, &mut report.mismatches);
-            if report.mismatches.len() > before {
-                return Err(http::Error::Protocol(format!("request {} does not match the fixture", *n)));
-            }
-            Ok(http::Response {
-                status: want.response.status,
-                headers: want.response.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                body: want.response.body.clone().into_bytes(),
-            })
-        }) as crate::outbound::Responder
-    };
-    let ctx = Arc::new(ProviderContext::new(&provider, &adapter.info)?.answering_with(responder));
+    let ctx = Arc::new(ProviderContext::new(spec, &adapter.info)?);
     let m = fixture.message;
-    let msg = Message { id: m.id, to: m.to, body: m.body, sender: m.sender, params: Vec::new() };
+    let msg = Outgoing { id: m.id, to: m.to, body: m.body, sender: m.sender };
     let result = runtime.send(&adapter, &ctx, msg).await;
 
-    let mut report = std::mem::take(&mut *state.lock().unwrap());
-    let made = *next.lock().unwrap();
+    let mut report = std::mem::take(&mut *answers.report.lock().unwrap());
+    let made = *answers.next.lock().unwrap();
     if made < expected.len() {
         report.mismatches.push(format!("the adapter made {made} requests; the fixture expects {}", expected.len()));
     }
     let (kind, detail) = match &result {
-        Ok(a) => ("accepted", a.provider_id.clone()),
-        Err(Failure::Adapter(e)) => (error_kind(e), format!("{e:?}")),
-        Err(Failure::Fault(f)) => ("fault", f.clone()),
+        Ok(id) => (SendOutcome::Accepted, id.clone()),
+        Err(failure) => (failure.outcome(), failure.to_string()),
     };
     report.result = format!("{kind}: {detail}");
     match (&fixture.expect.accepted, &fixture.expect.error) {
-        (Some(id), _) if kind != "accepted" || &detail != id => {
+        (Some(id), _) if kind != SendOutcome::Accepted || &detail != id => {
             report.mismatches.push(format!("result: expected accepted `{id}`, got {kind}: {detail}"))
         }
-        (None, Some(want)) if kind != want => {
+        (None, Some(want)) if SendOutcome::parse(want) != Some(kind) => {
             report.mismatches.push(format!("result: expected error `{want}`, got {kind}: {detail}"))
         }
         (None, None) => report.mismatches.push("the fixture's [expect] names neither `accepted` nor `error`".into()),
@@ -185,19 +156,47 @@ pub async fn run(runtime: &Runtime, bytes: &[u8], fixture: Fixture) -> Result<Re
     Ok(report)
 }
 
-fn error_kind(e: &SendError) -> &'static str {
-    match e {
-        SendError::InvalidRecipient(_) => "invalid-recipient",
-        SendError::Rejected(_) => "rejected",
-        SendError::Unauthorized(_) => "unauthorized",
-        SendError::RateLimited(_) => "rate-limited",
-        SendError::Unavailable(_) => "unavailable",
-        SendError::Misconfigured(_) => "misconfigured",
+/// Answers the adapter's requests from the fixture, in order, noting each
+/// request and every difference from what the fixture expects.
+struct Answers {
+    expected: Arc<Vec<Expected>>,
+    report: Mutex<Report>,
+    next: Mutex<usize>,
+}
+
+#[async_trait::async_trait]
+impl Interceptor for Answers {
+    async fn intercept(&self, _exchange: Exchange<'_>, req: &HttpRequest) -> Intercepted {
+        Intercepted::Answer(self.answer(req))
+    }
+}
+
+impl Answers {
+    fn answer(&self, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
+        let mut report = self.report.lock().unwrap();
+        let mut n = self.next.lock().unwrap();
+        report.requests.push(format!("{} {}\n{}", req.method, req.url, String::from_utf8_lossy(&req.body)));
+        let Some(want) = self.expected.get(*n) else {
+            let expected = self.expected.len();
+            report.mismatches.push(format!("request {}: unexpected; the fixture expects {expected} requests", *n + 1));
+            return Err(HttpError::Protocol("unexpected request (fixture)".into()));
+        };
+        *n += 1;
+        let before = report.mismatches.len();
+        compare(*n, want, req, &mut report.mismatches);
+        if report.mismatches.len() > before {
+            return Err(HttpError::Protocol(format!("request {} does not match the fixture", *n)));
+        }
+        Ok(HttpResponse {
+            status: want.response.status,
+            headers: want.response.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            body: want.response.body.clone().into_bytes(),
+        })
     }
 }
 
 /// Appends a line per difference between `want` and the request `got`.
-fn compare(n: usize, want: &Expected, got: &http::Request, out: &mut Vec<String>) {
+fn compare(n: usize, want: &Expected, got: &HttpRequest, out: &mut Vec<String>) {
     let mut differ = |what: String, expected: &str, actual: &str| {
         if expected != actual {
             out.push(format!("request {n}: {what}\n    expected: {expected}\n    got:      {actual}"));

@@ -5,19 +5,23 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod delivery;
 pub mod fixture;
 pub mod gateway;
 pub mod outbound;
+pub mod outcome;
 pub mod phone;
 pub mod record;
 pub mod registry;
+pub mod routing;
 pub mod runtime;
 pub mod scaffold;
 pub mod server;
-pub mod store;
+pub mod state;
 pub mod telemetry;
 pub mod tls;
 pub mod watch;
+pub mod wit;
 
 /// Components built from `adapters/` by the build script.
 pub mod artifacts {

@@ -262,7 +262,7 @@ async fn check(config: Option<&Path>) -> Result<()> {
                 (false, true) => "MISSING",
                 (false, false) => "not set",
             };
-            println!("  {:<20} {:<8} {:<9} {}", key.name, key_kind(key), state, key.description);
+            println!("  {:<20} {:<8} {:<9} {}", key.name, smsbridge::wit::key_kind(key), state, key.description);
         }
         let hosts = p.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
         println!("  allow_hosts: {}", if hosts.is_empty() { "(none)".into() } else { hosts.join(", ") });
@@ -276,67 +276,14 @@ async fn check(config: Option<&Path>) -> Result<()> {
             r.providers.join(", ")
         );
     }
-    for warning in risks(&gateway) {
+    let secret_keys = |adapter: &str| {
+        let info = gateway.registry.get(adapter).map(|a| a.info.config_keys.clone()).unwrap_or_default();
+        info.into_iter().filter(|k| k.secret).map(|k| k.name).collect()
+    };
+    for warning in smsbridge::config::audit::risks(&routing.config, secret_keys) {
         println!("warning: {warning}");
     }
     Ok(())
-}
-
-/// Settings that work but that a bank's security review would flag.
-fn risks(gateway: &Gateway) -> Vec<String> {
-    use smsbridge::config::CallerAuth;
-    let routing = gateway.routing();
-    let config = &routing.config;
-    let mut risks = Vec::new();
-    if !config.server.listen.ip().is_loopback() {
-        risks.push(format!(
-            "plain HTTP on {}, which is not loopback: credentials and codes cross the network in clear (use [server.tls])",
-            config.server.listen
-        ));
-    }
-    for r in &config.routes {
-        let inline = match &r.auth {
-            None => {
-                risks.push(format!("route {} has no caller auth: anyone who reaches it can send SMS", r.path));
-                continue;
-            }
-            Some(CallerAuth::Basic { password: s, .. } | CallerAuth::Digest { password: s, .. }) => !s.from_env,
-            Some(CallerAuth::FormSecret { secret, .. }) => !secret.from_env,
-            Some(CallerAuth::Bearer { token }) => !token.from_env,
-        };
-        if inline {
-            risks.push(format!(
-                "route {}: its auth secret is written inline; read it with {{ env = \"NAME\" }}",
-                r.path
-            ));
-        }
-    }
-    for p in &config.providers {
-        let Some(adapter) = gateway.registry.get(&p.adapter) else { continue };
-        for key in adapter.info.config_keys.iter().filter(|k| k.secret) {
-            if p.settings.get(&key.name).is_some_and(|s| !s.from_env) {
-                risks.push(format!(
-                    "provider {}: secret `config.{}` is written inline; read it with {{ env = \"NAME\" }}",
-                    p.name, key.name
-                ));
-            }
-        }
-    }
-    if config.admin.as_ref().and_then(|a| a.token.as_ref()).is_some_and(|t| !t.from_env) {
-        risks.push("admin token is written inline; read it with { env = \"NAME\" }".into());
-    }
-    risks
-}
-
-/// `secret`, `required` or `optional`, as `check` and `inspect` show a setting.
-fn key_kind(key: &smsbridge::runtime::bindings::smsbridge::adapter::types::ConfigKey) -> &'static str {
-    if key.secret {
-        "secret"
-    } else if key.required {
-        "required"
-    } else {
-        "optional"
-    }
 }
 
 async fn inspect(file: &Path) -> Result<()> {
@@ -358,7 +305,7 @@ async fn inspect(file: &Path) -> Result<()> {
             if info.default_hosts.is_empty() { "(none)".into() } else { info.default_hosts.join(", ") }
         );
         for key in &info.config_keys {
-            println!("setting:  {:<22} {:<8} {}", key.name, key_kind(key), key.description);
+            println!("setting:  {:<22} {:<8} {}", key.name, smsbridge::wit::key_kind(key), key.description);
         }
     }
     match report.problem {

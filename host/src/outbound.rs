@@ -6,9 +6,14 @@
 //! redirects, within the send's remaining time, and its answer is cut off at
 //! a size cap. The guest cannot set `Host` or framing headers, so the checked
 //! URL is the one the request goes to.
+//!
+//! A request the allowlist admits passes an optional [`Interceptor`] before
+//! it leaves: the queue marks the provider that may get the message, and
+//! fixtures and benchmarks answer in place of the network.
 
-use crate::runtime::bindings::smsbridge::adapter::http::{Error, Request, Response};
+use crate::wit::{HttpError as Error, HttpRequest as Request, HttpResponse as Response};
 use anyhow::{Result, bail};
+use std::sync::Arc;
 use std::time::Instant;
 use url::Url;
 
@@ -63,17 +68,44 @@ impl HostRule {
 
 /// An outbound HTTP client bound to one provider instance's policy.
 pub struct Outbound {
-    transport: Transport,
+    client: reqwest::Client,
     rules: Vec<HostRule>,
     max_response_bytes: usize,
+    interceptor: Option<Arc<dyn Interceptor>>,
 }
 
-/// Answers requests in place of the network: for fixtures and benchmarks.
-pub type Responder = Box<dyn Fn(&Request) -> Result<Response, Error> + Send + Sync>;
+/// Which send a request belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    /// The provider instance.
+    pub provider: &'a str,
+    /// The message being sent; none for `info()` and callbacks.
+    pub message_id: Option<&'a str>,
+}
 
-enum Transport {
-    Network(reqwest::Client),
-    Responder(Responder),
+/// What an interceptor decided for one request.
+pub enum Intercepted {
+    /// Let it go to the network.
+    Continue,
+    /// Answer it with this, and send nothing.
+    Answer(Result<Response, Error>),
+}
+
+/// Sees every request the allowlist admits, just before it would leave.
+#[async_trait::async_trait]
+pub trait Interceptor: Send + Sync {
+    async fn intercept(&self, exchange: Exchange<'_>, req: &Request) -> Intercepted;
+}
+
+/// Answers every request with the same response: for benchmarks, which
+/// measure the sandbox and not the network.
+pub struct Canned(pub Response);
+
+#[async_trait::async_trait]
+impl Interceptor for Canned {
+    async fn intercept(&self, _exchange: Exchange<'_>, _req: &Request) -> Intercepted {
+        Intercepted::Answer(Ok(self.0.clone()))
+    }
 }
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -82,7 +114,11 @@ const HOST_OWNED_HEADERS: &[&str] =
     &["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"];
 
 impl Outbound {
-    pub fn new(rules: Vec<HostRule>, max_response_bytes: usize) -> Result<Outbound> {
+    pub fn new(
+        rules: Vec<HostRule>,
+        max_response_bytes: usize,
+        interceptor: Option<Arc<dyn Interceptor>>,
+    ) -> Result<Outbound> {
         // reqwest is built without a default crypto provider; pick ring once.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
@@ -90,12 +126,7 @@ impl Outbound {
             .no_proxy()
             .user_agent(concat!("smsbridge/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Outbound { transport: Transport::Network(client), rules, max_response_bytes })
-    }
-
-    /// The same policy, with `responder` answering instead of the network.
-    pub fn answering_with(self, responder: Responder) -> Outbound {
-        Outbound { transport: Transport::Responder(responder), ..self }
+        Ok(Outbound { client, rules, max_response_bytes, interceptor })
     }
 
     /// `scheme://host[:port]` of `url`, the most of a URL that is ever logged:
@@ -121,17 +152,18 @@ impl Outbound {
     }
 
     /// Performs `req` if the policy allows it, answering by `deadline`.
-    pub async fn send(&self, req: Request, deadline: Instant) -> Result<Response, Error> {
+    pub async fn send(&self, req: Request, deadline: Instant, exchange: Exchange<'_>) -> Result<Response, Error> {
         let (method, url) = self.admit(&req)?;
-        let client = match &self.transport {
-            Transport::Network(client) => client,
-            Transport::Responder(respond) => return respond(&req),
-        };
+        if let Some(interceptor) = &self.interceptor
+            && let Intercepted::Answer(answer) = interceptor.intercept(exchange, &req).await
+        {
+            return answer;
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(Error::Timeout);
         }
-        let mut builder = client.request(method, url).timeout(remaining).body(req.body);
+        let mut builder = self.client.request(method, url).timeout(remaining).body(req.body);
         for (name, value) in &req.headers {
             if HOST_OWNED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 continue;

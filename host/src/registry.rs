@@ -7,6 +7,7 @@
 use crate::artifacts::BUNDLED;
 use crate::runtime::{Adapter, Compiled, Runtime};
 use anyhow::{Context, Result};
+use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -92,7 +93,10 @@ impl Registry {
             Err(e) => return self.failed(&name, format!("cannot read {}: {e}", path.display())),
         };
         let current = self.get(&name);
-        if current.as_ref().is_some_and(|a| a.source != "bundled" && a.sha256 == sha256_hex(&bytes)) {
+        if current
+            .as_ref()
+            .is_some_and(|a| a.source != "bundled" && a.sha256 == hex::encode(sha2::Sha256::digest(&bytes)))
+        {
             // The file is back to what serves: an earlier failure is moot.
             self.inner.write().unwrap().errors.remove(&name);
             return Change::Unchanged(name);
@@ -155,11 +159,6 @@ impl Registry {
 pub fn is_adapter_file(path: &Path) -> bool {
     path.extension().is_some_and(|x| x == "wasm")
         && !path.file_name().unwrap_or_default().to_string_lossy().starts_with('.')
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn log_loaded(name: &str, adapter: &Adapter) {

@@ -6,9 +6,12 @@
 //! imports bound to its provider instance, and — only for an instance with a
 //! `data_dir` — that one directory. No environment, no sockets, no stdio.
 
-use crate::config;
-use crate::outbound::{HostRule, Outbound};
+use crate::config::Setting;
+use crate::outbound::{Exchange, HostRule, Interceptor, Outbound};
+use crate::outcome::{Callback, Failure, Outgoing, Receipt, ReceiptRefusal};
 use crate::phone;
+use crate::wit::host::{ConfigHost, HttpHost, LogHost, LogLevel, ReceiptsIndices, SenderIndices, TypesHost, World};
+use crate::wit::{AdapterInfo, HttpError, HttpRequest, HttpResponse};
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -20,20 +23,6 @@ use wasmtime::component::{Component, HasSelf, Instance, InstancePre, Linker, Res
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
-
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        // The superset world: `receipts` is looked up per adapter, as only
-        // some export it.
-        world: "adapter-with-receipts",
-        imports: { "smsbridge:adapter/http.send": async },
-        exports: { default: async },
-    });
-}
-
-use bindings::smsbridge::adapter::{config as config_import, http, log, types};
-pub use types::{Accepted, AdapterInfo, Message, SendError};
 
 /// Sends that may run at once; each holds one pooled instance slot.
 const MAX_CONCURRENT_SENDS: u32 = 128;
@@ -53,7 +42,7 @@ const STDERR_CAPTURE: usize = 4096;
 /// The process-wide engine and linker, and a cache of compiled components.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<State>,
+    linker: Linker<Sandbox>,
     compiled: Mutex<HashMap<[u8; 32], Component>>,
     permits: Semaphore,
     /// The settings-less, egress-less context `info()` runs in; built once,
@@ -73,16 +62,11 @@ pub struct Adapter {
     pub loaded_at: std::time::SystemTime,
     /// Sends this version has run.
     pub served: std::sync::atomic::AtomicU64,
-    pre: InstancePre<State>,
+    pre: InstancePre<Sandbox>,
     sender: SenderIndices,
     /// Present when the adapter verifies delivery receipts.
     receipts: Option<ReceiptsIndices>,
 }
-
-use bindings::exports::smsbridge::adapter::receipts;
-use bindings::exports::smsbridge::adapter::sender::GuestIndices as SenderIndices;
-use receipts::GuestIndices as ReceiptsIndices;
-pub use receipts::{Callback, CallbackError, DeliveryStatus, StatusUpdate};
 
 impl Adapter {
     /// Whether this adapter exports `receipts`.
@@ -92,14 +76,14 @@ impl Adapter {
 }
 
 /// The exports smsbridge calls, found in `pre`; `receipts` is optional.
-fn exports_of(pre: &InstancePre<State>) -> wasmtime::Result<(SenderIndices, Option<ReceiptsIndices>)> {
+fn exports_of(pre: &InstancePre<Sandbox>) -> wasmtime::Result<(SenderIndices, Option<ReceiptsIndices>)> {
     Ok((SenderIndices::new(pre)?, ReceiptsIndices::new(pre).ok()))
 }
 
 /// Calls `info()` through `sender`.
 fn call_info(
     sender: SenderIndices,
-) -> impl for<'a> FnOnce(&'a Instance, &'a mut Store<State>) -> CallFuture<'a, AdapterInfo> + Send {
+) -> impl for<'a> FnOnce(&'a Instance, &'a mut Store<Sandbox>) -> CallFuture<'a, AdapterInfo> + Send {
     move |instance, store| {
         Box::pin(async move {
             let guest = sender.load(&mut *store, instance)?;
@@ -133,30 +117,23 @@ pub struct Inspection {
     pub problem: Option<String>,
 }
 
-/// Why a send did not produce an answer from the adapter.
-#[derive(Debug, Clone)]
-pub enum Failure {
-    /// The adapter answered with an error.
-    Adapter(SendError),
-    /// The sandbox stopped the adapter or it broke: trap, CPU, memory, time.
-    Fault(String),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Fault(why) => f.write_str(why),
-            Failure::Adapter(e) => match e {
-                SendError::InvalidRecipient(s) => write!(f, "invalid recipient: {s}"),
-                SendError::Rejected(s) => write!(f, "rejected: {s}"),
-                SendError::Unauthorized(s) => write!(f, "unauthorized: {s}"),
-                SendError::RateLimited(Some(s)) => write!(f, "rate limited: retry after {s} s"),
-                SendError::RateLimited(None) => f.write_str("rate limited"),
-                SendError::Unavailable(s) => write!(f, "unavailable: {s}"),
-                SendError::Misconfigured(s) => write!(f, "misconfigured: {s}"),
-            },
-        }
-    }
+/// What one provider instance's sandbox is made of, as the operator set it.
+pub struct SandboxSpec {
+    /// The provider instance's name, for logs.
+    pub name: String,
+    pub settings: BTreeMap<String, Setting>,
+    /// Hosts it may call; `None` means the adapter's default hosts.
+    pub allow_hosts: Option<Vec<String>>,
+    /// Wall-clock budget for one whole send, HTTP calls included.
+    pub timeout: Duration,
+    /// Budget of guest CPU time for one send, host calls excluded.
+    pub cpu: Duration,
+    pub memory_bytes: usize,
+    pub max_response_bytes: usize,
+    /// The one directory it may touch (a WASI preopen).
+    pub data_dir: Option<PathBuf>,
+    /// Sees each admitted request before it leaves.
+    pub interceptor: Option<Arc<dyn Interceptor>>,
 }
 
 /// Everything one provider instance's sends need: its settings, its egress
@@ -175,7 +152,7 @@ pub struct ProviderContext {
 
 impl ProviderContext {
     /// Binds `provider` to its adapter's `info` (secret keys, default hosts).
-    pub fn new(provider: &config::Provider, info: &AdapterInfo) -> Result<ProviderContext> {
+    pub fn new(provider: SandboxSpec, info: &AdapterInfo) -> Result<ProviderContext> {
         let hosts = provider.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
         let rules = hosts
             .iter()
@@ -201,18 +178,12 @@ impl ProviderContext {
             name: provider.name.clone(),
             settings: provider.settings.iter().map(|(k, s)| (k.clone(), s.value.clone())).collect(),
             secrets,
-            outbound: Outbound::new(rules, provider.max_response_bytes)?,
+            outbound: Outbound::new(rules, provider.max_response_bytes, provider.interceptor)?,
             timeout: provider.timeout,
             cpu: provider.cpu,
             memory_bytes: provider.memory_bytes,
-            data_dir: provider.data_dir.clone(),
+            data_dir: provider.data_dir,
         })
-    }
-
-    /// This context with `responder` answering its adapter's HTTP calls
-    /// (after the same allowlist check) instead of the network.
-    pub fn answering_with(self, responder: crate::outbound::Responder) -> ProviderContext {
-        ProviderContext { outbound: self.outbound.answering_with(responder), ..self }
     }
 
     /// A context with no settings and no egress, for `info()`.
@@ -221,7 +192,7 @@ impl ProviderContext {
             name: "<inspect>".into(),
             settings: BTreeMap::new(),
             secrets: Vec::new(),
-            outbound: Outbound::new(Vec::new(), 0).expect("an empty client builds"),
+            outbound: Outbound::new(Vec::new(), 0, None).expect("an empty client builds"),
             timeout: INFO_TIMEOUT,
             cpu: INFO_CPU,
             memory_bytes: 64 << 20,
@@ -246,23 +217,13 @@ impl ProviderContext {
     }
 
     fn scrub_failure(&self, failure: Failure) -> Failure {
-        let s = |t: String| self.scrub(&t);
-        match failure {
-            Failure::Fault(t) => Failure::Fault(s(t)),
-            Failure::Adapter(e) => Failure::Adapter(match e {
-                SendError::InvalidRecipient(t) => SendError::InvalidRecipient(s(t)),
-                SendError::Rejected(t) => SendError::Rejected(s(t)),
-                SendError::Unauthorized(t) => SendError::Unauthorized(s(t)),
-                SendError::Unavailable(t) => SendError::Unavailable(s(t)),
-                SendError::Misconfigured(t) => SendError::Misconfigured(s(t)),
-                r @ SendError::RateLimited(_) => r,
-            }),
-        }
+        failure.map_text(|t| self.scrub(t))
     }
 }
 
-/// One send's store data.
-pub struct State {
+/// One call's store data: the sandbox a send (or `info()`, or a callback)
+/// runs in.
+pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     stderr: MemoryOutputPipe,
@@ -272,15 +233,11 @@ pub struct State {
     /// Time spent waiting in host calls, which the CPU budget does not count.
     in_host: Duration,
     memory_cap: MemoryCap,
-    /// Called before each outbound request: lets a queued send record that
-    /// the provider may have its message, before it can.
-    before_request: Option<BeforeRequest>,
+    /// The message being sent, if this call sends one.
+    message_id: Option<String>,
 }
 
-/// See `State::before_request`.
-pub type BeforeRequest = Arc<dyn Fn() + Send + Sync>;
-
-impl State {
+impl Sandbox {
     fn guest_time(&self) -> Duration {
         self.started.elapsed().saturating_sub(self.in_host)
     }
@@ -308,25 +265,23 @@ impl std::error::Error for CpuExceeded {}
 /// Caps linear memory per store; tables and instances are bounded by the pool.
 struct MemoryCap(usize);
 
-impl WasiView for State {
+impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
-impl types::Host for State {}
+impl TypesHost for Sandbox {}
 
-impl http::Host for State {
-    async fn send(&mut self, req: http::Request) -> Result<http::Response, http::Error> {
+impl HttpHost for Sandbox {
+    async fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
         let entered = Instant::now();
-        if let Some(hook) = &self.before_request {
-            hook();
-        }
         let origin = Outbound::origin(&req.url);
-        let result = self.provider.outbound.send(req, self.deadline).await;
+        let exchange = Exchange { provider: &self.provider.name, message_id: self.message_id.as_deref() };
+        let result = self.provider.outbound.send(req, self.deadline, exchange).await;
         self.in_host += entered.elapsed();
         match &result {
-            Err(http::Error::Denied(why)) => {
+            Err(HttpError::Denied(why)) => {
                 tracing::warn!(provider = %self.provider.name, %origin, "outbound call refused: {}", self.provider.scrub(why))
             }
             Err(e) => {
@@ -340,21 +295,21 @@ impl http::Host for State {
     }
 }
 
-impl config_import::Host for State {
+impl ConfigHost for Sandbox {
     fn get(&mut self, key: String) -> Option<String> {
         self.provider.settings.get(&key).cloned()
     }
 }
 
-impl log::Host for State {
-    fn write(&mut self, level: log::Level, msg: String) {
+impl LogHost for Sandbox {
+    fn write(&mut self, level: LogLevel, msg: String) {
         let msg: String = self.provider.scrub(&msg).chars().take(1024).collect();
         let provider = &self.provider.name;
         match level {
-            log::Level::Debug => tracing::debug!(%provider, "adapter: {msg}"),
-            log::Level::Info => tracing::info!(%provider, "adapter: {msg}"),
-            log::Level::Warn => tracing::warn!(%provider, "adapter: {msg}"),
-            log::Level::Error => tracing::error!(%provider, "adapter: {msg}"),
+            LogLevel::Debug => tracing::debug!(%provider, "adapter: {msg}"),
+            LogLevel::Info => tracing::info!(%provider, "adapter: {msg}"),
+            LogLevel::Warn => tracing::warn!(%provider, "adapter: {msg}"),
+            LogLevel::Error => tracing::error!(%provider, "adapter: {msg}"),
         }
     }
 }
@@ -371,8 +326,7 @@ impl Runtime {
         };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("{e}"))?;
-        bindings::AdapterWithReceipts::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
-            .map_err(|e| anyhow!("{e}"))?;
+        World::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s).map_err(|e| anyhow!("{e}"))?;
 
         let weak = engine.weak();
         std::thread::Builder::new().name("smsbridge-epoch".into()).spawn(move || {
@@ -404,12 +358,12 @@ impl Runtime {
         let (sender, receipts) =
             exports_of(&pre).map_err(|e| anyhow!("{source} does not export smsbridge:adapter/sender: {e:#}"))?;
         let info = self
-            .run(&pre, &self.inspection, call_info(sender.clone()))
+            .run(&pre, &self.inspection, None, call_info(sender.clone()))
             .await
             .map_err(|f| anyhow!("{source}: info() failed: {f}"))?;
         Ok(Adapter {
             info,
-            sha256: hex(&digest),
+            sha256: hex::encode(digest),
             source: source.into(),
             compiled,
             loaded_at: std::time::SystemTime::now(),
@@ -437,7 +391,8 @@ impl Runtime {
         if let Some(c) = self.compiled.lock().unwrap().get(&digest).cloned() {
             return Ok((c, Compiled::Memory));
         }
-        let cache_file = cache_dir.map(|dir| dir.join(format!("{}-{:016x}.cwasm", hex(&digest), self.engine_hash())));
+        let cache_file =
+            cache_dir.map(|dir| dir.join(format!("{}-{:016x}.cwasm", hex::encode(digest), self.engine_hash())));
         if let Some(file) = &cache_file
             && let Ok(code) = std::fs::read(file)
         {
@@ -478,7 +433,8 @@ impl Runtime {
     /// imports and exports, and whether this host can load it (and if so,
     /// its `info()`), each failure explained.
     pub async fn inspect(&self, bytes: &[u8]) -> Inspection {
-        let mut report = Inspection { sha256: hex(&Sha256::digest(bytes)), size: bytes.len(), ..Default::default() };
+        let mut report =
+            Inspection { sha256: hex::encode(Sha256::digest(bytes)), size: bytes.len(), ..Default::default() };
         report.kind = match bytes.get(..8) {
             Some([0, b'a', b's', b'm', 0x0d, 0, 1, 0]) => "WebAssembly component",
             Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
@@ -529,7 +485,7 @@ impl Runtime {
                 return report;
             }
         };
-        match self.run(&pre, &self.inspection, call_info(sender)).await {
+        match self.run(&pre, &self.inspection, None, call_info(sender)).await {
             Ok(info) => report.info = Some(info),
             Err(f) => report.problem = Some(format!("info() failed: {f}")),
         }
@@ -538,32 +494,24 @@ impl Runtime {
 
     /// Asks a loaded adapter's `info()` again, in a fresh sandbox.
     pub async fn info(&self, adapter: &Adapter) -> Result<AdapterInfo> {
-        self.run(&adapter.pre, &self.inspection, call_info(adapter.sender.clone()))
+        self.run(&adapter.pre, &self.inspection, None, call_info(adapter.sender.clone()))
             .await
             .map_err(|f| anyhow!("info() failed: {f}"))
     }
 
-    /// Sends `msg` through `adapter` with `provider`'s settings and limits.
+    /// Sends `msg` through `adapter` with `provider`'s settings and limits;
+    /// the provider's id for the message, or why there is none.
     pub async fn send(
         &self,
         adapter: &Adapter,
         provider: &Arc<ProviderContext>,
-        msg: Message,
-    ) -> Result<Accepted, Failure> {
-        self.send_with(adapter, provider, msg, None).await
-    }
-
-    /// [`Runtime::send`], calling `before_request` before each outbound request.
-    pub async fn send_with(
-        &self,
-        adapter: &Adapter,
-        provider: &Arc<ProviderContext>,
-        msg: Message,
-        before_request: Option<BeforeRequest>,
-    ) -> Result<Accepted, Failure> {
+        msg: Outgoing,
+    ) -> Result<String, Failure> {
         let sender = adapter.sender.clone();
+        let id = msg.id.clone();
+        let msg = msg.into();
         let result = self
-            .run_with(&adapter.pre, provider, before_request, move |instance, store| {
+            .run(&adapter.pre, provider, Some(id), move |instance, store| {
                 Box::pin(async move {
                     let guest = sender.load(&mut *store, instance)?;
                     guest.call_send(store, &msg).await
@@ -571,58 +519,50 @@ impl Runtime {
             })
             .await;
         match result {
-            Ok(Ok(accepted)) => Ok(Accepted {
-                provider_id: provider.hide_secrets(&accepted.provider_id),
-                status: accepted.status.map(|s| provider.hide_secrets(&s)),
-                segments: accepted.segments,
-            }),
-            Ok(Err(e)) => Err(provider.scrub_failure(Failure::Adapter(e))),
+            Ok(Ok(accepted)) => Ok(provider.hide_secrets(&accepted.provider_id)),
+            Ok(Err(e)) => Err(provider.scrub_failure(e.into())),
             Err(f) => Err(provider.scrub_failure(f)),
         }
     }
 
     /// Has `adapter` verify and read a provider's status callback, with
-    /// `provider`'s settings. `None` when the adapter does not export
-    /// `receipts`.
+    /// `provider`'s settings.
     pub async fn verify(
         &self,
         adapter: &Adapter,
         provider: &Arc<ProviderContext>,
         callback: Callback,
-    ) -> Option<Result<Result<Vec<StatusUpdate>, CallbackError>, Failure>> {
-        let receipts = adapter.receipts.clone()?;
+    ) -> Result<Vec<Receipt>, ReceiptRefusal> {
+        let receipts = adapter.receipts.clone().ok_or(ReceiptRefusal::Unknown)?;
+        let callback = callback.into();
         let result = self
-            .run(&adapter.pre, provider, move |instance, store| {
+            .run(&adapter.pre, provider, None, move |instance, store| {
                 Box::pin(async move {
                     let guest = receipts.load(&mut *store, instance)?;
                     guest.call_verify(store, &callback).await
                 })
             })
             .await;
-        Some(result.map_err(|f| provider.scrub_failure(f)))
+        match result {
+            Ok(Ok(updates)) => Ok(updates.into_iter().map(Receipt::from).collect()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(f) => Err(ReceiptRefusal::Failed(provider.scrub_failure(f).to_string())),
+        }
     }
 
     /// Runs `call` on a fresh instance in a fresh store, within `provider`'s
-    /// limits. Every failure of the sandbox comes back as `Failure::Fault`.
+    /// limits; `message_id` names the message it sends, if any. Every
+    /// failure of the sandbox comes back as `Failure::Fault`.
     async fn run<R: Send + 'static>(
         &self,
-        pre: &InstancePre<State>,
+        pre: &InstancePre<Sandbox>,
         provider: &Arc<ProviderContext>,
-        call: impl for<'a> FnOnce(&'a Instance, &'a mut Store<State>) -> CallFuture<'a, R> + Send,
-    ) -> Result<R, Failure> {
-        self.run_with(pre, provider, None, call).await
-    }
-
-    async fn run_with<R: Send + 'static>(
-        &self,
-        pre: &InstancePre<State>,
-        provider: &Arc<ProviderContext>,
-        before_request: Option<BeforeRequest>,
-        call: impl for<'a> FnOnce(&'a Instance, &'a mut Store<State>) -> CallFuture<'a, R> + Send,
+        message_id: Option<String>,
+        call: impl for<'a> FnOnce(&'a Instance, &'a mut Store<Sandbox>) -> CallFuture<'a, R> + Send,
     ) -> Result<R, Failure> {
         let _permit = self.permits.acquire().await.map_err(|_| Failure::Fault("runtime is shutting down".into()))?;
         let mut store = self
-            .store(provider, before_request)
+            .store(provider, message_id)
             .map_err(|e| Failure::Fault(format!("cannot set up the sandbox: {e:#}")))?;
         let work = async {
             let instance = pre.instantiate_async(&mut store).await?;
@@ -636,7 +576,7 @@ impl Runtime {
         }
     }
 
-    fn store(&self, provider: &Arc<ProviderContext>, before_request: Option<BeforeRequest>) -> Result<Store<State>> {
+    fn store(&self, provider: &Arc<ProviderContext>, message_id: Option<String>) -> Result<Store<Sandbox>> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let mut wasi = WasiCtx::builder();
         wasi.stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
@@ -645,7 +585,7 @@ impl Runtime {
                 .map_err(|e| anyhow!("cannot open data_dir {}: {e}", dir.display()))?;
         }
         let now = Instant::now();
-        let state = State {
+        let state = Sandbox {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             stderr,
@@ -654,7 +594,7 @@ impl Runtime {
             started: now,
             in_host: Duration::ZERO,
             memory_cap: MemoryCap(provider.memory_bytes),
-            before_request,
+            message_id,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory_cap);
@@ -685,7 +625,7 @@ impl wasmtime::ResourceLimiter for MemoryCap {
 }
 
 /// A short, safe sentence for a sandbox failure.
-fn describe_fault(e: &wasmtime::Error, store: &Store<State>) -> String {
+fn describe_fault(e: &wasmtime::Error, store: &Store<Sandbox>) -> String {
     if let Some(m) = e.downcast_ref::<MemoryExceeded>() {
         return m.to_string();
     }
@@ -745,8 +685,4 @@ fn write_cache(component: &Component, file: &Path) -> Result<()> {
     std::fs::write(&tmp, code)?;
     std::fs::rename(&tmp, file)?;
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -8,8 +8,9 @@
 
 use crate::auth;
 use crate::config::{Method as RouteMethod, Route};
-use crate::gateway::{Gateway, ReceiptRefusal, Refusal};
-use crate::runtime::{Failure, SendError};
+use crate::delivery::Refusal;
+use crate::gateway::Gateway;
+use crate::outcome::{Callback, Failure, ReceiptRefusal};
 use crate::telemetry;
 use axum::Router;
 use axum::body::Body;
@@ -23,8 +24,15 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// What the callers' listener serves from: the gateway, and the Digest
+/// nonces it has handed out (which outlive config reloads).
+struct Front {
+    gateway: Arc<Gateway>,
+    nonces: auth::Nonces,
+}
+
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new().fallback(handle).with_state(gateway)
+    Router::new().fallback(handle).with_state(Arc::new(Front { gateway, nonces: auth::Nonces::default() }))
 }
 
 /// Serves `gateway` on `listener` until `shutdown` resolves.
@@ -154,15 +162,15 @@ impl IntoResponse for Problem {
     }
 }
 
-async fn handle(State(gateway): State<Arc<Gateway>>, req: Request) -> Response {
+async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
     let _in_flight = telemetry::InFlight::start();
     let path = req.uri().path().to_string();
     if let Some(provider) = path.strip_prefix("/callbacks/")
-        && gateway.routing().config.route(&path).is_none()
+        && front.gateway.routing().config.route(&path).is_none()
     {
-        return receipt(&gateway, provider.to_string(), req).await;
+        return receipt(&front.gateway, provider.to_string(), req).await;
     }
-    match send(&gateway, req).await {
+    match send(&front, req).await {
         Ok(resp) => resp,
         Err(problem) => {
             // Refused before any provider was tried; provider outcomes are
@@ -202,7 +210,7 @@ async fn receipt(gateway: &Gateway, provider: String, req: Request) -> Response 
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    let callback = crate::runtime::Callback { method: parts.method.to_string(), url, headers, body: body.to_vec() };
+    let callback = Callback { method: parts.method.to_string(), url, headers, body: body.to_vec() };
     match gateway.receipt(&provider, callback).await {
         Ok(updated) => axum::Json(json!({"status": "ok", "updated": updated})).into_response(),
         Err(ReceiptRefusal::Unknown) => Problem::new(
@@ -245,7 +253,8 @@ const REFUSALS: &[&str] = &[
     "number_type_not_allowed",
 ];
 
-async fn send(gateway: &Gateway, req: Request) -> Result<Response, Problem> {
+async fn send(front: &Front, req: Request) -> Result<Response, Problem> {
+    let gateway = &front.gateway;
     let path = req.uri().path().to_string();
     let routing = gateway.routing();
     let route = routing
@@ -271,7 +280,7 @@ async fn send(gateway: &Gateway, req: Request) -> Result<Response, Problem> {
     if let Some(auth) = &route.auth {
         let uri = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let request = auth::Request { method: &parts.method, uri, headers: &parts.headers };
-        auth::check(auth, &request, &mut fields, &gateway.nonces)
+        auth::check(auth, &request, &mut fields, &front.nonces)
             .map_err(|refused| unauthorized(route, remote, refused.reason, refused.challenges))?;
     }
     let field = |name: &str| {
@@ -519,23 +528,19 @@ fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
         Refusal::Provider { provider, failure, attempts } => {
             let text = failure.to_string();
             let problem = match &failure {
-                Failure::Adapter(SendError::InvalidRecipient(_)) => {
-                    Problem::new(StatusCode::BAD_REQUEST, "invalid_recipient", text)
-                        .with("field", route.fields.phone.clone())
-                }
-                Failure::Adapter(SendError::Rejected(_)) => Problem::new(StatusCode::BAD_GATEWAY, "rejected", text),
-                Failure::Adapter(SendError::Unauthorized(_)) => {
-                    Problem::new(StatusCode::BAD_GATEWAY, "provider_unauthorized", text)
-                }
-                Failure::Adapter(SendError::Misconfigured(_)) => {
-                    Problem::new(StatusCode::BAD_GATEWAY, "provider_misconfigured", text)
-                }
-                Failure::Adapter(SendError::RateLimited(secs)) => {
+                Failure::InvalidRecipient(_) => Problem::new(StatusCode::BAD_REQUEST, "invalid_recipient", text)
+                    .with("field", route.fields.phone.clone()),
+                Failure::Rejected(_) => Problem::new(StatusCode::BAD_GATEWAY, "rejected", text),
+                Failure::Unauthorized(_) => Problem::new(StatusCode::BAD_GATEWAY, "provider_unauthorized", text),
+                Failure::Misconfigured(_) => Problem::new(StatusCode::BAD_GATEWAY, "provider_misconfigured", text),
+                Failure::RateLimited(secs) => {
                     Problem { retry_after: *secs, ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", text) }
                 }
-                Failure::Adapter(SendError::Unavailable(_)) | Failure::Fault(_) => {
-                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", text)
-                }
+                Failure::Unavailable(_)
+                | Failure::Fault(_)
+                | Failure::CircuitOpen
+                | Failure::Deadline
+                | Failure::MaybeSent(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", text),
             };
             problem.with("provider", provider).with("attempts", serde_json::to_value(attempts).unwrap_or_default())
         }

@@ -1,32 +1,16 @@
 //! The `smsbridge` binary as a new user runs it: `serve` on the embedded
 //! default, `check`, `send`, and config errors that name file and line.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod common;
+
+use common::request;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 fn smsbridge(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_smsbridge"));
     cmd.current_dir(dir).env("SMSBRIDGE_LOG", "info");
     cmd
-}
-
-/// One HTTP/1.1 request over a plain socket; the body is sent as given.
-fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer[9..12].parse().unwrap();
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
 }
 
 #[test]
@@ -45,7 +29,7 @@ fn serve_on_the_embedded_default_delivers_to_the_outbox_and_stops_on_sigterm() {
         }
     };
     // As `curl -d phone=+447400123456 -d 'message=Your code is 123456'` sends it.
-    let (status, body) = post(&addr, "/v1/send", "phone=+447400123456&message=Your code is 123456");
+    let (status, body) = request(&addr, "POST", "/v1/send", "", "phone=+447400123456&message=Your code is 123456");
     assert_eq!(status, 200, "{body}");
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["status"], "pending");

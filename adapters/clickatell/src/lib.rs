@@ -14,9 +14,9 @@ impl Adapter for Clickatell {
     fn info() -> AdapterInfo {
         smsbridge_sdk::info!("clickatell", "Clickatell Platform and legacy HTTP APIs")
             .optional("api", "`platform` (default) or `http` (legacy sendmsg)")
-            .optional("api_key", "Platform: API key, Portal → SMS Integrations (secret)")
+            .optional_secret("api_key", "Platform: API key, Portal → SMS Integrations")
             .optional("user", "Legacy HTTP: account user name")
-            .optional("password", "Legacy HTTP: account password (secret)")
+            .optional_secret("password", "Legacy HTTP: account password")
             .optional("api_id", "Legacy HTTP: API id of the HTTP connection")
             .optional("from", "Sender id or number, if your account has one")
             .optional("base_url", "Replaces https://platform.clickatell.com or https://api.clickatell.com")

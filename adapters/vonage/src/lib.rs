@@ -16,9 +16,9 @@ struct Vonage;
 impl Adapter for Vonage {
     fn info() -> AdapterInfo {
         smsbridge_sdk::info!("vonage", "Vonage (Nexmo) SMS API")
-            .required("api_key", "API key, Dashboard → API settings")
-            .optional("api_secret", "API secret, Dashboard → API settings (secret)")
-            .optional("signature_secret", "Signature secret: sign requests instead of sending api_secret (secret)")
+            .secret("api_key", "API key, Dashboard → API settings")
+            .optional_secret("api_secret", "API secret, Dashboard → API settings")
+            .optional_secret("signature_secret", "Signature secret: sign requests instead of sending api_secret")
             .optional("signature_method", "md5hash (default), md5, sha1, sha256 or sha512, as set in the Dashboard")
             .optional("from", "Sender id or number")
             .optional("callback", "URL for delivery receipts")

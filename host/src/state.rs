@@ -1,8 +1,8 @@
 //! State that must be shared by every smsbridge instance that serves the same
 //! callers: send counters for the limits against SMS pumping, and the answers
 //! kept for idempotent retries. One small interface, so that a shared backend
-//! (Redis, PostgreSQL) can replace the embedded one; the embedded
-//! [`MemoryStore`] serves a single instance.
+//! (PostgreSQL) can replace the embedded one; the embedded [`MemoryState`]
+//! serves a single instance.
 
 use async_trait::async_trait;
 use std::collections::{HashMap, VecDeque};
@@ -36,7 +36,7 @@ pub enum Claim {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait SharedState: Send + Sync {
     /// Counts one event in every bucket if all have room; else counts
     /// nothing and names the first full one.
     async fn admit(&self, buckets: &[Bucket]) -> Result<(), Full>;
@@ -54,7 +54,7 @@ pub trait Store: Send + Sync {
 /// The embedded store: exact sliding windows (one timestamp per event) and
 /// idempotency entries, in memory, swept as they expire.
 #[derive(Default)]
-pub struct MemoryStore {
+pub struct MemoryState {
     /// Per key: its window and the times of the events still in it.
     windows: Mutex<HashMap<String, (Duration, VecDeque<Instant>)>>,
     claims: Mutex<HashMap<String, (Option<Vec<u8>>, Instant)>>,
@@ -64,7 +64,7 @@ pub struct MemoryStore {
 /// Sweep expired entries once per this many calls, so memory follows traffic.
 const SWEEP_EVERY: u64 = 1024;
 
-impl MemoryStore {
+impl MemoryState {
     fn maybe_sweep(&self, now: Instant) {
         if self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SWEEP_EVERY != 0 {
             return;
@@ -79,7 +79,7 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl SharedState for MemoryState {
     async fn admit(&self, buckets: &[Bucket]) -> Result<(), Full> {
         let now = Instant::now();
         self.maybe_sweep(now);
@@ -136,7 +136,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_bucket_refuses_and_counts_nothing_anywhere() {
-        let store = MemoryStore::default();
+        let store = MemoryState::default();
         let buckets = [bucket("route", 100, 60_000), bucket("number", 2, 60_000)];
         assert_eq!(store.admit(&buckets).await, Ok(()));
         assert_eq!(store.admit(&buckets).await, Ok(()));
@@ -151,7 +151,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_window_slides() {
-        let store = MemoryStore::default();
+        let store = MemoryState::default();
         let b = [bucket("n", 1, 50)];
         assert_eq!(store.admit(&b).await, Ok(()));
         assert!(store.admit(&b).await.is_err());
@@ -161,7 +161,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_claim_is_new_then_in_flight_then_done_or_released() {
-        let store = MemoryStore::default();
+        let store = MemoryState::default();
         let ttl = Duration::from_secs(60);
         assert_eq!(store.claim("k", ttl).await, Claim::New);
         assert_eq!(store.claim("k", ttl).await, Claim::InFlight);

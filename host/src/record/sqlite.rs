@@ -1,72 +1,16 @@
-//! The durable message record, in an embedded SQLite database (WAL): for
-//! every send, its id, route, masked number, a keyed hash of the full number
-//! (for lookups), the provider and its id, every attempt, and the status
-//! timeline. Never the message text, never the number in the clear.
+//! The embedded message record and queue: one SQLite database (WAL).
 
-use crate::gateway::Attempt;
+use super::{Entry, LoggedMessage, MessageLog, Queue, Queued, StatusAt, now_ms};
+use crate::outcome::{Attempt, DeliveryState, Outcome};
 use anyhow::{Context, Result};
+use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
 use sha2::Sha256;
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-pub struct Record {
-    db: Mutex<Connection>,
-    /// Keys the number hashes: without it, a hash of a phone number is a
-    /// guessable lookup table away from the number.
-    key: Vec<u8>,
-}
-
-/// One message as the record knows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Message {
-    pub id: String,
-    pub route: String,
-    pub to: String,
-    pub provider: String,
-    pub provider_id: Option<String>,
-    pub segments: u32,
-    /// Milliseconds since the Unix epoch.
-    pub created_ms: u64,
-    pub attempts: Vec<Attempt>,
-    pub statuses: Vec<Status>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Status {
-    /// `queued`, `sent`, `delivered`, `undelivered` or `failed`.
-    pub status: String,
-    pub at_ms: u64,
-}
-
-/// A message waiting in the queue.
-#[derive(Debug, Clone)]
-pub struct Queued {
-    pub id: String,
-    pub route: String,
-    pub to: String,
-    pub body: String,
-    pub expires_ms: u64,
-    pub tries: u32,
-    /// Providers that may already have it.
-    pub uncertain: Vec<String>,
-}
-
-/// What one send came to, for [`Record::add`].
-pub struct Entry<'a> {
-    pub id: &'a str,
-    pub route: &'a str,
-    pub to: &'a str,
-    pub provider: &'a str,
-    pub provider_id: Option<&'a str>,
-    pub segments: u32,
-    pub attempts: &'a [Attempt],
-    /// `queued` when a provider took it, `failed` when none did.
-    pub status: &'a str,
-}
+use std::time::Duration;
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
@@ -118,46 +62,18 @@ CREATE INDEX IF NOT EXISTS queue_due ON queue (next_ms);
 PRAGMA foreign_keys = ON;
 ";
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+pub struct SqliteRecord {
+    db: Mutex<Connection>,
+    /// Keys the number hashes: without it, a hash of a phone number is a
+    /// guessable lookup table away from the number.
+    key: Vec<u8>,
 }
 
-/// The message record and the queue of a queued route, as the gateway and
-/// the admin listener use them. [`Record`] (SQLite, embedded) is the default;
-/// a shared database can serve several smsbridge instances through it.
-pub trait MessageRecord: Send + Sync {
-    /// Records one send and its first status.
-    fn add(&self, entry: &Entry) -> Result<()>;
-    /// Adds `status` to the timeline of the message `provider` knows as
-    /// `provider_id`; false when there is no such message.
-    fn update_status(&self, provider: &str, provider_id: &str, status: &str) -> Result<bool>;
-    fn get(&self, id: &str) -> Result<Option<Message>>;
-    /// The latest `limit` messages to `e164`, newest first.
-    fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<Message>>;
-    /// Deletes messages older than `age`; returns how many.
-    fn purge(&self, age: Duration) -> Result<usize>;
-    /// Accepts a message of a queued route, to be delivered within `validity`.
-    fn enqueue(&self, id: &str, route: &str, to: &str, body: &str, validity: Duration) -> Result<()>;
-    /// After a restart, marks requests that were on their way as uncertain.
-    fn recover(&self) -> Result<usize>;
-    /// Queued messages due now, oldest first, leaving out `busy` ones.
-    fn due(&self, limit: usize, busy: &std::collections::HashSet<String>) -> Result<Vec<Queued>>;
-    /// `provider` may get the message from here on.
-    fn mark_sending(&self, id: &str, provider: &str) -> Result<()>;
-    /// The attempt ended with an answer: no longer in doubt.
-    fn clear_sending(&self, id: &str) -> Result<()>;
-    /// Tries again after `wait`.
-    fn reschedule(&self, id: &str, wait: Duration) -> Result<()>;
-    /// The message is done with: delivered, refused or expired.
-    fn dequeue(&self, id: &str) -> Result<()>;
-}
-
-impl Record {
+impl SqliteRecord {
     /// Opens (or creates) the database at `path`. The number-hash key is
     /// `key` when the operator gives one, else one made on first open and
     /// kept in the database.
-    pub fn open(path: &Path, key: Option<&str>) -> Result<Record> {
+    pub fn open(path: &Path, key: Option<&str>) -> Result<SqliteRecord> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
@@ -181,20 +97,31 @@ impl Record {
                 }
             }
         };
-        Ok(Record { db: Mutex::new(db), key })
+        Ok(SqliteRecord { db: Mutex::new(db), key })
     }
 
     /// The keyed hash under which messages to `e164` are found.
     pub fn number_hash(&self, e164: &str) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(e164.as_bytes());
-        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(mac.finalize().into_bytes())
     }
 }
 
-impl MessageRecord for Record {
+/// An attempt's outcome as stored; a word from an older version reads as
+/// the closest one.
+fn stored_outcome(word: &str) -> Outcome {
+    match Outcome::parse(word) {
+        Some(o) => o,
+        None if word.starts_with("maybe_sent") => Outcome::MaybeSent,
+        None => Outcome::Fault,
+    }
+}
+
+#[async_trait]
+impl MessageLog for SqliteRecord {
     /// Records one send and its first status.
-    fn add(&self, entry: &Entry) -> Result<()> {
+    async fn add(&self, entry: &Entry<'_>) -> Result<()> {
         let now = now_ms();
         let hash = self.number_hash(entry.to);
         let mut db = self.db.lock().unwrap();
@@ -216,12 +143,12 @@ impl MessageRecord for Record {
         for (n, a) in entry.attempts.iter().enumerate() {
             tx.execute(
                 "INSERT INTO attempts (message_id, n, provider, outcome, ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![entry.id, n as i64, a.provider, a.outcome, a.ms],
+                params![entry.id, n as i64, a.provider, a.outcome.as_str(), a.ms],
             )?;
         }
         tx.execute(
             "INSERT INTO statuses (message_id, status, at_ms) VALUES (?1, ?2, ?3)",
-            params![entry.id, entry.status, now],
+            params![entry.id, entry.status.as_str(), now],
         )?;
         tx.commit()?;
         Ok(())
@@ -229,7 +156,7 @@ impl MessageRecord for Record {
 
     /// Adds `status` to the timeline of the message `provider` knows as
     /// `provider_id`; false when there is no such message.
-    fn update_status(&self, provider: &str, provider_id: &str, status: &str) -> Result<bool> {
+    async fn update_status(&self, provider: &str, provider_id: &str, status: DeliveryState) -> Result<bool> {
         let db = self.db.lock().unwrap();
         let id: Option<String> = db
             .query_row(
@@ -241,19 +168,19 @@ impl MessageRecord for Record {
         let Some(id) = id else { return Ok(false) };
         db.execute(
             "INSERT INTO statuses (message_id, status, at_ms) VALUES (?1, ?2, ?3)",
-            params![id, status, now_ms()],
+            params![id, status.as_str(), now_ms()],
         )?;
         Ok(true)
     }
 
-    fn get(&self, id: &str) -> Result<Option<Message>> {
+    async fn get(&self, id: &str) -> Result<Option<LoggedMessage>> {
         let db = self.db.lock().unwrap();
         let row = db
             .query_row(
                 "SELECT id, route, to_masked, provider, provider_id, segments, created_ms FROM messages WHERE id = ?1",
                 [id],
                 |r| {
-                    Ok(Message {
+                    Ok(LoggedMessage {
                         id: r.get(0)?,
                         route: r.get(1)?,
                         to: r.get(2)?,
@@ -270,16 +197,25 @@ impl MessageRecord for Record {
         let Some(mut message) = row else { return Ok(None) };
         let mut q = db.prepare("SELECT provider, outcome, ms FROM attempts WHERE message_id = ?1 ORDER BY n")?;
         message.attempts = q
-            .query_map([id], |r| Ok(Attempt { provider: r.get(0)?, outcome: r.get(1)?, ms: r.get(2)? }))?
+            .query_map([id], |r| {
+                let outcome: String = r.get(1)?;
+                Ok(Attempt { provider: r.get(0)?, outcome: stored_outcome(&outcome), ms: r.get(2)? })
+            })?
             .collect::<Result<_, _>>()?;
         let mut q = db.prepare("SELECT status, at_ms FROM statuses WHERE message_id = ?1 ORDER BY rowid")?;
-        message.statuses =
-            q.query_map([id], |r| Ok(Status { status: r.get(0)?, at_ms: r.get(1)? }))?.collect::<Result<_, _>>()?;
+        message.statuses = q
+            .query_map([id], |r| {
+                let status: String = r.get(0)?;
+                // Only this module writes the column, from `DeliveryState`.
+                let status = DeliveryState::parse(&status).unwrap_or(DeliveryState::Queued);
+                Ok(StatusAt { status, at_ms: r.get(1)? })
+            })?
+            .collect::<Result<_, _>>()?;
         Ok(Some(message))
     }
 
     /// The latest `limit` messages to `e164`, newest first.
-    fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<Message>> {
+    async fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<LoggedMessage>> {
         let hash = self.number_hash(e164);
         let ids: Vec<String> = {
             let db = self.db.lock().unwrap();
@@ -289,13 +225,23 @@ impl MessageRecord for Record {
         };
         let mut out = Vec::new();
         for id in ids {
-            out.extend(self.get(&id)?);
+            out.extend(self.get(&id).await?);
         }
         Ok(out)
     }
 
+    /// Deletes messages older than `age`; returns how many.
+    async fn purge(&self, age: Duration) -> Result<usize> {
+        let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
+        let db = self.db.lock().unwrap();
+        Ok(db.execute("DELETE FROM messages WHERE created_ms < ?1", [cutoff])?)
+    }
+}
+
+#[async_trait]
+impl Queue for SqliteRecord {
     /// Accepts a message of a queued route, to be delivered within `validity`.
-    fn enqueue(&self, id: &str, route: &str, to: &str, body: &str, validity: Duration) -> Result<()> {
+    async fn enqueue(&self, id: &str, route: &str, to: &str, body: &str, validity: Duration) -> Result<()> {
         let now = now_ms();
         self.db.lock().unwrap().execute(
             "INSERT INTO queue (id, route, to_e164, body, expires_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -306,7 +252,7 @@ impl MessageRecord for Record {
 
     /// After a restart: a request that was on its way when the process
     /// stopped may have reached its provider, which must not get it again.
-    fn recover(&self) -> Result<usize> {
+    async fn recover(&self) -> Result<usize> {
         Ok(self.db.lock().unwrap().execute(
             "UPDATE queue SET uncertain = uncertain || sending || ',', sending = NULL WHERE sending IS NOT NULL",
             [],
@@ -314,7 +260,7 @@ impl MessageRecord for Record {
     }
 
     /// Queued messages due now, oldest first, leaving out `busy` ones.
-    fn due(&self, limit: usize, busy: &std::collections::HashSet<String>) -> Result<Vec<Queued>> {
+    async fn due(&self, limit: usize, busy: &HashSet<String>) -> Result<Vec<Queued>> {
         let db = self.db.lock().unwrap();
         let mut q = db.prepare(
             "SELECT id, route, to_e164, body, expires_ms, tries, uncertain FROM queue WHERE next_ms <= ?1 ORDER BY next_ms, id LIMIT ?2",
@@ -342,19 +288,19 @@ impl MessageRecord for Record {
     }
 
     /// `provider` may get the message from here on.
-    fn mark_sending(&self, id: &str, provider: &str) -> Result<()> {
+    async fn mark_sending(&self, id: &str, provider: &str) -> Result<()> {
         self.db.lock().unwrap().execute("UPDATE queue SET sending = ?2 WHERE id = ?1", params![id, provider])?;
         Ok(())
     }
 
     /// The attempt ended with an answer: no longer in doubt.
-    fn clear_sending(&self, id: &str) -> Result<()> {
+    async fn clear_sending(&self, id: &str) -> Result<()> {
         self.db.lock().unwrap().execute("UPDATE queue SET sending = NULL WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// Tries again after `wait`.
-    fn reschedule(&self, id: &str, wait: Duration) -> Result<()> {
+    async fn reschedule(&self, id: &str, wait: Duration) -> Result<()> {
         self.db.lock().unwrap().execute(
             "UPDATE queue SET next_ms = ?2, tries = tries + 1, sending = NULL WHERE id = ?1",
             params![id, now_ms() + wait.as_millis() as u64],
@@ -363,16 +309,9 @@ impl MessageRecord for Record {
     }
 
     /// The message is done with: delivered, refused or expired.
-    fn dequeue(&self, id: &str) -> Result<()> {
+    async fn dequeue(&self, id: &str) -> Result<()> {
         self.db.lock().unwrap().execute("DELETE FROM queue WHERE id = ?1", [id])?;
         Ok(())
-    }
-
-    /// Deletes messages older than `age`; returns how many.
-    fn purge(&self, age: Duration) -> Result<usize> {
-        let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
-        let db = self.db.lock().unwrap();
-        Ok(db.execute("DELETE FROM messages WHERE created_ms < ?1", [cutoff])?)
     }
 }
 
@@ -389,33 +328,33 @@ mod tests {
             provider_id: Some("SM1"),
             segments: 1,
             attempts,
-            status: "queued",
+            status: DeliveryState::Queued,
         }
     }
 
-    #[test]
-    fn a_message_is_found_by_id_and_number_and_keeps_its_timeline() {
+    #[tokio::test]
+    async fn a_message_is_found_by_id_and_number_and_keeps_its_timeline() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("var/messages.db");
-        let attempts = [Attempt { provider: "twilio".into(), outcome: "accepted".into(), ms: 12 }];
-        let record = Record::open(&path, None).unwrap();
-        record.add(&entry("m1", "+447400123456", &attempts)).unwrap();
-        assert!(record.update_status("twilio", "SM1", "delivered").unwrap());
-        assert!(!record.update_status("twilio", "SM-unknown", "delivered").unwrap());
+        let attempts = [Attempt { provider: "twilio".into(), outcome: Outcome::Accepted, ms: 12 }];
+        let record = SqliteRecord::open(&path, None).unwrap();
+        record.add(&entry("m1", "+447400123456", &attempts)).await.unwrap();
+        assert!(record.update_status("twilio", "SM1", DeliveryState::Delivered).await.unwrap());
+        assert!(!record.update_status("twilio", "SM-unknown", DeliveryState::Delivered).await.unwrap());
 
-        let m = record.get("m1").unwrap().unwrap();
+        let m = record.get("m1").await.unwrap().unwrap();
         assert_eq!(m.to, "+4474****3456");
         assert_eq!(m.attempts, attempts);
         let timeline: Vec<&str> = m.statuses.iter().map(|s| s.status.as_str()).collect();
         assert_eq!(timeline, ["queued", "delivered"]);
-        assert_eq!(record.by_number("+447400123456", 10).unwrap(), vec![m]);
-        assert!(record.by_number("+447400123457", 10).unwrap().is_empty());
+        assert_eq!(record.by_number("+447400123456", 10).await.unwrap(), vec![m]);
+        assert!(record.by_number("+447400123457", 10).await.unwrap().is_empty());
         drop(record);
 
         // The key survives a restart, so lookups keep working; the file holds
         // no number in the clear.
-        let record = Record::open(&path, None).unwrap();
-        assert_eq!(record.by_number("+447400123456", 10).unwrap().len(), 1);
+        let record = SqliteRecord::open(&path, None).unwrap();
+        assert_eq!(record.by_number("+447400123456", 10).await.unwrap().len(), 1);
         drop(record);
         let bytes = std::fs::read(&path).unwrap();
         let wal = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
@@ -424,15 +363,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn purge_removes_old_messages_with_their_attempts() {
+    #[tokio::test]
+    async fn purge_removes_old_messages_with_their_attempts() {
         let dir = tempfile::tempdir().unwrap();
-        let record = Record::open(&dir.path().join("m.db"), Some("operator-key")).unwrap();
-        record.add(&entry("old", "+447400123456", &[])).unwrap();
+        let record = SqliteRecord::open(&dir.path().join("m.db"), Some("operator-key")).unwrap();
+        record.add(&entry("old", "+447400123456", &[])).await.unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(record.purge(Duration::from_millis(10)).unwrap(), 1);
-        assert_eq!(record.get("old").unwrap(), None);
-        record.add(&entry("new", "+447400123456", &[])).unwrap();
-        assert_eq!(record.purge(Duration::from_secs(3600)).unwrap(), 0);
+        assert_eq!(record.purge(Duration::from_millis(10)).await.unwrap(), 1);
+        assert_eq!(record.get("old").await.unwrap(), None);
+        record.add(&entry("new", "+447400123456", &[])).await.unwrap();
+        assert_eq!(record.purge(Duration::from_secs(3600)).await.unwrap(), 0);
     }
 }

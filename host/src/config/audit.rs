@@ -1,0 +1,92 @@
+//! Settings that work but that a bank's security review would flag, for
+//! `smsbridge check`. Each finding is one sentence that says what to do.
+
+use super::{CallerAuth, Config};
+
+/// The findings for `config`; `secret_keys(adapter)` names the settings an
+/// adapter declares secret (none when the adapter is not loaded).
+pub fn risks(config: &Config, secret_keys: impl Fn(&str) -> Vec<String>) -> Vec<String> {
+    let mut risks = Vec::new();
+    if !config.server.listen.ip().is_loopback() {
+        risks.push(format!(
+            "plain HTTP on {}, which is not loopback: credentials and codes cross the network in clear (use [server.tls])",
+            config.server.listen
+        ));
+    }
+    for r in &config.routes {
+        let inline = match &r.auth {
+            None => {
+                risks.push(format!("route {} has no caller auth: anyone who reaches it can send SMS", r.path));
+                continue;
+            }
+            Some(CallerAuth::Basic { password: s, .. } | CallerAuth::Digest { password: s, .. }) => !s.from_env,
+            Some(CallerAuth::FormSecret { secret, .. }) => !secret.from_env,
+            Some(CallerAuth::Bearer { token }) => !token.from_env,
+        };
+        if inline {
+            risks.push(format!(
+                "route {}: its auth secret is written inline; read it with {{ env = \"NAME\" }}",
+                r.path
+            ));
+        }
+    }
+    for p in &config.providers {
+        for key in secret_keys(&p.adapter) {
+            if p.settings.get(&key).is_some_and(|s| !s.from_env) {
+                risks.push(format!(
+                    "provider {}: secret `config.{key}` is written inline; read it with {{ env = \"NAME\" }}",
+                    p.name
+                ));
+            }
+        }
+    }
+    if config.admin.as_ref().and_then(|a| a.token.as_ref()).is_some_and(|t| !t.from_env) {
+        risks.push("admin token is written inline; read it with { env = \"NAME\" }".into());
+    }
+    risks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_secrets_open_routes_and_plain_http_off_loopback_are_flagged() {
+        // SAFETY: no other test reads this variable.
+        unsafe { std::env::set_var("SMSBRIDGE_AUDIT_TOKEN", "tok-from-env") };
+        let text = r#"
+[server]
+listen = "0.0.0.0:8080"
+[admin]
+token = "inline-admin"
+[[provider]]
+name = "tw"
+adapter = "twilio"
+[provider.config]
+auth_token = "inline-token"
+account_sid = "AC1"
+[[route]]
+path = "/open"
+providers = ["tw"]
+[[route]]
+path = "/inline"
+providers = ["tw"]
+auth = { bearer = { token = "inline-bearer" } }
+[[route]]
+path = "/env"
+providers = ["tw"]
+auth = { bearer = { token = { env = "SMSBRIDGE_AUDIT_TOKEN" } } }
+"#;
+        let config = Config::parse(text, "t.toml").unwrap();
+        let found = risks(&config, |adapter| if adapter == "twilio" { vec!["auth_token".into()] } else { vec![] });
+        let has = |needle: &str| found.iter().any(|r| r.contains(needle));
+        assert!(has("plain HTTP on 0.0.0.0:8080"), "{found:?}");
+        assert!(has("route /open has no caller auth"), "{found:?}");
+        assert!(has("route /inline: its auth secret is written inline"), "{found:?}");
+        assert!(!has("route /env"), "{found:?}");
+        assert!(has("provider tw: secret `config.auth_token` is written inline"), "{found:?}");
+        assert!(!has("account_sid"), "{found:?}");
+        assert!(has("admin token is written inline"), "{found:?}");
+        assert_eq!(found.len(), 5, "{found:?}");
+    }
+}

@@ -1,0 +1,481 @@
+//! The config file: TOML in, typed and validated config out.
+//!
+//! Every error names the file, the line and the key. Secrets written as
+//! `{ env = "NAME" }` are read from the environment here and nowhere else.
+//! This module checks the file's own consistency; whether an adapter exists
+//! and accepts its settings is checked when adapters load.
+
+pub mod audit;
+mod raw;
+
+use anyhow::{Context, Result, anyhow, bail};
+use raw::{RawConfig, Source, line_of};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The embedded default: routes `/v1/send` to the `outbox` adapter.
+pub const DEFAULT: &str = include_str!("../../../config/smsbridge.toml");
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config came from, for messages: a path or "embedded default".
+    pub source: String,
+    /// The file, when there is one to reload.
+    pub path: Option<PathBuf>,
+    pub server: Server,
+    pub admin: Option<Admin>,
+    pub log: Log,
+    pub adapters: Adapters,
+    pub providers: Vec<Provider>,
+    pub routes: Vec<Route>,
+    /// The durable message record; none keeps no record.
+    pub record: Option<RecordConfig>,
+}
+
+/// `[record]`: where the message record lives and how long it keeps messages.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    pub path: PathBuf,
+    pub retention: Duration,
+    /// Keys the number hashes; when absent, one is made and kept in the database.
+    pub number_key: Option<Setting>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// An HTTPS listener beside the HTTP one.
+    pub tls: Option<Tls>,
+    /// The URL providers reach smsbridge at (`https://sms.example.com`),
+    /// behind any reverse proxy: callback signatures cover it.
+    pub public_url: Option<String>,
+    /// On SIGTERM, how long in-flight sends may take to finish.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Server {
+    fn default() -> Server {
+        Server {
+            listen: defaults::listen(),
+            max_body_bytes: defaults::max_body_bytes(),
+            tls: None,
+            public_url: None,
+            shutdown_grace_ms: defaults::shutdown_grace_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub listen: SocketAddr,
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// When neither file exists, generate a self-signed pair there.
+    pub self_signed: Option<SelfSigned>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfSigned {
+    /// DNS names and IP addresses the certificate is for.
+    #[serde(default = "defaults::tls_names")]
+    pub names: Vec<String>,
+    /// Lifetime in days.
+    #[serde(default = "defaults::tls_days")]
+    pub days: u32,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adapters {
+    /// Folder of `.wasm` files that add to or replace the bundled adapters.
+    pub dir: Option<PathBuf>,
+    /// Folder for compiled adapter code, so restarts skip compilation.
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `error`, `warn`, `info`, `debug`, or a `tracing` filter such as
+    /// `smsbridge=debug`. A config reload applies it.
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Log {
+        Log { level: defaults::log_level() }
+    }
+}
+
+/// The admin listener: adapter listing and health, apart from callers.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    /// Bearer token; required unless `listen` is a loopback address.
+    pub token: Option<Setting>,
+}
+
+/// One adapter instance: an adapter plus its settings and sandbox limits.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub adapter: String,
+    /// Hosts this instance may call; `None` means the adapter's default hosts.
+    pub allow_hosts: Option<Vec<String>>,
+    /// Wall-clock budget for one whole send, HTTP calls included.
+    pub timeout: Duration,
+    /// Budget of guest CPU time for one send, host calls excluded.
+    pub cpu: Duration,
+    /// Linear memory cap for one send's instance.
+    pub memory_bytes: usize,
+    pub max_response_bytes: usize,
+    /// The one directory this instance may touch (a WASI preopen).
+    pub data_dir: Option<PathBuf>,
+    /// Default sender id / from number, unless the route gives one.
+    pub sender: Option<String>,
+    pub settings: BTreeMap<String, Setting>,
+    /// Consecutive transient failures that open this provider's circuit.
+    pub circuit_failures: u32,
+    /// How long an open circuit skips the provider before one probe.
+    pub circuit_cooldown: Duration,
+}
+
+/// A provider setting. Values read from the environment are secrets; so are
+/// values of keys the adapter declares secret (see `runtime`).
+#[derive(Clone)]
+pub struct Setting {
+    pub value: String,
+    pub from_env: bool,
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Setting(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Post,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub path: String,
+    pub methods: Vec<Method>,
+    pub fields: Fields,
+    /// Provider names, in the order they are tried.
+    pub providers: Vec<String>,
+    pub default_country: Option<phonenumber::country::Id>,
+    /// Sender id / from number for this route, overriding the provider's.
+    pub sender: Option<String>,
+    /// How callers prove who they are; `None` leaves the route open.
+    pub auth: Option<CallerAuth>,
+    /// Caller networks allowed; empty allows any.
+    pub allow_networks: Vec<ipnet::IpNet>,
+    /// A text answer on success instead of JSON, e.g. `RESULT:OK {id}`.
+    pub success_body: Option<String>,
+    pub delivery: Delivery,
+    pub limits: Limits,
+}
+
+/// How hard a route tries: retries, failover and their deadline.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The whole send, every attempt and wait included.
+    pub deadline: Duration,
+    /// Extra attempts at one provider after a transient failure.
+    pub retries: u32,
+    /// First wait before a retry; doubled each time, with full jitter.
+    pub backoff: Duration,
+    /// Also try the next provider after `rejected` or `invalid-recipient`.
+    pub failover_on_permanent: bool,
+    /// How long a repeated request (same number and message, or the same
+    /// `Idempotency-Key`) gets the first answer instead of a second SMS.
+    /// Zero turns it off.
+    pub idempotency_window: Duration,
+    /// Answer 202 once the message is durably queued; deliver in the
+    /// background, across restarts, until `validity` has passed.
+    pub queued: bool,
+    pub validity: Duration,
+}
+
+/// Limits against SMS pumping (toll fraud).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub per_number: Option<Rate>,
+    /// Per number without its last 4 digits: a run through a number range.
+    pub per_prefix: Option<Rate>,
+    pub per_country: Option<Rate>,
+    pub per_route: Option<Rate>,
+    pub countries: Countries,
+    /// Number types refused (libphonenumber's: `premium_rate`, `unknown`, …).
+    pub refuse_number_types: Vec<phonenumber::Type>,
+}
+
+/// At most `limit` sends per `window`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub limit: u32,
+    pub window: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Countries {
+    Any,
+    Allow(Vec<phonenumber::country::Id>),
+    Deny(Vec<phonenumber::country::Id>),
+}
+
+/// Caller authentication for a route.
+#[derive(Debug, Clone)]
+pub enum CallerAuth {
+    Basic {
+        user: String,
+        password: Setting,
+        realm: String,
+    },
+    Digest {
+        user: String,
+        password: Setting,
+        realm: String,
+    },
+    /// Credentials in the request's fields (RSA AM cannot send Basic).
+    FormSecret {
+        user_field: String,
+        secret_field: String,
+        user: String,
+        secret: Setting,
+    },
+    Bearer {
+        token: Setting,
+    },
+}
+
+/// The names of the caller's fields: every MFA product lets its admin choose.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fields {
+    pub phone: String,
+    pub message: String,
+}
+
+impl Default for Fields {
+    fn default() -> Fields {
+        Fields { phone: defaults::phone_field(), message: defaults::message_field() }
+    }
+}
+
+mod defaults {
+    use super::*;
+    pub fn listen() -> SocketAddr {
+        "127.0.0.1:8080".parse().unwrap()
+    }
+    pub fn max_body_bytes() -> usize {
+        64 * 1024
+    }
+    pub fn phone_field() -> String {
+        "phone".into()
+    }
+    pub fn log_level() -> String {
+        "info".into()
+    }
+    pub fn shutdown_grace_ms() -> u64 {
+        10_000
+    }
+    pub fn tls_names() -> Vec<String> {
+        vec!["localhost".into(), "127.0.0.1".into()]
+    }
+    pub fn tls_days() -> u32 {
+        3650
+    }
+    pub fn admin_listen() -> SocketAddr {
+        "127.0.0.1:8081".parse().unwrap()
+    }
+    pub fn message_field() -> String {
+        "message".into()
+    }
+    pub fn methods() -> Vec<super::Method> {
+        vec![super::Method::Get, super::Method::Post]
+    }
+    pub fn timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn cpu_ms() -> u64 {
+        // Guest time is wall time outside host calls, so a loaded machine's
+        // scheduling delays count: leave headroom over the ~1 ms a send needs.
+        1000
+    }
+    pub fn validity_s() -> u64 {
+        // An OTP older than this is useless to its user.
+        600
+    }
+    pub fn retention_days() -> u64 {
+        30
+    }
+    pub fn deadline_ms() -> u64 {
+        10_000
+    }
+    pub fn retries() -> u32 {
+        2
+    }
+    pub fn backoff_ms() -> u64 {
+        200
+    }
+    pub fn idempotency_window_s() -> u64 {
+        // Long enough for a caller's own retries after a timeout; short
+        // enough that a user's "send again" a minute later sends again.
+        60
+    }
+    pub fn circuit_failures() -> u32 {
+        5
+    }
+    pub fn circuit_cooldown_ms() -> u64 {
+        30_000
+    }
+    pub fn per_number() -> &'static str {
+        "5/10m"
+    }
+    pub fn per_prefix() -> &'static str {
+        "20/10m"
+    }
+    pub fn per_country() -> &'static str {
+        "1000/10m"
+    }
+    pub fn per_route() -> &'static str {
+        "10000/10m"
+    }
+    pub fn refuse_number_types() -> Vec<phonenumber::Type> {
+        use phonenumber::Type::*;
+        vec![PremiumRate, SharedCost, Unknown]
+    }
+    pub fn memory_mb() -> usize {
+        32
+    }
+    pub fn max_response_bytes() -> usize {
+        256 * 1024
+    }
+}
+
+impl Config {
+    /// Reads and checks the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut config = Self::parse(&text, &path.display().to_string())?;
+        config.path = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// The embedded default config.
+    pub fn embedded() -> Config {
+        Self::parse(DEFAULT, "embedded default").expect("the embedded default config is valid")
+    }
+
+    /// Parses and checks `text`; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| format!(":{}", line_of(text, s.start))).unwrap_or_default();
+            anyhow!("{source}{line}: {}", e.message())
+        })?;
+        let src = Source { text, name: source };
+        let mut providers = Vec::new();
+        for p in raw.providers {
+            let provider = Provider::from_raw(p, &providers, src)?;
+            providers.push(provider);
+        }
+        let mut routes = Vec::new();
+        for r in raw.routes {
+            let route = Route::from_raw(r.into_inner(), &providers, &routes, raw.record.is_some(), src)?;
+            routes.push(route);
+        }
+        Ok(Config {
+            source: source.into(),
+            path: None,
+            admin: raw.admin.map(|a| Admin::from_raw(a, src)).transpose()?,
+            log: raw.log.unwrap_or_default(),
+            server: raw.server.unwrap_or_default(),
+            adapters: raw.adapters,
+            providers,
+            routes,
+            record: raw.record.map(|r| RecordConfig::from_raw(r, src)).transpose()?,
+        })
+    }
+
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    pub fn route(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.path == path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_routes_to_outbox() {
+        let c = Config::embedded();
+        let route = c.route("/v1/send").unwrap();
+        assert_eq!(route.providers, ["outbox"]);
+        assert_eq!(c.provider("outbox").unwrap().adapter, "outbox");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let text = "[[provider]]\nname = \"a\"\nadapter = \"outbox\"\n\n[[route]]\npath = \"/x\"\nproviders = [\"a\", \"nope\"]\n";
+        let err = Config::parse(text, "gw.toml").unwrap_err().to_string();
+        assert_eq!(err, "gw.toml:7: route `/x`: provider `nope` is not defined");
+
+        let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 1\n", "gw.toml").unwrap_err();
+        assert!(err.to_string().starts_with("gw.toml:3: unknown field `listen_typo`"), "{err}");
+
+        let text =
+            "[[provider]]\nname = \"a\"\nadapter = \"x\"\nconfig = { token = { env = \"SMSBRIDGE_SURELY_UNSET\" } }\n";
+        let err = Config::parse(text, "gw.toml").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "gw.toml:4: provider `a`: `config.token` reads environment variable `SMSBRIDGE_SURELY_UNSET`, which is not set"
+        );
+
+        let text = "[[provider]]\nname = \"a\"\nadapter = \"x\"\n[[route]]\npath = \"/x\"\nproviders = [\"a\"]\ndefault_country = \"Britain\"\n";
+        let err = Config::parse(text, "gw.toml").unwrap_err().to_string();
+        assert!(err.starts_with("gw.toml:7: route `/x`: `default_country` `Britain`"), "{err}");
+    }
+
+    #[test]
+    fn admin_off_loopback_needs_a_token() {
+        let err = Config::parse("[admin]\nlisten = \"0.0.0.0:8081\"\n", "gw.toml").unwrap_err().to_string();
+        assert_eq!(err, "gw.toml:1: admin listens on 0.0.0.0:8081, which is not loopback: set `token`");
+        let c = Config::parse("[admin]\nlisten = \"0.0.0.0:8081\"\ntoken = \"t\"\n", "gw.toml").unwrap();
+        assert_eq!(c.admin.unwrap().token.unwrap().value, "t");
+        assert_eq!(Config::parse("[admin]\n", "gw.toml").unwrap().admin.unwrap().listen.to_string(), "127.0.0.1:8081");
+    }
+
+    #[test]
+    fn settings_take_text_numbers_and_environment() {
+        // SAFETY: no other test reads this variable.
+        unsafe { std::env::set_var("SMSBRIDGE_TEST_TOKEN", "s3cret") };
+        let text = "[[provider]]\nname = \"a\"\nadapter = \"x\"\n[provider.config]\nsid = \"AC1\"\nvalidity = 600\ntoken = { env = \"SMSBRIDGE_TEST_TOKEN\" }\n";
+        let c = Config::parse(text, "t").unwrap();
+        let s = &c.provider("a").unwrap().settings;
+        assert_eq!(s["sid"].value, "AC1");
+        assert_eq!(s["validity"].value, "600");
+        assert!(s["token"].from_env && s["token"].value == "s3cret");
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,396 @@
+//! The config file as written (spans kept, so every error can name its
+//! line), and the converters that turn each section into its typed,
+//! checked form: one concept each, one place where settings are resolved.
+
+use super::*;
+use toml::Spanned;
+
+/// The text being parsed and its name, for error locations.
+#[derive(Clone, Copy)]
+pub(super) struct Source<'a> {
+    pub text: &'a str,
+    pub name: &'a str,
+}
+
+impl Source<'_> {
+    /// `file:line` of the start of `span`.
+    pub fn at(&self, span: std::ops::Range<usize>) -> String {
+        format!("{}:{}", self.name, line_of(self.text, span.start))
+    }
+}
+
+/// 1-based line number of byte `offset` in `text`.
+pub(super) fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) server: Option<Server>,
+    pub(super) admin: Option<Spanned<RawAdmin>>,
+    pub(super) log: Option<Log>,
+    #[serde(default)]
+    pub(super) adapters: Adapters,
+    #[serde(default, rename = "provider")]
+    pub(super) providers: Vec<Spanned<RawProvider>>,
+    #[serde(default, rename = "route")]
+    pub(super) routes: Vec<Spanned<RawRoute>>,
+    pub(super) record: Option<RawRecord>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecord {
+    pub(super) path: PathBuf,
+    #[serde(default = "defaults::retention_days")]
+    pub(super) retention_days: u64,
+    pub(super) number_key: Option<Spanned<RawSetting>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProvider {
+    pub(super) name: Spanned<String>,
+    pub(super) adapter: String,
+    pub(super) allow_hosts: Option<Vec<String>>,
+    #[serde(default = "defaults::timeout_ms")]
+    pub(super) timeout_ms: u64,
+    #[serde(default = "defaults::cpu_ms")]
+    pub(super) cpu_ms: u64,
+    #[serde(default = "defaults::memory_mb")]
+    pub(super) memory_mb: usize,
+    #[serde(default = "defaults::max_response_bytes")]
+    pub(super) max_response_bytes: usize,
+    pub(super) data_dir: Option<PathBuf>,
+    pub(super) sender: Option<String>,
+    #[serde(default)]
+    pub(super) config: BTreeMap<String, Spanned<RawSetting>>,
+    #[serde(default = "defaults::circuit_failures")]
+    pub(super) circuit_failures: u32,
+    #[serde(default = "defaults::circuit_cooldown_ms")]
+    pub(super) circuit_cooldown_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    #[serde(default = "defaults::admin_listen")]
+    pub(super) listen: SocketAddr,
+    pub(super) token: Option<Spanned<RawSetting>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawSetting {
+    Text(String),
+    Integer(i64),
+    Bool(bool),
+    Env { env: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) path: Spanned<String>,
+    #[serde(default = "defaults::methods")]
+    pub(super) methods: Vec<Method>,
+    pub(super) fields: Option<Fields>,
+    pub(super) providers: Spanned<Vec<Spanned<String>>>,
+    pub(super) default_country: Option<Spanned<String>>,
+    pub(super) sender: Option<String>,
+    pub(super) auth: Option<Spanned<RawAuth>>,
+    #[serde(default)]
+    pub(super) allow_networks: Vec<Spanned<String>>,
+    pub(super) success_body: Option<String>,
+    #[serde(default = "defaults::deadline_ms")]
+    pub(super) deadline_ms: u64,
+    #[serde(default = "defaults::retries")]
+    pub(super) retries: u32,
+    #[serde(default = "defaults::backoff_ms")]
+    pub(super) backoff_ms: u64,
+    #[serde(default)]
+    pub(super) failover_on_permanent: bool,
+    #[serde(default = "defaults::idempotency_window_s")]
+    pub(super) idempotency_window_s: u64,
+    pub(super) limits: Option<Spanned<RawLimits>>,
+    #[serde(default)]
+    pub(super) queued: bool,
+    #[serde(default = "defaults::validity_s")]
+    pub(super) validity_s: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) per_number: Option<Spanned<String>>,
+    pub(super) per_prefix: Option<Spanned<String>>,
+    pub(super) per_country: Option<Spanned<String>>,
+    pub(super) per_route: Option<Spanned<String>>,
+    pub(super) allow_countries: Option<Vec<Spanned<String>>>,
+    pub(super) deny_countries: Option<Vec<Spanned<String>>>,
+    pub(super) refuse_number_types: Option<Vec<phonenumber::Type>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub(super) enum RawAuth {
+    Basic { user: String, password: Spanned<RawSetting>, realm: Option<String> },
+    Digest { user: String, password: Spanned<RawSetting>, realm: Option<String> },
+    FormSecret { user_field: String, secret_field: String, user: String, secret: Spanned<RawSetting> },
+    Bearer { token: Spanned<RawSetting> },
+}
+
+/// A setting's value, from the file or the environment; `what` names it in
+/// the error for an unset variable. The one place settings are resolved.
+pub(super) fn resolve(value: &Spanned<RawSetting>, what: impl Fn() -> String) -> Result<Setting> {
+    Ok(match value.get_ref() {
+        RawSetting::Text(s) => Setting { value: s.clone(), from_env: false },
+        RawSetting::Integer(n) => Setting { value: n.to_string(), from_env: false },
+        RawSetting::Bool(b) => Setting { value: b.to_string(), from_env: false },
+        RawSetting::Env { env } => match std::env::var(env) {
+            Ok(v) => Setting { value: v, from_env: true },
+            Err(_) => bail!("{} reads environment variable `{env}`, which is not set", what()),
+        },
+    })
+}
+
+impl Provider {
+    /// Checks one `[[provider]]`; `defined` are the ones before it.
+    pub(super) fn from_raw(raw: Spanned<RawProvider>, defined: &[Provider], src: Source) -> Result<Provider> {
+        let span = raw.span();
+        let p = raw.into_inner();
+        let name = p.name.get_ref().trim().to_string();
+        if name.is_empty() {
+            bail!("{}: provider `name` must not be empty", src.at(p.name.span()));
+        }
+        if defined.iter().any(|q| q.name == name) {
+            bail!("{}: provider `{name}` is defined twice", src.at(p.name.span()));
+        }
+        for (key, limit) in [("timeout_ms", p.timeout_ms), ("cpu_ms", p.cpu_ms), ("memory_mb", p.memory_mb as u64)] {
+            if limit == 0 {
+                bail!("{}: provider `{name}`: `{key}` must be greater than 0", src.at(span.clone()));
+            }
+        }
+        let mut settings = BTreeMap::new();
+        for (key, value) in &p.config {
+            let what = || format!("{}: provider `{name}`: `config.{key}`", src.at(value.span()));
+            settings.insert(key.clone(), resolve(value, what)?);
+        }
+        Ok(Provider {
+            name,
+            adapter: p.adapter,
+            allow_hosts: p.allow_hosts,
+            timeout: Duration::from_millis(p.timeout_ms),
+            cpu: Duration::from_millis(p.cpu_ms),
+            memory_bytes: p.memory_mb << 20,
+            max_response_bytes: p.max_response_bytes,
+            data_dir: p.data_dir,
+            sender: p.sender,
+            settings,
+            circuit_failures: p.circuit_failures.max(1),
+            circuit_cooldown: Duration::from_millis(p.circuit_cooldown_ms),
+        })
+    }
+}
+
+impl Route {
+    /// Checks one `[[route]]` against the providers and the routes before it.
+    pub(super) fn from_raw(
+        r: RawRoute,
+        providers: &[Provider],
+        defined: &[Route],
+        has_record: bool,
+        src: Source,
+    ) -> Result<Route> {
+        let path = r.path.get_ref().clone();
+        let at_path = || src.at(r.path.span());
+        if !path.starts_with('/') {
+            bail!("{}: route path `{path}` must start with `/`", at_path());
+        }
+        if defined.iter().any(|q| q.path == path) {
+            bail!("{}: route `{path}` is defined twice", at_path());
+        }
+        if r.providers.get_ref().is_empty() {
+            bail!("{}: route `{path}`: `providers` must name at least one provider", src.at(r.providers.span()));
+        }
+        for name in r.providers.get_ref() {
+            if !providers.iter().any(|p| &p.name == name.get_ref()) {
+                bail!("{}: route `{path}`: provider `{}` is not defined", src.at(name.span()), name.get_ref());
+            }
+        }
+        let default_country = match &r.default_country {
+            None => None,
+            Some(c) => Some(c.get_ref().to_uppercase().parse::<phonenumber::country::Id>().map_err(|_| {
+                anyhow!(
+                    "{}: route `{path}`: `default_country` `{}` is not an ISO 3166 country code such as GB or US",
+                    src.at(c.span()),
+                    c.get_ref()
+                )
+            })?),
+        };
+        let auth = match &r.auth {
+            None => None,
+            Some(a) => Some(CallerAuth::from_raw(a.get_ref(), &path, src)?),
+        };
+        let mut allow_networks = Vec::new();
+        for net in &r.allow_networks {
+            let text = net.get_ref();
+            // A bare address is a network of one.
+            let parsed =
+                text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            allow_networks.push(parsed.map_err(|_| {
+                anyhow!(
+                    "{}: route `{path}`: `allow_networks` entry `{text}` is not an address or CIDR network",
+                    src.at(net.span())
+                )
+            })?);
+        }
+        if r.methods.is_empty() {
+            bail!("{}: route `{path}`: `methods` must not be empty", at_path());
+        }
+        if r.deadline_ms == 0 {
+            bail!("{}: route `{path}`: `deadline_ms` must be greater than 0", at_path());
+        }
+        let limits_span = r.limits.as_ref().map(|l| l.span()).unwrap_or(r.path.span());
+        let limits = Limits::from_raw(r.limits.map(Spanned::into_inner).unwrap_or_default(), &path, limits_span, src)?;
+        if r.queued && !has_record {
+            bail!(
+                "{}: route `{path}`: `queued = true` keeps messages in the message record: add a [record] section",
+                at_path()
+            );
+        }
+        Ok(Route {
+            methods: r.methods,
+            fields: r.fields.unwrap_or_default(),
+            providers: r.providers.into_inner().into_iter().map(Spanned::into_inner).collect(),
+            default_country,
+            sender: r.sender,
+            auth,
+            allow_networks,
+            success_body: r.success_body,
+            delivery: Delivery {
+                deadline: Duration::from_millis(r.deadline_ms),
+                retries: r.retries,
+                backoff: Duration::from_millis(r.backoff_ms),
+                failover_on_permanent: r.failover_on_permanent,
+                idempotency_window: Duration::from_secs(r.idempotency_window_s),
+                queued: r.queued,
+                validity: Duration::from_secs(r.validity_s.max(1)),
+            },
+            limits,
+            path,
+        })
+    }
+}
+
+impl Limits {
+    /// Checks a route's `limits`; `span` locates it (or the route) in errors.
+    pub(super) fn from_raw(raw: RawLimits, path: &str, span: std::ops::Range<usize>, src: Source) -> Result<Limits> {
+        let rate = |key: &str, value: &Option<Spanned<String>>, default: &str| -> Result<Option<Rate>> {
+            let (text, span) = match value {
+                Some(v) => (v.get_ref().as_str(), v.span()),
+                None => (default, span.clone()),
+            };
+            parse_rate(text).map_err(|why| anyhow!("{}: route `{path}`: limits `{key}` {why}", src.at(span)))
+        };
+        let country_list = |key: &str, list: &Vec<Spanned<String>>| -> Result<Vec<phonenumber::country::Id>> {
+            list.iter()
+                .map(|c| {
+                    c.get_ref().to_uppercase().parse().map_err(|_| {
+                        anyhow!(
+                            "{}: route `{path}`: limits `{key}`: `{}` is not an ISO 3166 country code such as GB",
+                            src.at(c.span()),
+                            c.get_ref()
+                        )
+                    })
+                })
+                .collect()
+        };
+        let countries = match (&raw.allow_countries, &raw.deny_countries) {
+            (Some(_), Some(_)) => bail!(
+                "{}: route `{path}`: limits: set `allow_countries` or `deny_countries`, not both",
+                src.at(span.clone())
+            ),
+            (Some(allow), None) => Countries::Allow(country_list("allow_countries", allow)?),
+            (None, Some(deny)) => Countries::Deny(country_list("deny_countries", deny)?),
+            (None, None) => Countries::Any,
+        };
+        Ok(Limits {
+            per_number: rate("per_number", &raw.per_number, defaults::per_number())?,
+            per_prefix: rate("per_prefix", &raw.per_prefix, defaults::per_prefix())?,
+            per_country: rate("per_country", &raw.per_country, defaults::per_country())?,
+            per_route: rate("per_route", &raw.per_route, defaults::per_route())?,
+            countries,
+            refuse_number_types: raw.refuse_number_types.unwrap_or_else(defaults::refuse_number_types),
+        })
+    }
+}
+
+impl CallerAuth {
+    /// Resolves a route's `auth` and its secret.
+    pub(super) fn from_raw(raw: &RawAuth, path: &str, src: Source) -> Result<CallerAuth> {
+        let secret = |key: &str, s: &Spanned<RawSetting>| {
+            resolve(s, || format!("{}: route `{path}`: auth `{key}`", src.at(s.span())))
+        };
+        let realm = |r: &Option<String>| r.clone().unwrap_or_else(|| "smsbridge".into());
+        Ok(match raw {
+            RawAuth::Basic { user, password, realm: r } => {
+                CallerAuth::Basic { user: user.clone(), password: secret("password", password)?, realm: realm(r) }
+            }
+            RawAuth::Digest { user, password, realm: r } => {
+                CallerAuth::Digest { user: user.clone(), password: secret("password", password)?, realm: realm(r) }
+            }
+            RawAuth::FormSecret { user_field, secret_field, user, secret: s } => CallerAuth::FormSecret {
+                user_field: user_field.clone(),
+                secret_field: secret_field.clone(),
+                user: user.clone(),
+                secret: secret("secret", s)?,
+            },
+            RawAuth::Bearer { token } => CallerAuth::Bearer { token: secret("token", token)? },
+        })
+    }
+}
+
+impl Admin {
+    pub(super) fn from_raw(raw: Spanned<RawAdmin>, src: Source) -> Result<Admin> {
+        let span = raw.span();
+        let a = raw.into_inner();
+        let token = match &a.token {
+            Some(t) => Some(resolve(t, || format!("{}: admin `token`", src.at(t.span())))?),
+            None => None,
+        };
+        if token.is_none() && !a.listen.ip().is_loopback() {
+            bail!("{}: admin listens on {}, which is not loopback: set `token`", src.at(span), a.listen);
+        }
+        Ok(Admin { listen: a.listen, token })
+    }
+}
+
+impl RecordConfig {
+    pub(super) fn from_raw(r: RawRecord, src: Source) -> Result<RecordConfig> {
+        Ok(RecordConfig {
+            path: r.path,
+            retention: Duration::from_secs(r.retention_days.max(1) * 86_400),
+            number_key: match &r.number_key {
+                Some(k) => Some(resolve(k, || format!("{}: record `number_key`", src.at(k.span())))?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// `5/10m`: at most 5 per 10 minutes; `off`: no limit.
+fn parse_rate(text: &str) -> Result<Option<Rate>, String> {
+    if text.trim() == "off" {
+        return Ok(None);
+    }
+    let shape = || format!("`{text}` is not a rate: write COUNT/WINDOW such as 5/10m, or off");
+    let (count, window) = text.split_once('/').ok_or_else(shape)?;
+    let limit: u32 = count.trim().parse().map_err(|_| shape())?;
+    let window = humantime::parse_duration(window.trim()).map_err(|_| shape())?;
+    if limit == 0 || window.is_zero() {
+        return Err(format!("`{text}`: count and window must be greater than 0 (use off for no limit)"));
+    }
+    Ok(Some(Rate { limit, window }))
+}

@@ -1,0 +1,217 @@
+//! Whether a message may be sent at all, decided before any provider is
+//! tried: the number normalised and of an allowed country and type, the
+//! text non-empty and not too long, the route's limits against SMS pumping
+//! not reached, and a repeated request answered with its first result.
+
+use super::{Refusal, Sent};
+use crate::config::{Countries, Route};
+use crate::phone;
+use crate::state::{Bucket, Claim, SharedState};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Longest message accepted: ten concatenated GSM-7 parts.
+pub const MAX_MESSAGE_CHARS: usize = 1530;
+
+/// A message that passed the route's rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admitted {
+    /// E.164.
+    pub to: String,
+    /// ISO 3166 region code, or `unknown`.
+    pub region: String,
+}
+
+/// Checks the number and the text against `route`'s rules.
+pub fn check(route: &Route, phone: &str, body: &str) -> Result<Admitted, Refusal> {
+    let to = phone::normalise(phone, route.default_country).map_err(Refusal::Phone)?;
+    if body.trim().is_empty() {
+        return Err(Refusal::Message("is empty".into()));
+    }
+    if body.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(Refusal::Message(format!("is longer than {MAX_MESSAGE_CHARS} characters")));
+    }
+    let (country, kind) = phone::classify(&to);
+    let region = country.map(|c| c.as_ref().to_string()).unwrap_or_else(|| "unknown".into());
+    let limits = &route.limits;
+    if limits.refuse_number_types.contains(&kind) {
+        let kind = phone::type_name(kind);
+        tracing::warn!(route = %route.path, to = %phone::mask(&to), number_type = %kind, "refused: number type");
+        return Err(Refusal::NumberType(kind));
+    }
+    let country_allowed = match &limits.countries {
+        Countries::Any => true,
+        Countries::Allow(list) => country.is_some_and(|c| list.contains(&c)),
+        Countries::Deny(list) => !country.is_some_and(|c| list.contains(&c)),
+    };
+    if !country_allowed {
+        tracing::warn!(route = %route.path, to = %phone::mask(&to), country = %region, "refused: country");
+        return Err(Refusal::Country(region));
+    }
+    Ok(Admitted { to, region })
+}
+
+/// Counts the send against the route's limits, or names the one reached.
+pub async fn count(state: &dyn SharedState, route: &Route, admitted: &Admitted) -> Result<(), Refusal> {
+    let l = &route.limits;
+    let (path, to, region) = (&route.path, &admitted.to, &admitted.region);
+    // A prefix is the number without its last 4 digits: 10 000 numbers.
+    let prefix = &to[..to.len().saturating_sub(4)];
+    let mut buckets = Vec::new();
+    let mut names = Vec::new();
+    for (name, rate, key) in [
+        ("per_number", l.per_number, format!("number|{path}|{to}")),
+        ("per_prefix", l.per_prefix, format!("prefix|{path}|{prefix}")),
+        ("per_country", l.per_country, format!("country|{path}|{region}")),
+        ("per_route", l.per_route, format!("route|{path}")),
+    ] {
+        if let Some(rate) = rate {
+            buckets.push(Bucket { key, limit: rate.limit, window: rate.window });
+            names.push(name);
+        }
+    }
+    if let Err(full) = state.admit(&buckets).await {
+        let limit = names[full.index];
+        tracing::warn!(route = %path, to = %phone::mask(to), limit, "refused: limit reached");
+        return Err(Refusal::Limited { limit, retry_after: full.retry_after });
+    }
+    Ok(())
+}
+
+/// The key under which a repeated request finds its first answer: the
+/// caller's own key, or the number and the text, within one route. `None`
+/// when the route keeps no answers.
+pub fn repeat_key(route: &Route, to: &str, body: &str, caller_key: Option<&str>) -> Option<String> {
+    if route.delivery.idempotency_window.is_zero() {
+        return None;
+    }
+    let mut hash = Sha256::new();
+    match caller_key {
+        Some(k) => hash.update(format!("key\0{}\0{k}", route.path)),
+        None => hash.update(format!("message\0{}\0{to}\0{body}", route.path)),
+    }
+    Some(format!("idempotency|{}", hex::encode(hash.finalize())))
+}
+
+/// Owns `key`, or waits (within the route's deadline) for the identical
+/// request that owns it and returns its answer.
+pub async fn claim(state: &dyn SharedState, key: &str, route: &Route) -> Result<Option<Sent>, Refusal> {
+    let window = route.delivery.idempotency_window;
+    let until = Instant::now() + route.delivery.deadline;
+    loop {
+        match state.claim(key, window).await {
+            Claim::New => return Ok(None),
+            Claim::Done(stored) => {
+                if let Ok(mut sent) = serde_json::from_slice::<Sent>(&stored) {
+                    sent.replayed = true;
+                    return Ok(Some(sent));
+                }
+                // Unreadable: better a second send than none.
+                state.release(key).await;
+            }
+            Claim::InFlight if Instant::now() < until => tokio::time::sleep(Duration::from_millis(25)).await,
+            Claim::InFlight => return Err(Refusal::InFlight),
+        }
+    }
+}
+
+/// Keeps a success as the answer to repeats of `key`; gives the key up after
+/// a failure, so a retry may send.
+pub async fn settle(state: &dyn SharedState, key: &str, route: &Route, result: &Result<Sent, Refusal>) {
+    match result {
+        Ok(sent) => {
+            let window = route.delivery.idempotency_window;
+            state.complete(key, serde_json::to_vec(sent).unwrap_or_default(), window).await
+        }
+        Err(_) => state.release(key).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::state::MemoryState;
+
+    fn route(extra: &str) -> Route {
+        let text = format!(
+            "[[provider]]\nname = \"box\"\nadapter = \"outbox\"\n[[route]]\npath = \"/v1/send\"\nproviders = [\"box\"]\n{extra}"
+        );
+        Config::parse(&text, "test.toml").unwrap().routes.remove(0)
+    }
+
+    fn sent(id: &str) -> Sent {
+        Sent {
+            id: id.into(),
+            to: "+447400123456".into(),
+            provider: "box".into(),
+            provider_id: "b1".into(),
+            segments: 1,
+            attempts: Vec::new(),
+            replayed: false,
+            queued: false,
+        }
+    }
+
+    #[test]
+    fn the_number_and_text_are_checked_before_anything_is_counted() {
+        let r = route("");
+        let ok = check(&r, "+44 7400 123456", "Your code is 1").unwrap();
+        assert_eq!(ok, Admitted { to: "+447400123456".into(), region: "GB".into() });
+        assert!(matches!(check(&r, "not a number", "x"), Err(Refusal::Phone(_))));
+        assert!(matches!(check(&r, "+447400123456", "  "), Err(Refusal::Message(m)) if m == "is empty"));
+        let long = "x".repeat(MAX_MESSAGE_CHARS + 1);
+        assert!(matches!(check(&r, "+447400123456", &long), Err(Refusal::Message(_))));
+        // Premium rate is refused by default.
+        assert!(matches!(check(&r, "+449098790000", "x"), Err(Refusal::NumberType(t)) if t == "premium_rate"));
+    }
+
+    #[test]
+    fn countries_are_allowed_or_denied_by_region() {
+        let deny = route("limits = { deny_countries = [\"NG\"] }");
+        assert!(matches!(check(&deny, "+2348031234567", "x"), Err(Refusal::Country(c)) if c == "NG"));
+        assert!(check(&deny, "+447400123456", "x").is_ok());
+        let allow = route("limits = { allow_countries = [\"IE\"] }");
+        assert!(matches!(check(&allow, "+447400123456", "x"), Err(Refusal::Country(c)) if c == "GB"));
+        assert!(check(&allow, "+353851234567", "x").is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_first_limit_reached_is_named_and_nothing_is_counted() {
+        let r = route("limits = { per_number = \"2/10m\", per_prefix = \"3/10m\" }");
+        let state = MemoryState::default();
+        let a = check(&r, "+447400123456", "x").unwrap();
+        let b = check(&r, "+447400123457", "x").unwrap();
+        count(&state, &r, &a).await.unwrap();
+        count(&state, &r, &a).await.unwrap();
+        let refused = count(&state, &r, &a).await.unwrap_err();
+        assert!(matches!(refused, Refusal::Limited { limit: "per_number", .. }), "{refused:?}");
+        // The refused send did not count against the prefix: one more fits.
+        count(&state, &r, &b).await.unwrap();
+        assert!(matches!(count(&state, &r, &b).await, Err(Refusal::Limited { limit: "per_prefix", .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_repeat_gets_the_first_answer_and_a_failure_frees_the_key() {
+        let r = route("");
+        let state = MemoryState::default();
+        let key = repeat_key(&r, "+447400123456", "code 1", None).unwrap();
+        assert_ne!(Some(&key), repeat_key(&r, "+447400123456", "code 2", None).as_ref());
+        assert_ne!(Some(&key), repeat_key(&r, "+447400123456", "code 1", Some("k1")).as_ref());
+        assert!(claim(&state, &key, &r).await.unwrap().is_none(), "the first one owns the key");
+        settle(&state, &key, &r, &Ok(sent("m1"))).await;
+        let again = claim(&state, &key, &r).await.unwrap().unwrap();
+        assert_eq!((again.id.as_str(), again.replayed), ("m1", true));
+
+        let other = repeat_key(&r, "+447400123456", "code 3", None).unwrap();
+        assert!(claim(&state, &other, &r).await.unwrap().is_none());
+        settle(&state, &other, &r, &Err(Refusal::InFlight)).await;
+        assert!(claim(&state, &other, &r).await.unwrap().is_none(), "a failed send may be sent again");
+        // While it is in flight, a repeat waits for the route's deadline.
+        let started = Instant::now();
+        assert!(matches!(claim(&state, &other, &r).await, Err(Refusal::InFlight)));
+        assert!(started.elapsed() >= r.delivery.deadline);
+        assert!(repeat_key(&route("idempotency_window_s = 0"), "+447400123456", "x", None).is_none());
+    }
+}

@@ -1,0 +1,218 @@
+//! The rules of one send, from an admitted message to a provider's answer:
+//! [`admission`] (is it allowed, is it a repeat), [`failover`] (retries,
+//! backoff, the route's deadline, the next provider), [`circuit`] (skip an
+//! unwell provider), [`queue`] (accept now, deliver in the background), all
+//! speaking the host's outcome types (`crate::outcome`). [`Courier`] carries a message through the
+//! providers of a route, over the WebAssembly runtime.
+
+pub mod admission;
+pub mod circuit;
+pub mod failover;
+pub mod queue;
+
+use crate::config::Route;
+use crate::outcome::{self, Attempt, DeliveryState, Failure, Outgoing};
+use crate::phone::PhoneError;
+use crate::record::{Entry, MessageLog, Queue};
+use crate::routing::Routing;
+use crate::runtime::Runtime;
+use crate::telemetry;
+use circuit::{Circuits, Trip};
+use failover::{Carrier, Label, Policy};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// A message a provider accepted, or a queue took.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sent {
+    pub id: String,
+    pub to: String,
+    pub provider: String,
+    pub provider_id: String,
+    pub segments: u32,
+    /// Every try, in order; the last one delivered.
+    pub attempts: Vec<Attempt>,
+    /// This is the stored answer to an earlier, identical request.
+    #[serde(default)]
+    pub replayed: bool,
+    /// Accepted for background delivery; no provider has it yet.
+    #[serde(default)]
+    pub queued: bool,
+}
+
+/// Why a message was not sent.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    Phone(PhoneError),
+    Message(String),
+    /// A limit against SMS pumping is reached: which, and when it has room.
+    Limited {
+        limit: &'static str,
+        retry_after: Duration,
+    },
+    /// The number's country (region code) is not allowed on this route.
+    Country(String),
+    /// The number's type (`premium_rate`, `unknown`, …) is refused here.
+    NumberType(String),
+    /// An identical request is being sent right now and did not finish
+    /// within the route's deadline.
+    InFlight,
+    /// The last provider tried, what went wrong there, and every try.
+    Provider {
+        provider: String,
+        failure: Failure,
+        attempts: Vec<Attempt>,
+    },
+}
+
+/// Carries messages through routes' providers, and keeps the circuits and
+/// the message log that sending touches.
+pub struct Courier {
+    runtime: Arc<Runtime>,
+    circuits: Circuits,
+    log: Option<Arc<dyn MessageLog>>,
+}
+
+impl Courier {
+    pub fn new(runtime: Arc<Runtime>, log: Option<Arc<dyn MessageLog>>) -> Courier {
+        Courier { runtime, circuits: Circuits::default(), log }
+    }
+
+    /// Tries `route`'s providers in order until one accepts, within the
+    /// route's deadline, as message `id`.
+    pub async fn deliver(
+        &self,
+        routing: &Routing,
+        route: &Route,
+        id: String,
+        to: &str,
+        body: &str,
+        via: Via<'_>,
+    ) -> Result<Sent, Refusal> {
+        let segments = smsbridge_segments::count(body).count;
+        let masked = crate::phone::mask(to);
+        let started = Instant::now();
+        let d = &route.delivery;
+        let policy = Policy {
+            deadline: d.deadline,
+            retries: d.retries,
+            backoff: d.backoff,
+            failover_on_permanent: d.failover_on_permanent,
+        };
+        let carrier = RouteCarrier { runtime: &self.runtime, routing, route, id: &id, to, body, via };
+        let label = Label { id: &id, route: &route.path, masked: &masked };
+        let skip = match via {
+            Via::Direct => &[][..],
+            Via::Queue { uncertain, .. } => uncertain,
+        };
+        match failover::deliver(&policy, &route.providers, skip, &self.circuits, &carrier, label).await {
+            Ok(done) => {
+                let outcome = outcome::Outcome::Accepted;
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::info!(%id, route = %route.path, provider = %done.provider, to = %masked, %outcome, segments, ms, "sent");
+                telemetry::send(&route.path, &done.provider, outcome.as_str(), started.elapsed());
+                let entry = Entry {
+                    id: &id,
+                    route: &route.path,
+                    to,
+                    provider: &done.provider,
+                    provider_id: Some(&done.provider_id),
+                    segments,
+                    attempts: &done.attempts,
+                    status: DeliveryState::Queued,
+                };
+                self.remember(&entry).await;
+                Ok(Sent {
+                    id,
+                    to: to.into(),
+                    provider: done.provider,
+                    provider_id: done.provider_id,
+                    segments,
+                    attempts: done.attempts,
+                    replayed: false,
+                    queued: false,
+                })
+            }
+            Err(failed) => {
+                telemetry::send(&route.path, &failed.provider, failed.failure.outcome().as_str(), started.elapsed());
+                if let Via::Direct = via {
+                    let entry = Entry {
+                        id: &id,
+                        route: &route.path,
+                        to,
+                        provider: &failed.provider,
+                        provider_id: None,
+                        segments,
+                        attempts: &failed.attempts,
+                        status: DeliveryState::Failed,
+                    };
+                    self.remember(&entry).await;
+                }
+                Err(Refusal::Provider { provider: failed.provider, failure: failed.failure, attempts: failed.attempts })
+            }
+        }
+    }
+
+    /// Writes a send to the message log, if there is one. A log that cannot
+    /// be written is logged, and the send's answer stands.
+    pub async fn remember(&self, entry: &Entry<'_>) {
+        if let Some(log) = &self.log
+            && let Err(e) = log.add(entry).await
+        {
+            tracing::error!(id = %entry.id, "message record not written: {e:#}");
+        }
+    }
+}
+
+/// How a message came to be delivered.
+#[derive(Clone, Copy)]
+pub enum Via<'a> {
+    /// A caller waits for the answer; a failure is recorded here.
+    Direct,
+    /// From the queue, which records a failure (it may try again later).
+    /// The providers in `uncertain` may already have the message: they are
+    /// passed over. After each attempt the queue's mark is cleared.
+    Queue { queue: &'a dyn Queue, uncertain: &'a [String] },
+}
+
+/// Sends one message through the providers of one route, each through the
+/// adapter version it is bound to in the snapshot.
+struct RouteCarrier<'a> {
+    runtime: &'a Runtime,
+    routing: &'a Routing,
+    route: &'a Route,
+    id: &'a str,
+    to: &'a str,
+    body: &'a str,
+    via: Via<'a>,
+}
+
+impl Carrier for RouteCarrier<'_> {
+    async fn send(&self, provider: &str) -> Result<String, Failure> {
+        let bound = self.routing.bound(provider).map_err(Failure::Fault)?;
+        let sender = self.route.sender.clone().or_else(|| bound.config.sender.clone());
+        let msg = Outgoing { id: self.id.into(), to: self.to.into(), body: self.body.into(), sender };
+        bound.adapter.served.fetch_add(1, Ordering::Relaxed);
+        let result = self.runtime.send(&bound.adapter, &bound.ctx, msg).await;
+        if let Via::Queue { queue, .. } = self.via
+            && let Err(e) = queue.clear_sending(self.id).await
+        {
+            tracing::error!(id = %self.id, "queue not updated: {e:#}");
+        }
+        result
+    }
+
+    fn trip(&self, provider: &str) -> Trip {
+        match self.routing.config.provider(provider) {
+            Some(p) => Trip { failures: p.circuit_failures, cooldown: p.circuit_cooldown },
+            None => Trip { failures: u32::MAX, cooldown: Duration::ZERO },
+        }
+    }
+}
+
+/// A fresh message id: unique, and ordered by time.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}

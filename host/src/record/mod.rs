@@ -1,0 +1,111 @@
+//! The durable message record and the queue of queued routes: two small
+//! async interfaces, [`MessageLog`] and [`Queue`], with no storage types in
+//! their signatures, so a shared database can serve several smsbridge
+//! instances through them. [`sqlite::SqliteRecord`] is the embedded
+//! implementation of both.
+//!
+//! The record keeps, for every send, its id, route, masked number, a keyed
+//! hash of the full number (for lookups), the provider and its id, every
+//! attempt, and the status timeline. Never the message text, never the
+//! number in the clear.
+
+pub mod sqlite;
+
+use crate::outcome::{Attempt, DeliveryState};
+use anyhow::Result;
+use async_trait::async_trait;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use sqlite::SqliteRecord;
+
+/// One message as the record knows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LoggedMessage {
+    pub id: String,
+    pub route: String,
+    /// Masked.
+    pub to: String,
+    pub provider: String,
+    pub provider_id: Option<String>,
+    pub segments: u32,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    pub attempts: Vec<Attempt>,
+    pub statuses: Vec<StatusAt>,
+}
+
+/// One point of a message's status timeline.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusAt {
+    pub status: DeliveryState,
+    pub at_ms: u64,
+}
+
+/// A message waiting in the queue.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub id: String,
+    pub route: String,
+    pub to: String,
+    pub body: String,
+    pub expires_ms: u64,
+    pub tries: u32,
+    /// Providers that may already have it.
+    pub uncertain: Vec<String>,
+}
+
+/// What one send came to, for [`MessageLog::add`].
+pub struct Entry<'a> {
+    pub id: &'a str,
+    pub route: &'a str,
+    /// E.164; the record keeps it masked and hashed.
+    pub to: &'a str,
+    pub provider: &'a str,
+    pub provider_id: Option<&'a str>,
+    pub segments: u32,
+    pub attempts: &'a [Attempt],
+    /// `queued` when a provider took it, `failed` when none did.
+    pub status: DeliveryState,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Every send and its delivery-status timeline.
+#[async_trait]
+pub trait MessageLog: Send + Sync {
+    /// Records one send and its first status.
+    async fn add(&self, entry: &Entry<'_>) -> Result<()>;
+    /// Adds `status` to the timeline of the message `provider` knows as
+    /// `provider_id`; false when there is no such message.
+    async fn update_status(&self, provider: &str, provider_id: &str, status: DeliveryState) -> Result<bool>;
+    async fn get(&self, id: &str) -> Result<Option<LoggedMessage>>;
+    /// The latest `limit` messages to `e164`, newest first.
+    async fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<LoggedMessage>>;
+    /// Deletes messages older than `age`; returns how many.
+    async fn purge(&self, age: Duration) -> Result<usize>;
+}
+
+/// Messages of queued routes, accepted and not yet delivered, with the
+/// marks that keep a provider that may have one from getting it twice.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Accepts a message, to be delivered within `validity`.
+    async fn enqueue(&self, id: &str, route: &str, to: &str, body: &str, validity: Duration) -> Result<()>;
+    /// After a restart, marks requests that were on their way as uncertain.
+    async fn recover(&self) -> Result<usize>;
+    /// Messages due now, oldest first, leaving out `busy` ones.
+    async fn due(&self, limit: usize, busy: &HashSet<String>) -> Result<Vec<Queued>>;
+    /// `provider` may get the message from here on.
+    async fn mark_sending(&self, id: &str, provider: &str) -> Result<()>;
+    /// The attempt ended with an answer: no longer in doubt.
+    async fn clear_sending(&self, id: &str) -> Result<()>;
+    /// Tries again after `wait`.
+    async fn reschedule(&self, id: &str, wait: Duration) -> Result<()>;
+    /// The message is done with: delivered, refused or expired.
+    async fn dequeue(&self, id: &str) -> Result<()>;
+}

@@ -1,0 +1,192 @@
+//! What a send uses — routes, provider settings, the adapter version of each
+//! provider — as one immutable [`Routing`] snapshot, and [`Routes`], which
+//! swaps it whole when the config or an adapter changes. A send in flight
+//! keeps the snapshot it started with; every later send gets the new one.
+
+use crate::config::{Config, Provider};
+use crate::outbound::Interceptor;
+use crate::registry::{Change, Registry};
+use crate::runtime::{Adapter, ProviderContext, SandboxSpec};
+use crate::telemetry;
+use anyhow::{Result, anyhow};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The config, and each provider bound to its adapter's current version.
+pub struct Routing {
+    pub config: Config,
+    providers: HashMap<String, Result<Bound, String>>,
+}
+
+/// A provider instance ready to send: its settings, its sandbox, and the
+/// adapter version it sends through.
+pub struct Bound {
+    pub config: Provider,
+    pub ctx: Arc<ProviderContext>,
+    pub adapter: Arc<Adapter>,
+}
+
+impl Routing {
+    /// Binds every provider of `config` to its adapter in `registry`. With
+    /// `strict`, a missing adapter or setting is an error; without, that
+    /// provider is left unbound with the reason.
+    fn bind(
+        config: Config,
+        registry: &Registry,
+        strict: bool,
+        interceptor: Option<&Arc<dyn Interceptor>>,
+    ) -> Result<Routing> {
+        let mut providers = HashMap::new();
+        for p in &config.providers {
+            let bound = match registry.get(&p.adapter) {
+                None => {
+                    let known: Vec<String> = registry.list().into_iter().map(|(n, _)| n).collect();
+                    Err(format!(
+                        "{}: provider `{}`: adapter `{}` is not bundled and not in the adapters folder (known: {})",
+                        config.source,
+                        p.name,
+                        p.adapter,
+                        known.join(", ")
+                    ))
+                }
+                Some(adapter) => {
+                    match adapter.info.config_keys.iter().find(|k| k.required && !p.settings.contains_key(&k.name)) {
+                        Some(key) => Err(format!(
+                            "{}: provider `{}`: adapter `{}` requires `config.{}` ({})",
+                            config.source, p.name, p.adapter, key.name, key.description
+                        )),
+                        None => {
+                            let ctx = ProviderContext::new(sandbox_spec(p, interceptor.cloned()), &adapter.info)?;
+                            Ok(Bound { config: p.clone(), ctx: Arc::new(ctx), adapter })
+                        }
+                    }
+                }
+            };
+            match bound {
+                Err(why) if strict => return Err(anyhow!(why)),
+                Err(why) => {
+                    tracing::error!("{why}");
+                    providers.insert(p.name.clone(), Err(why));
+                }
+                Ok(b) => {
+                    providers.insert(p.name.clone(), Ok(b));
+                }
+            }
+        }
+        Ok(Routing { config, providers })
+    }
+
+    /// Provider `name` as bound in this snapshot, or why it is not.
+    pub fn bound(&self, name: &str) -> Result<&Bound, String> {
+        match self.providers.get(name) {
+            Some(Ok(bound)) => Ok(bound),
+            Some(Err(why)) => Err(why.clone()),
+            None => Err(format!("provider `{name}` is not configured")),
+        }
+    }
+
+    /// The adapter version provider `name` sends through in this snapshot.
+    pub fn adapter_of(&self, name: &str) -> Option<Arc<Adapter>> {
+        self.bound(name).ok().map(|b| b.adapter.clone())
+    }
+
+    /// Routes none of whose providers is bound to a loaded adapter.
+    pub fn unserved_routes(&self) -> Vec<String> {
+        self.config
+            .routes
+            .iter()
+            .filter(|r| !r.providers.iter().any(|p| self.bound(p).is_ok()))
+            .map(|r| r.path.clone())
+            .collect()
+    }
+}
+
+/// The sandbox a provider's sends run in, as its config sets it.
+pub fn sandbox_spec(p: &Provider, interceptor: Option<Arc<dyn Interceptor>>) -> SandboxSpec {
+    SandboxSpec {
+        name: p.name.clone(),
+        settings: p.settings.clone(),
+        allow_hosts: p.allow_hosts.clone(),
+        timeout: p.timeout,
+        cpu: p.cpu,
+        memory_bytes: p.memory_bytes,
+        max_response_bytes: p.max_response_bytes,
+        data_dir: p.data_dir.clone(),
+        interceptor,
+    }
+}
+
+/// The current snapshot, and the reloads that replace it.
+pub struct Routes {
+    current: ArcSwap<Routing>,
+    registry: Arc<Registry>,
+    /// Serialises rebuilding the snapshot, so no change is lost to a race.
+    rebuild: tokio::sync::Mutex<()>,
+    /// Installed on every provider's outbound client.
+    interceptor: Option<Arc<dyn Interceptor>>,
+}
+
+impl Routes {
+    /// Binds `config` strictly: a provider without its adapter or a required
+    /// setting is an error.
+    pub fn new(config: Config, registry: Arc<Registry>, interceptor: Option<Arc<dyn Interceptor>>) -> Result<Routes> {
+        let routing = Routing::bind(config, &registry, true, interceptor.as_ref())?;
+        Ok(Routes { current: ArcSwap::from_pointee(routing), registry, rebuild: Default::default(), interceptor })
+    }
+
+    /// The snapshot a send should use.
+    pub fn current(&self) -> Arc<Routing> {
+        self.current.load_full()
+    }
+
+    /// Replaces the config if it binds; otherwise the old one keeps serving.
+    pub async fn apply_config(&self, config: Config) -> Result<()> {
+        let _guard = self.rebuild.lock().await;
+        let old = self.current();
+        if config.server.listen != old.config.server.listen
+            || config.admin.as_ref().map(|a| a.listen) != old.config.admin.as_ref().map(|a| a.listen)
+            || config.adapters.dir != old.config.adapters.dir
+        {
+            tracing::warn!("listen addresses and adapters.dir change only on restart");
+        }
+        let level = config.log.level.clone();
+        let routing = Routing::bind(config, &self.registry, true, self.interceptor.as_ref())?;
+        self.current.store(Arc::new(routing));
+        telemetry::set_log_level(&level);
+        tracing::info!("config reloaded");
+        Ok(())
+    }
+
+    /// Re-reads the config file, keeping the old config if the new one fails.
+    pub async fn reload_config(&self) {
+        let Some(path) = self.current().config.path.clone() else {
+            tracing::warn!("running on the embedded default: there is no config file to reload");
+            return;
+        };
+        let result = match Config::load(&path) {
+            Ok(config) => self.apply_config(config).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::error!("config not reloaded; the old config keeps serving: {e:#}");
+        }
+    }
+
+    /// Loads, replaces or unloads the adapter of one file in the adapters
+    /// folder, then rebinds the providers that use it.
+    pub async fn reload_adapter(&self, path: &Path) -> Change {
+        let change = self.registry.reload(path).await;
+        if let Change::Loaded(_) | Change::Unloaded(_) = change {
+            let _guard = self.rebuild.lock().await;
+            let config = self.current().config.clone();
+            // Lenient: a provider whose adapter is gone answers 503 naming it.
+            match Routing::bind(config, &self.registry, false, self.interceptor.as_ref()) {
+                Ok(routing) => self.current.store(Arc::new(routing)),
+                Err(e) => tracing::error!("providers not rebound: {e:#}"),
+            }
+        }
+        change
+    }
+}

@@ -1,0 +1,85 @@
+//! The module map holds: no module of `host/src` imports from a module that
+//! imports it, directly or through others. Read from the source, at the
+//! granularity of top-level modules (`delivery/` counts as one).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Top-level module → the top-level modules its files name as `crate::…`.
+fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(&src).unwrap();
+            let top = rel.components().next().unwrap().as_os_str().to_string_lossy();
+            let module = top.trim_end_matches(".rs").to_string();
+            if module == "lib" || module == "main" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let uses = graph.entry(module.clone()).or_default();
+            for (at, _) in text.match_indices("crate::") {
+                let name: String = text[at + 7..].chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                if !name.is_empty() && name != module {
+                    uses.insert(name);
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle through `from`, if there is one.
+fn cycle(graph: &BTreeMap<String, BTreeSet<String>>, from: &str) -> Option<Vec<String>> {
+    let mut path = vec![from.to_string()];
+    fn walk(graph: &BTreeMap<String, BTreeSet<String>>, path: &mut Vec<String>, seen: &mut BTreeSet<String>) -> bool {
+        let here = path.last().unwrap().clone();
+        for next in graph.get(&here).into_iter().flatten() {
+            if *next == path[0] {
+                path.push(next.clone());
+                return true;
+            }
+            if seen.insert(next.clone()) {
+                path.push(next.clone());
+                if walk(graph, path, seen) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    walk(graph, &mut path, &mut BTreeSet::new()).then_some(path)
+}
+
+#[test]
+fn no_module_imports_from_a_module_that_imports_it() {
+    let graph = imports();
+    assert!(graph.len() > 15, "the source was read: {graph:?}");
+    assert!(graph["gateway"].contains("delivery"), "imports are found: {graph:?}");
+    for module in graph.keys() {
+        if let Some(cycle) = cycle(&graph, module) {
+            panic!("import cycle: {}", cycle.join(" → "));
+        }
+    }
+}
+
+#[test]
+fn nothing_above_the_runtime_names_a_generated_type() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for (module, uses) in imports() {
+        if ["wit", "runtime", "outbound", "fixture"].contains(&module.as_str()) {
+            continue;
+        }
+        assert!(!uses.contains("wit") || module == "main", "`{module}` uses the generated bindings");
+    }
+    let main = std::fs::read_to_string(src.join("main.rs")).unwrap();
+    assert!(!main.contains("bindings::"), "main.rs names a generated path");
+}
