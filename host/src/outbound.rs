@@ -11,7 +11,7 @@
 //! it leaves: the queue marks the provider that may get the message, and
 //! fixtures and benchmarks answer in place of the network.
 
-use crate::wit::{HttpError as Error, HttpRequest as Request, HttpResponse as Response};
+pub use crate::wit::{HttpError as Error, HttpRequest as Request, HttpResponse as Response};
 use anyhow::{Result, bail};
 use std::sync::Arc;
 use std::time::Instant;

@@ -9,12 +9,11 @@
 
 use super::{Courier, Refusal, Sent, Via, new_id};
 use crate::config::Route;
-use crate::outbound::{Exchange, Intercepted, Interceptor};
+use crate::outbound::{Exchange, Intercepted, Interceptor, Request};
 use crate::outcome::{DeliveryState, Outcome};
 use crate::phone;
 use crate::record::{Entry, Queue, Queued, now_ms};
 use crate::routing::Routes;
-use crate::wit::HttpRequest;
 use async_trait::async_trait;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
@@ -41,7 +40,7 @@ pub struct Marker {
 
 #[async_trait]
 impl Interceptor for Marker {
-    async fn intercept(&self, exchange: Exchange<'_>, _req: &HttpRequest) -> Intercepted {
+    async fn intercept(&self, exchange: Exchange<'_>, _req: &Request) -> Intercepted {
         let Some(id) = exchange.message_id else { return Intercepted::Continue };
         if self.delivering.lock().unwrap().contains(id)
             && let Err(e) = self.queue.mark_sending(id, exchange.provider).await
