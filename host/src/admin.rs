@@ -3,7 +3,6 @@
 //! a bearer token guards it when configured.
 
 use crate::gateway::Gateway;
-use crate::record::MessageLog;
 use crate::runtime::Compiled;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
@@ -43,12 +42,10 @@ async fn require_token(State(token): State<Arc<Option<String>>>, req: Request, n
     next.run(req).await
 }
 
-/// The record's answer, or why there is none.
-fn record_of(gateway: &Gateway) -> Result<&dyn MessageLog, Response> {
-    gateway.record.as_deref().ok_or_else(|| {
-        let why = "no message record: add a [record] section to the config";
-        (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no_record", "message": why}))).into_response()
-    })
+/// The answer when the config keeps no record.
+fn no_record() -> Response {
+    let why = "no message record: add a [record] section to the config";
+    (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no_record", "message": why}))).into_response()
 }
 
 fn record_failed(e: anyhow::Error) -> Response {
@@ -59,10 +56,7 @@ fn record_failed(e: anyhow::Error) -> Response {
 
 /// `GET /admin/messages/{id}`: one message, its attempts and status timeline.
 async fn message(State(gateway): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
-    let record = match record_of(&gateway) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
+    let Some(record) = gateway.record.as_deref() else { return no_record() };
     match record.get(&id).await {
         Ok(Some(m)) => axum::Json(m).into_response(),
         Ok(None) => {
@@ -81,10 +75,7 @@ struct NumberQuery {
 /// `GET /admin/messages?number=+447400123456`: the latest 50 messages to a
 /// number, found by its keyed hash.
 async fn messages_by_number(State(gateway): State<Arc<Gateway>>, Query(q): Query<NumberQuery>) -> Response {
-    let record = match record_of(&gateway) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
+    let Some(record) = gateway.record.as_deref() else { return no_record() };
     let number = match crate::phone::normalise(&q.number, None) {
         Ok(n) => n,
         Err(e) => {

@@ -119,7 +119,8 @@ pub fn classify(e164: &str) -> (Option<Country>, Type) {
     use std::collections::HashMap;
     use std::sync::{LazyLock, Mutex};
     const KEPT: usize = 8192;
-    static SEEN: LazyLock<Mutex<HashMap<String, (Option<Country>, Type)>>> = LazyLock::new(Default::default);
+    type Seen = HashMap<String, (Option<Country>, Type)>;
+    static SEEN: LazyLock<Mutex<Seen>> = LazyLock::new(Default::default);
     if let Some(known) = SEEN.lock().unwrap().get(e164) {
         return *known;
     }

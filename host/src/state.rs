@@ -56,17 +56,21 @@ pub trait SharedState: Send + Sync {
 #[derive(Default)]
 pub struct MemoryState {
     /// Per key: its window and the times of the events still in it.
-    windows: Mutex<HashMap<String, (Duration, VecDeque<Instant>)>>,
-    claims: Mutex<HashMap<String, (Option<Vec<u8>>, Instant)>>,
+    windows: Mutex<HashMap<String, Window>>,
+    /// Per key: the stored answer (none while in flight) and its expiry.
+    claims: Mutex<HashMap<String, Held>>,
     calls: std::sync::atomic::AtomicU64,
 }
+
+type Window = (Duration, VecDeque<Instant>);
+type Held = (Option<Vec<u8>>, Instant);
 
 /// Sweep expired entries once per this many calls, so memory follows traffic.
 const SWEEP_EVERY: u64 = 1024;
 
 impl MemoryState {
     fn maybe_sweep(&self, now: Instant) {
-        if self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SWEEP_EVERY != 0 {
+        if !self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(SWEEP_EVERY) {
             return;
         }
         // A key whose newest event has left its window counts nothing.

@@ -32,7 +32,7 @@ pub fn verify(key: &str, cb: &Callback, now: u64) -> Result<(), CallbackError> {
         return Err(bad("the JWT is not HS256"));
     }
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
-    mac.update(token.trim()[..token.trim().len() - sig.len() - 1].as_bytes());
+    mac.update(&token.trim().as_bytes()[..token.trim().len() - sig.len() - 1]);
     mac.verify_slice(&decode(sig)?).map_err(|_| bad("the JWT signature does not match"))?;
 
     let claims: Value = smsbridge_sdk::json::from_slice(&decode(claims)?).map_err(|_| bad("claims are not JSON"))?;

@@ -54,7 +54,7 @@ pub fn create_with(
         serde_json::Value::String(s) => s.parse().ok(),
         n => n.as_u64().map(|n| n as u32),
     };
-    Ok(Accepted { provider_id: sid.into(), status: v["status"].as_str().map(Into::into), segments })
+    Ok(Accepted { provider_id: sid, status: v["status"].as_str().map(Into::into), segments })
 }
 
 /// The provider's error code and message, when the body has them; else the

@@ -62,7 +62,7 @@ fn verify_error(code: u64, detail: String) -> Option<SendError> {
 
 /// The last run of 4 to 10 digits in `text`.
 fn last_digit_run(text: &str) -> Option<String> {
-    text.split(|c: char| !c.is_ascii_digit()).filter(|run| (4..=10).contains(&run.len())).last().map(Into::into)
+    text.split(|c: char| !c.is_ascii_digit()).rfind(|run| (4..=10).contains(&run.len())).map(Into::into)
 }
 
 /// The last match of `pattern` in `text`: its first group, or the whole match.
