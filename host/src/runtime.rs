@@ -117,22 +117,19 @@ pub struct Inspection {
     pub problem: Option<String>,
 }
 
-/// What one provider instance's sandbox is made of, as the operator set it.
+/// What one provider instance's sandbox is made of: its name (for logs),
+/// settings, egress (`None` hosts: the adapter's defaults) and limits, each
+/// as the operator's `[[provider]]` sets it, and an optional interceptor
+/// that sees each admitted request before it leaves.
 pub struct SandboxSpec {
-    /// The provider instance's name, for logs.
     pub name: String,
     pub settings: BTreeMap<String, Setting>,
-    /// Hosts it may call; `None` means the adapter's default hosts.
     pub allow_hosts: Option<Vec<String>>,
-    /// Wall-clock budget for one whole send, HTTP calls included.
     pub timeout: Duration,
-    /// Budget of guest CPU time for one send, host calls excluded.
     pub cpu: Duration,
     pub memory_bytes: usize,
     pub max_response_bytes: usize,
-    /// The one directory it may touch (a WASI preopen).
     pub data_dir: Option<PathBuf>,
-    /// Sees each admitted request before it leaves.
     pub interceptor: Option<Arc<dyn Interceptor>>,
 }
 

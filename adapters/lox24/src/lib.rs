@@ -60,7 +60,7 @@ fn rest(msg: Message, from: Option<String>) -> Result<Accepted, SendError> {
 
 fn legacy(msg: Message, from: Option<String>) -> Result<Accepted, SendError> {
     let password = config::require("password")?;
-    let hash: String = Md5::digest(password.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let hash = hex::encode(Md5::digest(password.as_bytes()));
     let (user, service) = (config::require("user")?, config::require("service")?);
     let from = from.unwrap_or_default();
     let form = [

@@ -69,7 +69,7 @@ macro_rules! export_adapter_with_receipts {
 /// ```
 pub fn hex_sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Whether `a` and `b` are equal, in time independent of where they differ:

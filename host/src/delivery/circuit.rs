@@ -96,6 +96,16 @@ mod tests {
 
     const TRIP: Trip = Trip { failures: 3, cooldown: Duration::from_secs(30) };
 
+    /// Circuits with `p`'s opened now, and now.
+    fn opened() -> (Circuits, Instant) {
+        let circuits = Circuits::default();
+        let now = Instant::now();
+        for _ in 0..TRIP.failures {
+            circuits.record("p", TRIP, true, now);
+        }
+        (circuits, now)
+    }
+
     #[test]
     fn opens_after_consecutive_failures_and_an_answer_resets_the_count() {
         let circuits = Circuits::default();
@@ -114,11 +124,7 @@ mod tests {
 
     #[test]
     fn after_the_cooldown_one_probe_decides() {
-        let circuits = Circuits::default();
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            circuits.record("p", TRIP, true, t0);
-        }
+        let (circuits, t0) = opened();
         let later = t0 + TRIP.cooldown;
         assert!(circuits.allows("p", later), "the probe");
         assert!(!circuits.allows("p", later), "one probe at a time");
@@ -133,11 +139,7 @@ mod tests {
 
     #[test]
     fn a_probe_that_never_reports_is_replaced_after_another_cooldown() {
-        let circuits = Circuits::default();
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            circuits.record("p", TRIP, true, t0);
-        }
+        let (circuits, t0) = opened();
         let probe = t0 + TRIP.cooldown;
         assert!(circuits.allows("p", probe));
         assert!(!circuits.allows("p", probe + TRIP.cooldown - Duration::from_millis(1)));
