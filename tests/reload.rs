@@ -269,19 +269,26 @@ async fn a_restart_with_unchanged_adapters_uses_the_compiled_code_cache() {
 
 #[tokio::test]
 async fn the_admin_listener_requires_its_token_when_one_is_set() {
-    let bridge = Bridge::start_with(&SWAP, |dir| install(dir, artifacts::OUTBOX_WASM)).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/admin/adapters", listener.local_addr().unwrap());
-    let router = smsbridge::admin::router(bridge.gateway.clone(), Some("adm-7c1e2b".into()));
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    for (auth, expected) in
-        [(None, 401), (Some("Bearer wrong"), 401), (Some("adm-7c1e2b"), 401), (Some("Bearer adm-7c1e2b"), 200)]
-    {
+    let config = format!("[admin]\ntoken = \"adm-7c1e2b9d4f\"\n{}", *SWAP);
+    let bridge = Bridge::start_from_file(&config, |dir| install(dir, artifacts::OUTBOX_WASM)).await;
+    let url = format!("http://{}/admin/adapters", bridge.admin_addr);
+    let status = |auth: Option<&'static str>| {
         let mut req = bridge.client.get(&url);
         if let Some(auth) = auth {
             req = req.header("authorization", auth);
         }
-        let resp = req.send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), expected, "{auth:?}");
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    for (auth, expected) in
+        [(None, 401), (Some("Bearer wrong"), 401), (Some("adm-7c1e2b9d4f"), 401), (Some("Bearer adm-7c1e2b9d4f"), 200)]
+    {
+        assert_eq!(status(auth).await, expected, "{auth:?}");
     }
+    // A rotated token applies from the reload on; the old one no longer does.
+    let file = bridge.path("smsbridge.toml");
+    let rotated = std::fs::read_to_string(&file).unwrap().replace("adm-7c1e2b9d4f", "adm-0a55e1c3b7");
+    std::fs::write(&file, rotated).unwrap();
+    bridge.gateway.reload_config().await;
+    assert_eq!(status(Some("Bearer adm-7c1e2b9d4f")).await, 401);
+    assert_eq!(status(Some("Bearer adm-0a55e1c3b7")).await, 200);
 }

@@ -78,7 +78,7 @@ impl Bridge {
         tokio::spawn(smsbridge::server::serve(gateway.clone(), listener, std::future::pending()));
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_addr = admin.local_addr().unwrap();
-        let router = smsbridge::admin::router(gateway.clone(), None);
+        let router = smsbridge::admin::router(gateway.clone());
         tokio::spawn(async move { axum::serve(admin, router).await });
         let watch = smsbridge::watch::start(gateway.clone()).expect("the watch starts");
         Bridge { addr, admin_addr, dir, client: reqwest::Client::new(), gateway, _watch: watch }

@@ -16,19 +16,22 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 use subtle::ConstantTimeEq;
 
-pub fn router(gateway: Arc<Gateway>, token: Option<String>) -> Router {
+/// The admin routes, behind the `[admin] token` of the config in force: a
+/// token rotated by a reload applies to the next request.
+pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/admin/adapters", get(adapters))
         .route("/admin/health", get(health))
         .route("/metrics", get(metrics))
         .route("/admin/messages", get(messages_by_number))
         .route("/admin/messages/{id}", get(message))
-        .layer(middleware::from_fn_with_state(Arc::new(token), require_token))
+        .layer(middleware::from_fn_with_state(gateway.clone(), require_token))
         .with_state(gateway)
 }
 
-async fn require_token(State(token): State<Arc<Option<String>>>, req: Request, next: Next) -> Response {
-    if let Some(token) = token.as_deref() {
+async fn require_token(State(gateway): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let routing = gateway.routing();
+    if let Some(token) = routing.config.admin.as_ref().and_then(|a| a.token.as_ref()).map(|t| t.value.as_str()) {
         let offered = req
             .headers()
             .get(header::AUTHORIZATION)

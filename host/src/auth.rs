@@ -25,37 +25,99 @@ pub struct Refused {
     pub challenges: Vec<String>,
 }
 
-/// Digest nonces handed out and the highest `nc` seen with each, so a nonce
-/// expires and a request cannot be replayed. Kept across config reloads.
-#[derive(Default)]
+/// Digest nonces that carry their own proof: the time they were issued and
+/// random bytes, with an HMAC over both. Issuing one stores nothing, so
+/// refusing a flood of unauthenticated requests costs no memory; any
+/// instance with the same key accepts another's nonce. Only after a request
+/// proves the password is its `nc` remembered (to refuse replays), in a
+/// bounded set that forgets nonces once they expire.
 pub struct Nonces {
-    issued: Mutex<HashMap<String, (Instant, u64)>>,
+    key: Vec<u8>,
+    /// Nonce → (when it expires, highest `nc` accepted).
+    seen: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+/// Nonces whose replays are tracked at once; past it, the oldest go first.
+const MAX_TRACKED: usize = 100_000;
+/// A nonce's parts: issue time (ms since the epoch), random bytes, MAC.
+const NONCE_TIME: usize = 8;
+const NONCE_RANDOM: usize = 8;
+const NONCE_MAC: usize = 16;
+
+impl Default for Nonces {
+    /// Nonces under a random key: valid at this process only.
+    fn default() -> Nonces {
+        let mut key = vec![0u8; 32];
+        getrandom::fill(&mut key).expect("the OS has randomness");
+        Nonces::with_key(&key)
+    }
 }
 
 impl Nonces {
-    fn issue(&self) -> String {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes).expect("the OS has randomness");
-        let nonce = hex::encode(bytes);
-        let mut issued = self.issued.lock().unwrap();
-        issued.retain(|_, (at, _)| at.elapsed() < NONCE_TTL);
-        issued.insert(nonce.clone(), (Instant::now(), 0));
-        nonce
+    /// Nonces under `key`, which instances behind one load balancer share.
+    pub fn with_key(key: &[u8]) -> Nonces {
+        Nonces { key: key.to_vec(), seen: Mutex::new(HashMap::new()) }
     }
 
-    /// Accepts `nc` for `nonce` if the nonce is live and `nc` is new.
-    fn accept(&self, nonce: &str, nc: u64) -> Result<(), &'static str> {
-        let mut issued = self.issued.lock().unwrap();
-        let Some((at, last)) = issued.get_mut(nonce) else { return Err("unknown or expired digest nonce") };
-        if at.elapsed() >= NONCE_TTL {
+    fn mac(&self, body: &[u8]) -> [u8; NONCE_MAC] {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(body);
+        mac.finalize().into_bytes()[..NONCE_MAC].try_into().expect("a SHA-256 MAC is long enough")
+    }
+
+    fn issue(&self) -> String {
+        let mut body = [0u8; NONCE_TIME + NONCE_RANDOM];
+        body[..NONCE_TIME].copy_from_slice(&now_ms().to_be_bytes());
+        getrandom::fill(&mut body[NONCE_TIME..]).expect("the OS has randomness");
+        let mut nonce = body.to_vec();
+        nonce.extend_from_slice(&self.mac(&body));
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(nonce)
+    }
+
+    /// Whether `nonce` was issued under this key and has not expired.
+    fn verify(&self, nonce: &str) -> Result<(), &'static str> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(nonce).unwrap_or_default();
+        if bytes.len() != NONCE_TIME + NONCE_RANDOM + NONCE_MAC {
+            return Err("unknown digest nonce");
+        }
+        let (body, mac) = bytes.split_at(NONCE_TIME + NONCE_RANDOM);
+        if !bool::from(self.mac(body)[..].ct_eq(mac)) {
+            return Err("unknown digest nonce");
+        }
+        let issued = u64::from_be_bytes(body[..NONCE_TIME].try_into().expect("eight bytes"));
+        let age = now_ms().saturating_sub(issued);
+        // A little skew between instances' clocks is forgiven.
+        if age >= NONCE_TTL.as_millis() as u64 || issued > now_ms() + 5_000 {
             return Err("expired digest nonce");
         }
+        Ok(())
+    }
+
+    /// Accepts `nc` for an authenticated request with `nonce` if `nc` is new.
+    fn accept(&self, nonce: &str, nc: u64) -> Result<(), &'static str> {
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap();
+        if seen.len() >= MAX_TRACKED {
+            seen.retain(|_, (expires, _)| *expires > now);
+            if seen.len() >= MAX_TRACKED {
+                // Still full of live nonces: forget the one expiring first.
+                let oldest = seen.iter().min_by_key(|(_, (expires, _))| *expires).map(|(k, _)| k.clone());
+                seen.remove(&oldest.expect("the set is full"));
+            }
+        }
+        let (_, last) = seen.entry(nonce.to_string()).or_insert((now + NONCE_TTL, 0));
         if nc <= *last {
             return Err("replayed digest request");
         }
         *last = nc;
         Ok(())
     }
+}
+
+/// Milliseconds since the Unix epoch: nonces are compared across instances.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn eq(a: &str, b: &str) -> bool {
@@ -150,6 +212,9 @@ fn digest(
     if !(eq(get("username"), user) & eq(get("response"), &expected)) {
         return refuse("wrong digest credentials", false);
     }
+    if let Err(reason) = nonces.verify(get("nonce")) {
+        return refuse(reason, true);
+    }
     match nonces.accept(get("nonce"), nc) {
         Ok(()) => Ok(()),
         Err(reason) => refuse(reason, true),
@@ -212,6 +277,31 @@ mod tests {
         let replay = check(&auth, &req, &mut HashMap::new(), &nonces).unwrap_err();
         assert_eq!(replay.reason, "replayed digest request");
         assert!(replay.challenges[0].contains("stale=true"));
+
+        // Another instance with the same key takes the nonce; one with
+        // another key does not.
+        let key = b"shared-digest-key-5d1e9a";
+        let (a, b, c) = (Nonces::with_key(key), Nonces::with_key(key), Nonces::with_key(b"another-key-0b7c33aa"));
+        let nonce = a.issue();
+        assert_eq!(b.verify(&nonce), Ok(()));
+        assert_eq!(c.verify(&nonce), Err("unknown digest nonce"));
+        let mut forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&nonce).unwrap();
+        forged[0] ^= 1;
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged);
+        assert_eq!(a.verify(&forged), Err("unknown digest nonce"), "the issue time is covered by the MAC");
+    }
+
+    #[test]
+    fn refusing_an_unauthenticated_request_stores_nothing() {
+        let auth = CallerAuth::Digest { user: "u".into(), password: secret("a-long-password"), realm: "r".into() };
+        let nonces = Nonces::default();
+        let headers = HeaderMap::new();
+        let req = Request { method: &Method::POST, uri: "/", headers: &headers };
+        for _ in 0..1000 {
+            let refused = check(&auth, &req, &mut HashMap::new(), &nonces).unwrap_err();
+            assert!(refused.challenges[0].contains("nonce="));
+        }
+        assert!(nonces.seen.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -36,10 +36,11 @@ impl Gateway {
     /// Loads the adapters and binds each provider instance to its adapter,
     /// checking that the adapter exists and has its required settings.
     pub async fn new(config: Config, runtime: Arc<Runtime>) -> Result<Gateway> {
-        let registry = Arc::new(
-            Registry::load(runtime.clone(), config.adapters.dir.as_deref(), config.adapters.cache_dir.as_deref())
-                .await?,
-        );
+        let registry = {
+            let (adapters, followers) = (&config.adapters, crate::routing::followers(&config));
+            let dirs = (adapters.dir.as_deref(), adapters.cache_dir.as_deref());
+            Arc::new(Registry::load(runtime.clone(), dirs.0, dirs.1, &followers).await?)
+        };
         for (name, e) in registry.errors() {
             tracing::error!(adapter = %name, "adapter not loaded: {}", e.message);
         }

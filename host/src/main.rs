@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use smsbridge::config::Config;
 use smsbridge::gateway::Gateway;
+use smsbridge::listen::Limits;
 use smsbridge::runtime::Runtime;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -147,6 +148,9 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Open connections the admin listener keeps: operators and a scraper.
+const ADMIN_CONNECTIONS: usize = 64;
+
 async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: Option<SocketAddr>) -> Result<()> {
     smsbridge::telemetry::metrics();
     let gateway = Arc::new(gateway(config).await?);
@@ -180,8 +184,10 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
             .await
             .with_context(|| format!("cannot listen on {admin_addr}"))?;
         tracing::info!("admin on http://{}/admin/adapters", admin_listener.local_addr()?);
-        let router = smsbridge::admin::router(gateway.clone(), admin.token.as_ref().map(|t| t.value.clone()));
-        tokio::spawn(async move { axum::serve(admin_listener, router).await });
+        let router = smsbridge::admin::router(gateway.clone());
+        let limits =
+            smsbridge::listen::Limits { max_connections: ADMIN_CONNECTIONS, ..Limits::of(&routing.config.server) };
+        tokio::spawn(smsbridge::listen::serve(admin_listener, router, None, limits, stopped()));
     }
     let mut tls_server = None;
     if let Some(tls) = &routing.config.server.tls {

@@ -48,7 +48,12 @@ impl Registry {
     /// Loads every bundled adapter and every `.wasm` file in `dir`. A file
     /// that fails to load is recorded and skipped; a bundled adapter that
     /// fails is a build defect and an error.
-    pub async fn load(runtime: Arc<Runtime>, dir: Option<&Path>, cache_dir: Option<&Path>) -> Result<Registry> {
+    pub async fn load(
+        runtime: Arc<Runtime>,
+        dir: Option<&Path>,
+        cache_dir: Option<&Path>,
+        followers: &Followers<'_>,
+    ) -> Result<Registry> {
         let registry = Registry {
             runtime,
             dir: dir.map(Path::to_path_buf),
@@ -73,7 +78,7 @@ impl Registry {
                 .collect();
             files.sort();
             for path in files {
-                registry.reload(&path).await;
+                registry.reload(&path, followers).await;
             }
         }
         Ok(registry)
@@ -84,8 +89,11 @@ impl Registry {
     }
 
     /// Loads, replaces or unloads the adapter of file `path`, as the file
-    /// now is. The old version keeps serving unless the new one loads.
-    pub async fn reload(&self, path: &Path) -> Change {
+    /// now is. The old version keeps serving unless the new one loads, and
+    /// unless it would widen egress: a version that declares a host the one
+    /// serving now does not, while a provider (named by `followers`) takes
+    /// the adapter's default hosts as its allowlist, is refused.
+    pub async fn reload(&self, path: &Path, followers: &Followers<'_>) -> Change {
         let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
@@ -103,6 +111,9 @@ impl Registry {
         }
         match self.runtime.load(&bytes, &path.display().to_string(), self.cache_dir.as_deref()).await {
             Ok(adapter) => {
+                if let Some(why) = widens_egress(&name, current.as_deref(), &adapter, followers) {
+                    return self.failed(&name, why);
+                }
                 let adapter = Arc::new(adapter);
                 log_loaded(&name, &adapter);
                 let mut inner = self.inner.write().unwrap();
@@ -153,6 +164,30 @@ impl Registry {
     pub fn errors(&self) -> BTreeMap<String, LoadError> {
         self.inner.read().unwrap().errors.clone()
     }
+}
+
+/// For an adapter name, the providers whose allowlist is that adapter's
+/// default hosts (they set no `allow_hosts`).
+pub type Followers<'a> = dyn Fn(&str) -> Vec<String> + Send + Sync + 'a;
+
+/// Why `new` may not replace `current`: hosts it declares that `current`
+/// does not, while providers follow its defaults.
+fn widens_egress(name: &str, current: Option<&Adapter>, new: &Adapter, followers: &Followers<'_>) -> Option<String> {
+    let current = current?;
+    let added: Vec<&str> =
+        new.info.default_hosts.iter().filter(|h| !current.info.default_hosts.contains(h)).map(String::as_str).collect();
+    let providers = followers(name);
+    if added.is_empty() || providers.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "version {} declares hosts that version {} does not ({}): refused, as provider(s) {} would be allowed to \
+         reach them; list every host they may reach in their `allow_hosts` to accept it",
+        new.info.version,
+        current.info.version,
+        added.join(", "),
+        providers.join(", ")
+    ))
 }
 
 /// `.wasm` files only: editors' and copiers' temporary names are ignored.

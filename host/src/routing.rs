@@ -52,12 +52,20 @@ impl Routing {
                     ))
                 }
                 Some(adapter) => {
-                    match adapter.info.config_keys.iter().find(|k| k.required && !p.settings.contains_key(&k.name)) {
-                        Some(key) => Err(format!(
+                    let keys = &adapter.info.config_keys;
+                    let missing = keys.iter().find(|k| k.required && !p.settings.contains_key(&k.name));
+                    let empty =
+                        keys.iter().find(|k| k.secret && p.settings.get(&k.name).is_some_and(|s| s.value.is_empty()));
+                    match (missing, empty) {
+                        (Some(key), _) => Err(format!(
                             "{}: provider `{}`: adapter `{}` requires `config.{}` ({})",
                             config.source, p.name, p.adapter, key.name, key.description
                         )),
-                        None => {
+                        (None, Some(key)) => Err(format!(
+                            "{}: provider `{}`: secret `config.{}` is empty",
+                            config.source, p.name, key.name
+                        )),
+                        (None, None) => {
                             let ctx = ProviderContext::new(sandbox_spec(p, interceptor.cloned()), &adapter.info)?;
                             Ok(Bound { config: p.clone(), ctx: Arc::new(ctx), adapter })
                         }
@@ -99,6 +107,19 @@ impl Routing {
             .iter()
             .filter(|r| !r.providers.iter().any(|p| self.bound(p).is_ok()))
             .map(|r| r.path.clone())
+            .collect()
+    }
+}
+
+/// The providers of `config` that take an adapter's default hosts as their
+/// allowlist, by adapter name.
+pub fn followers(config: &Config) -> impl Fn(&str) -> Vec<String> + Send + Sync + '_ {
+    move |adapter| {
+        config
+            .providers
+            .iter()
+            .filter(|p| p.adapter == adapter && p.allow_hosts.is_none())
+            .map(|p| p.name.clone())
             .collect()
     }
 }
@@ -177,7 +198,8 @@ impl Routes {
     /// Loads, replaces or unloads the adapter of one file in the adapters
     /// folder, then rebinds the providers that use it.
     pub async fn reload_adapter(&self, path: &Path) -> Change {
-        let change = self.registry.reload(path).await;
+        let config = self.current().config.clone();
+        let change = self.registry.reload(path, &followers(&config)).await;
         if let Change::Loaded(_) | Change::Unloaded(_) = change {
             let _guard = self.rebuild.lock().await;
             let config = self.current().config.clone();

@@ -32,81 +32,35 @@ struct Front {
 }
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new().fallback(handle).with_state(Arc::new(Front { gateway, nonces: auth::Nonces::default() }))
+    let nonces = match &gateway.routing().config.digest_key {
+        Some(key) => auth::Nonces::with_key(key.value.as_bytes()),
+        None => auth::Nonces::default(),
+    };
+    Router::new().fallback(handle).with_state(Arc::new(Front { gateway, nonces }))
 }
 
-/// Serves `gateway` on `listener` until `shutdown` resolves.
+/// Serves `gateway` on `listener` until `shutdown` resolves, within the
+/// connection limits of the config it started with.
 pub async fn serve(
     gateway: Arc<Gateway>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(gateway).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = crate::listen::Limits::of(&gateway.routing().config.server);
+    crate::listen::serve(listener, router(gateway), None, limits, shutdown).await
 }
 
 /// Serves `gateway` over TLS on `listener` until `shutdown` resolves, then
-/// lets the requests in flight on its connections finish. Each connection's
-/// handshake runs in its own task, so a slow client holds up no one.
+/// lets the requests in flight on its connections finish.
 pub async fn serve_tls(
     gateway: Arc<Gateway>,
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use tower::ServiceExt;
+    let limits = crate::listen::Limits::of(&gateway.routing().config.server);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let app = router(gateway);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // One clone per connection task: the count says how many still run.
-    let live = Arc::new(());
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!("TLS accept failed: {e}");
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let (acceptor, app, mut stop_rx, live) = (acceptor.clone(), app.clone(), stop_rx.clone(), live.clone());
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
-            };
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(req.map(Body::new))
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let ended = tokio::select! {
-                ended = connection.as_mut() => ended,
-                _ = async { drop(stop_rx.wait_for(|stop| *stop).await) } => {
-                    // Finish the request in flight, take no more.
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = ended {
-                tracing::debug!(%peer, "TLS connection ended: {e}");
-            }
-            drop(live);
-        });
-    }
-    let _ = stop_tx.send(true);
-    while Arc::strong_count(&live) > 1 {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    Ok(())
+    crate::listen::serve(listener, router(gateway), Some(acceptor), limits, shutdown).await
 }
 
 /// A failure answer: status, machine-readable code, and a sentence.
@@ -189,12 +143,9 @@ async fn receipt(gateway: &Gateway, provider: String, req: Request) -> Response 
     let routing = gateway.routing();
     let remote = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.to_string()).unwrap_or_default();
     let (parts, body) = req.into_parts();
-    let body = match to_bytes(body, routing.config.server.max_body_bytes).await {
+    let body = match read_body(body, &routing.config.server).await {
         Ok(body) => body,
-        Err(_) => {
-            return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the callback body is too large")
-                .into_response();
-        }
+        Err(problem) => return problem.into_response(),
     };
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     // Signatures cover the URL the provider called: the public one.
@@ -245,6 +196,7 @@ const REFUSALS: &[&str] = &[
     "invalid_json",
     "invalid_xml",
     "body_too_large",
+    "body_timeout",
     "unsupported_media_type",
     "method_not_allowed",
     "invalid_idempotency_key",
@@ -271,12 +223,12 @@ async fn send(front: &Front, req: Request) -> Result<Response, Problem> {
     }
     let remote = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     if !route.allow_networks.is_empty()
-        && !remote.is_some_and(|r| route.allow_networks.iter().any(|n| n.contains(&r.ip())))
+        && !remote.is_some_and(|r| route.allow_networks.iter().any(|n| n.contains(&r.ip().to_canonical())))
     {
         return Err(unauthorized(route, remote, "caller network not allowed", Vec::new()));
     }
     let (parts, body) = req.into_parts();
-    let mut fields = read_fields(&parts, body, routing.config.server.max_body_bytes).await?;
+    let mut fields = read_fields(&parts, body, &routing.config.server).await?;
     if let Some(auth) = &route.auth {
         let uri = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let request = auth::Request { method: &parts.method, uri, headers: &parts.headers };
@@ -371,17 +323,15 @@ fn method_not_allowed(route: &Route, method: &Method) -> Problem {
 }
 
 /// The caller's fields: the query string, then the body's fields over it.
-async fn read_fields(parts: &Parts, body: Body, max_body_bytes: usize) -> Result<HashMap<String, String>, Problem> {
+async fn read_fields(
+    parts: &Parts,
+    body: Body,
+    server: &crate::config::Server,
+) -> Result<HashMap<String, String>, Problem> {
     let mut fields: HashMap<String, String> =
         url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
     let content_type = content_type(&parts.headers);
-    let body = to_bytes(body, max_body_bytes).await.map_err(|_| {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("request body is larger than {max_body_bytes} bytes"),
-        )
-    })?;
+    let body = read_body(body, server).await?;
     if body.is_empty() {
         return Ok(fields);
     }
@@ -401,6 +351,25 @@ async fn read_fields(parts: &Parts, body: Body, max_body_bytes: usize) -> Result
         }
     }
     Ok(fields)
+}
+
+/// The whole body, within `[server]`'s size cap and read deadline.
+async fn read_body(body: Body, server: &crate::config::Server) -> Result<axum::body::Bytes, Problem> {
+    let max = server.max_body_bytes;
+    let deadline = std::time::Duration::from_millis(server.body_read_timeout_ms);
+    match tokio::time::timeout(deadline, to_bytes(body, max)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_)) => Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body is larger than {max} bytes"),
+        )),
+        Err(_) => Err(Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body did not arrive within {} ms", deadline.as_millis()),
+        )),
+    }
 }
 
 /// The media type alone, lower case, without parameters.

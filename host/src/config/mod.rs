@@ -9,6 +9,7 @@ pub mod audit;
 mod raw;
 
 use anyhow::{Context, Result, anyhow, bail};
+pub use raw::MIN_SECRET_CHARS;
 use raw::{RawConfig, Source, line_of};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -33,6 +34,9 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The durable message record; none keeps no record.
     pub record: Option<RecordConfig>,
+    /// Signs Digest nonces; instances behind one load balancer share it.
+    /// Without it, a random key per process.
+    pub digest_key: Option<Setting>,
 }
 
 /// `[record]`: where the message record lives and how long it keeps messages.
@@ -57,6 +61,16 @@ pub struct Server {
     pub public_url: Option<String>,
     /// On SIGTERM, how long in-flight sends may take to finish.
     pub shutdown_grace_ms: u64,
+    /// A request's whole header must arrive within this, on a new
+    /// connection and between kept-alive requests (slow-loris callers).
+    pub header_read_timeout_ms: u64,
+    /// A connection that moves no byte for this long, with no request in
+    /// flight, is closed.
+    pub idle_timeout_ms: u64,
+    /// A request's whole body must arrive within this.
+    pub body_read_timeout_ms: u64,
+    /// Open connections per listener; past it, new ones wait to be accepted.
+    pub max_connections: usize,
 }
 
 impl Default for Server {
@@ -67,6 +81,10 @@ impl Default for Server {
             tls: None,
             public_url: None,
             shutdown_grace_ms: defaults::shutdown_grace_ms(),
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            body_read_timeout_ms: 10_000,
+            max_connections: 4096,
         }
     }
 }
@@ -406,11 +424,18 @@ impl Config {
             path: None,
             admin: raw.admin.map(|a| Admin::from_raw(a, src)).transpose()?,
             log: raw.log.unwrap_or_default(),
-            server: raw.server.unwrap_or_default(),
+            server: match raw.server {
+                None => Server::default(),
+                Some(server) => {
+                    server.get_ref().check(src, server.span())?;
+                    server.into_inner()
+                }
+            },
             adapters: raw.adapters,
             providers,
             routes,
             record: raw.record.map(|r| RecordConfig::from_raw(r, src)).transpose()?,
+            digest_key: raw::digest_key(raw.auth.as_ref(), src)?,
         })
     }
 
@@ -461,9 +486,52 @@ mod tests {
     fn admin_off_loopback_needs_a_token() {
         let err = Config::parse("[admin]\nlisten = \"0.0.0.0:8081\"\n", "gw.toml").unwrap_err().to_string();
         assert_eq!(err, "gw.toml:1: admin listens on 0.0.0.0:8081, which is not loopback: set `token`");
-        let c = Config::parse("[admin]\nlisten = \"0.0.0.0:8081\"\ntoken = \"t\"\n", "gw.toml").unwrap();
-        assert_eq!(c.admin.unwrap().token.unwrap().value, "t");
+        let c = Config::parse("[admin]\nlisten = \"0.0.0.0:8081\"\ntoken = \"t0k-9f2c41d8a7\"\n", "gw.toml").unwrap();
+        assert_eq!(c.admin.unwrap().token.unwrap().value, "t0k-9f2c41d8a7");
         assert_eq!(Config::parse("[admin]\n", "gw.toml").unwrap().admin.unwrap().listen.to_string(), "127.0.0.1:8081");
+    }
+
+    #[test]
+    fn empty_and_short_secrets_are_refused_with_their_key() {
+        let route = |auth: &str| {
+            format!(
+                "[[provider]]\nname = \"a\"\nadapter = \"outbox\"\n[[route]]\npath = \"/x\"\nproviders = [\"a\"]\nauth = {auth}\n"
+            )
+        };
+        let err = |text: &str| Config::parse(text, "gw.toml").unwrap_err().to_string();
+        assert_eq!(err(&route("{ bearer = { token = \"\" } }")), "gw.toml:7: route `/x`: auth `token` is empty");
+        assert_eq!(
+            err(&route("{ basic = { user = \"u\", password = \"short\" } }")),
+            "gw.toml:7: route `/x`: auth `password` is 5 characters long; a secret needs at least 12"
+        );
+        assert!(
+            err(&route(
+                "{ form_secret = { user_field = \"u\", secret_field = \"s\", user = \"VA1\", secret = \"abc\" } }"
+            ))
+            .contains("auth `secret` is 3 characters long")
+        );
+        // SAFETY: no other test reads this variable.
+        unsafe { std::env::set_var("SMSBRIDGE_TEST_EMPTY_TOKEN", "") };
+        assert_eq!(
+            err("[admin]\ntoken = { env = \"SMSBRIDGE_TEST_EMPTY_TOKEN\" }\n"),
+            "gw.toml:2: admin `token` is empty"
+        );
+        assert!(err("[auth]\ndigest_key = \"k\"\n").contains("auth `digest_key` is 1 characters long"));
+        assert!(err("[record]\npath = \"m.db\"\nnumber_key = \"\"\n").contains("record `number_key` is empty"));
+        assert!(Config::parse(&route("{ bearer = { token = \"twelve-chars\" } }"), "gw.toml").is_ok());
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        let err = |text: &str| Config::parse(text, "gw.toml").unwrap_err().to_string();
+        assert!(
+            err("[[provider]]\nname = \"a\"\nadapter = \"x\"\ntimeout_ms = 18446744073709551615\n")
+                .contains("`timeout_ms` must be between 1 and 2592000000")
+        );
+        assert!(err("[server]\nheader_read_timeout_ms = 0\n").contains("[server]: `header_read_timeout_ms` must be"));
+        assert!(err("[server]\nmax_connections = 0\n").contains("`max_connections` must be between 1"));
+        let route = "[[provider]]\nname = \"a\"\nadapter = \"x\"\n[[route]]\npath = \"/x\"\nproviders = [\"a\"]\n";
+        assert!(err(&format!("{route}validity_s = 99999999999\n")).contains("`validity_s` must be between"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub(super) fn line_of(text: &str, offset: usize) -> usize {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
-    pub(super) server: Option<Server>,
+    pub(super) server: Option<Spanned<Server>>,
     pub(super) admin: Option<Spanned<RawAdmin>>,
     pub(super) log: Option<Log>,
     #[serde(default)]
@@ -37,6 +37,14 @@ pub(super) struct RawConfig {
     #[serde(default, rename = "route")]
     pub(super) routes: Vec<Spanned<RawRoute>>,
     pub(super) record: Option<RawRecord>,
+    pub(super) auth: Option<RawAuthKeys>,
+}
+
+/// `[auth]`: keys of caller authentication that outlive one request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuthKeys {
+    pub(super) digest_key: Option<Spanned<RawSetting>>,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +149,36 @@ pub(super) enum RawAuth {
     Bearer { token: Spanned<RawSetting> },
 }
 
+/// The longest duration any setting may name: an OTP is long useless by
+/// then, and a larger one could overflow the clock's arithmetic.
+const MAX_DURATION_MS: u64 = 30 * 86_400_000;
+
+/// Checks that `key` (in milliseconds) is greater than 0 and at most
+/// [`MAX_DURATION_MS`]; `what` names where it is.
+pub(super) fn duration_ms(key: &str, ms: u64, what: impl Fn() -> String) -> Result<Duration> {
+    if ms == 0 || ms > MAX_DURATION_MS {
+        bail!("{}: `{key}` must be between 1 and {MAX_DURATION_MS} (30 days), not {ms}", what());
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// The fewest characters a secret of smsbridge's own may have: caller
+/// passwords, form secrets and bearer tokens, the admin token, and keys.
+pub const MIN_SECRET_CHARS: usize = 12;
+
+/// A secret of smsbridge's own, resolved and long enough; `what` names it.
+pub(super) fn secret(value: &Spanned<RawSetting>, what: impl Fn() -> String) -> Result<Setting> {
+    let setting = resolve(value, &what)?;
+    let chars = setting.value.chars().count();
+    if chars == 0 {
+        bail!("{} is empty", what());
+    }
+    if chars < MIN_SECRET_CHARS {
+        bail!("{} is {chars} characters long; a secret needs at least {MIN_SECRET_CHARS}", what());
+    }
+    Ok(setting)
+}
+
 /// A setting's value, from the file or the environment; `what` names it in
 /// the error for an unset variable. The one place settings are resolved.
 pub(super) fn resolve(value: &Spanned<RawSetting>, what: impl Fn() -> String) -> Result<Setting> {
@@ -167,11 +205,13 @@ impl Provider {
         if defined.iter().any(|q| q.name == name) {
             bail!("{}: provider `{name}` is defined twice", src.at(p.name.span()));
         }
-        for (key, limit) in [("timeout_ms", p.timeout_ms), ("cpu_ms", p.cpu_ms), ("memory_mb", p.memory_mb as u64)] {
-            if limit == 0 {
-                bail!("{}: provider `{name}`: `{key}` must be greater than 0", src.at(span.clone()));
-            }
+        if p.memory_mb == 0 {
+            bail!("{}: provider `{name}`: `memory_mb` must be greater than 0", src.at(span.clone()));
         }
+        let what = || format!("{}: provider `{name}`", src.at(span.clone()));
+        let timeout = duration_ms("timeout_ms", p.timeout_ms, what)?;
+        let cpu = duration_ms("cpu_ms", p.cpu_ms, what)?;
+        let circuit_cooldown = duration_ms("circuit_cooldown_ms", p.circuit_cooldown_ms.max(1), what)?;
         let mut settings = BTreeMap::new();
         for (key, value) in &p.config {
             let what = || format!("{}: provider `{name}`: `config.{key}`", src.at(value.span()));
@@ -181,15 +221,15 @@ impl Provider {
             name,
             adapter: p.adapter,
             allow_hosts: p.allow_hosts,
-            timeout: Duration::from_millis(p.timeout_ms),
-            cpu: Duration::from_millis(p.cpu_ms),
+            timeout,
+            cpu,
             memory_bytes: p.memory_mb << 20,
             max_response_bytes: p.max_response_bytes,
             data_dir: p.data_dir,
             sender: p.sender,
             settings,
             circuit_failures: p.circuit_failures.max(1),
-            circuit_cooldown: Duration::from_millis(p.circuit_cooldown_ms),
+            circuit_cooldown,
         })
     }
 }
@@ -249,9 +289,12 @@ impl Route {
         if r.methods.is_empty() {
             bail!("{}: route `{path}`: `methods` must not be empty", at_path());
         }
-        if r.deadline_ms == 0 {
-            bail!("{}: route `{path}`: `deadline_ms` must be greater than 0", at_path());
-        }
+        let what = || format!("{}: route `{path}`", at_path());
+        let deadline = duration_ms("deadline_ms", r.deadline_ms, what)?;
+        let backoff = duration_ms("backoff_ms", r.backoff_ms.max(1), what)?;
+        let idempotency_window =
+            duration_ms("idempotency_window_s", r.idempotency_window_s.max(1).saturating_mul(1000), what)?;
+        let validity = duration_ms("validity_s", r.validity_s.max(1).saturating_mul(1000), what)?;
         let limits_span = r.limits.as_ref().map(|l| l.span()).unwrap_or(r.path.span());
         let limits = Limits::from_raw(r.limits.map(Spanned::into_inner).unwrap_or_default(), &path, limits_span, src)?;
         if r.queued && !has_record {
@@ -270,13 +313,14 @@ impl Route {
             allow_networks,
             success_body: r.success_body,
             delivery: Delivery {
-                deadline: Duration::from_millis(r.deadline_ms),
+                deadline,
                 retries: r.retries,
-                backoff: Duration::from_millis(r.backoff_ms),
+                backoff: if r.backoff_ms == 0 { Duration::ZERO } else { backoff },
                 failover_on_permanent: r.failover_on_permanent,
-                idempotency_window: Duration::from_secs(r.idempotency_window_s),
+                // Zero turns repeated-request answers off.
+                idempotency_window: if r.idempotency_window_s == 0 { Duration::ZERO } else { idempotency_window },
                 queued: r.queued,
-                validity: Duration::from_secs(r.validity_s.max(1)),
+                validity,
             },
             limits,
             path,
@@ -331,7 +375,7 @@ impl CallerAuth {
     /// Resolves a route's `auth` and its secret.
     pub(super) fn from_raw(raw: &RawAuth, path: &str, src: Source) -> Result<CallerAuth> {
         let secret = |key: &str, s: &Spanned<RawSetting>| {
-            resolve(s, || format!("{}: route `{path}`: auth `{key}`", src.at(s.span())))
+            secret(s, || format!("{}: route `{path}`: auth `{key}`", src.at(s.span())))
         };
         let realm = |r: &Option<String>| r.clone().unwrap_or_else(|| "smsbridge".into());
         Ok(match raw {
@@ -357,7 +401,7 @@ impl Admin {
         let span = raw.span();
         let a = raw.into_inner();
         let token = match &a.token {
-            Some(t) => Some(resolve(t, || format!("{}: admin `token`", src.at(t.span())))?),
+            Some(t) => Some(secret(t, || format!("{}: admin `token`", src.at(t.span())))?),
             None => None,
         };
         if token.is_none() && !a.listen.ip().is_loopback() {
@@ -367,13 +411,36 @@ impl Admin {
     }
 }
 
+impl Server {
+    /// Checks `[server]`'s limits.
+    pub(super) fn check(&self, src: Source, span: std::ops::Range<usize>) -> Result<()> {
+        let what = || format!("{}: [server]", src.at(span.clone()));
+        duration_ms("shutdown_grace_ms", self.shutdown_grace_ms, what)?;
+        duration_ms("header_read_timeout_ms", self.header_read_timeout_ms, what)?;
+        duration_ms("idle_timeout_ms", self.idle_timeout_ms, what)?;
+        duration_ms("body_read_timeout_ms", self.body_read_timeout_ms, what)?;
+        if self.max_connections == 0 || self.max_connections > 1_000_000 {
+            bail!("{}: `max_connections` must be between 1 and 1000000, not {}", what(), self.max_connections);
+        }
+        Ok(())
+    }
+}
+
+/// `[auth] digest_key`, checked as a secret.
+pub(super) fn digest_key(raw: Option<&RawAuthKeys>, src: Source) -> Result<Option<Setting>> {
+    match raw.and_then(|a| a.digest_key.as_ref()) {
+        None => Ok(None),
+        Some(k) => Ok(Some(secret(k, || format!("{}: auth `digest_key`", src.at(k.span())))?)),
+    }
+}
+
 impl RecordConfig {
     pub(super) fn from_raw(r: RawRecord, src: Source) -> Result<RecordConfig> {
         Ok(RecordConfig {
             path: r.path,
-            retention: Duration::from_secs(r.retention_days.max(1) * 86_400),
+            retention: Duration::from_secs(r.retention_days.clamp(1, 36_500) * 86_400),
             number_key: match &r.number_key {
-                Some(k) => Some(resolve(k, || format!("{}: record `number_key`", src.at(k.span())))?),
+                Some(k) => Some(secret(k, || format!("{}: record `number_key`", src.at(k.span())))?),
                 None => None,
             },
         })
