@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 /// Provider `swap` runs whatever `adapters/swap.wasm` is. Both versions used
 /// here accept its settings: the outbox answers with the host's message id,
 /// the hostile adapter in `echo` mode with the number and text.
-/// The config, built once.
 static SWAP: LazyLock<String> = LazyLock::new(|| {
     [
         r#"
@@ -265,6 +264,72 @@ async fn a_restart_with_unchanged_adapters_uses_the_compiled_code_cache() {
     assert!(compiled_from(&view).iter().filter(|f| *f == "cache").count() >= 9, "{view}");
     let answer = second.post_form("/swap", &[("phone", PHONE), ("message", "cached")]).await;
     assert_eq!(version_of(&answer, "cached"), Ok("outbox"));
+    drop(second);
+
+    // Whoever can write the cache folder cannot plant code: a changed file
+    // (or one sealed under another key) is compiled again, never loaded.
+    let cache = dir.path().join("cache");
+    assert!(dir.path().join("cache.key").is_file(), "the key is kept beside the folder, not in it");
+    let mut tampered = 0;
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        let path = entry.unwrap().path();
+        let mut code = std::fs::read(&path).unwrap();
+        let middle = code.len() / 2;
+        code[middle] ^= 0x01;
+        std::fs::write(&path, code).unwrap();
+        tampered += 1;
+    }
+    assert!(tampered >= 9, "{tampered} cache files");
+    let third =
+        Bridge::launch(parse(), smsbridge::runtime::Runtime::new().unwrap(), tempfile::tempdir().unwrap()).await;
+    let (_, view) = third.admin("/admin/adapters").await;
+    assert!(compiled_from(&view).iter().all(|f| f == "compiler" || f == "memory"), "{view}");
+    let answer = third.post_form("/swap", &[("phone", PHONE), ("message", "recompiled")]).await;
+    assert_eq!(version_of(&answer, "recompiled"), Ok("outbox"));
+}
+
+#[tokio::test]
+async fn a_drop_in_that_declares_new_hosts_is_refused_while_the_old_version_serves() {
+    // `tw` takes the bundled Twilio adapter's default hosts as its allowlist.
+    let twilio = r#"
+[adapters]
+dir = "{dir}/adapters"
+
+[[provider]]
+name = "tw"
+adapter = "twilio"
+[provider.config]
+account_sid = "AC0123456789abcdef0123456789abcdef"
+auth_token = "f00dfeedf00dfeedf00dfeedf00dfeed"
+from = "+15005550006"
+access_key = "mb-access-key-0123"
+"#;
+    let config = format!("{twilio}{}", quiet_route("/v1/send", &["tw"], ""));
+    let bridge = Bridge::start_with(&config, |dir| std::fs::create_dir_all(dir.join("adapters")).unwrap()).await;
+    let bundled = bridge.gateway.routing().adapter_of("tw").unwrap().sha256.clone();
+    // A file named twilio.wasm that declares rest.messagebird.com.
+    let file = bridge.path("adapters/twilio.wasm");
+    std::fs::copy(artifacts::MESSAGEBIRD_WASM, &file).unwrap();
+    bridge.gateway.reload_adapter(&file).await;
+    let error = bridge.gateway.registry.errors().get("twilio").map(|e| e.message.clone()).unwrap_or_default();
+    assert!(error.contains("rest.messagebird.com") && error.contains("provider(s) tw "), "{error}");
+    assert_eq!(bridge.gateway.routing().adapter_of("tw").unwrap().sha256, bundled, "the old version serves");
+    let (_, view) = bridge.admin("/admin/adapters").await;
+    let listed = view["adapters"].as_array().unwrap().iter().find(|a| a["name"] == "twilio").unwrap().clone();
+    assert!(listed["last_error"]["message"].as_str().unwrap().contains("allow_hosts"), "{listed}");
+
+    // Allowed in the config, the same file loads.
+    let allowing = config.replace(
+        "adapter = \"twilio\"\n",
+        "adapter = \"twilio\"\nallow_hosts = [\"api.twilio.com\", \"rest.messagebird.com\"]\n",
+    );
+    let bridge = Bridge::start_with(&allowing, |dir| {
+        std::fs::create_dir_all(dir.join("adapters")).unwrap();
+        std::fs::copy(artifacts::MESSAGEBIRD_WASM, dir.join("adapters/twilio.wasm")).unwrap();
+    })
+    .await;
+    assert_ne!(bridge.gateway.routing().adapter_of("tw").unwrap().sha256, bundled);
+    assert!(bridge.gateway.registry.errors().is_empty());
 }
 
 #[tokio::test]

@@ -5,7 +5,6 @@ use serde_json::json;
 use smsbridge_tests::{Bridge, quiet_route};
 use std::sync::LazyLock;
 
-/// The config, built once.
 static OUTBOX: LazyLock<String> = LazyLock::new(|| {
     [r#"
 [[provider]]

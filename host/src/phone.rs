@@ -154,26 +154,60 @@ pub fn mask(number: &str) -> String {
     format!("{head}****{tail}")
 }
 
-/// `text` with every run of seven or more digits (a phone number or a code,
-/// possibly with `+`) masked: for text from adapters and providers that may
-/// carry a number.
+/// `text` with every phone number masked: a run of seven or more digits,
+/// possibly after a `+` and with spaces, dashes, dots or brackets between
+/// them (`+44 7400 900123`, `(0740) 090-0123`). For text from adapters and
+/// providers that may carry a number.
 pub fn mask_in(text: &str) -> String {
+    const SEPARATORS: &[char] = &[' ', '-', '.', '(', ')'];
+    let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        let digits = run.chars().filter(char::is_ascii_digit).count();
-        out.push_str(&if digits >= 7 { mask(run) } else { run.clone() });
-        run.clear();
-    };
-    for c in text.chars() {
-        if c.is_ascii_digit() || (c == '+' && run.is_empty()) {
-            run.push(c);
-        } else {
-            flush(&mut run, &mut out);
-            out.push(c);
+    let mut i = 0;
+    while i < chars.len() {
+        let starts = chars[i].is_ascii_digit()
+            || (matches!(chars[i], '+' | '(') && chars.get(i + 1).is_some_and(char::is_ascii_digit));
+        if !starts {
+            out.push(chars[i]);
+            i += 1;
+            continue;
         }
+        // The run ends at its last digit: trailing separators stay text.
+        let (mut end, mut j) = (i, i);
+        while j < chars.len() && (chars[j].is_ascii_digit() || SEPARATORS.contains(&chars[j]) || j == i) {
+            if chars[j].is_ascii_digit() {
+                end = j + 1;
+            }
+            j += 1;
+        }
+        let run: String = chars[i..end].iter().collect();
+        let compact: String = run.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect();
+        if compact.chars().filter(char::is_ascii_digit).count() >= 7 {
+            out.push_str(&mask(&compact));
+        } else {
+            out.push_str(&run);
+        }
+        i = end.max(i + 1);
     }
-    flush(&mut run, &mut out);
+    out
+}
+
+/// The runs of four or more digits in `text` (a message's codes), to be
+/// kept out of logs and error texts.
+pub fn digit_runs(text: &str) -> Vec<String> {
+    let mut runs: Vec<String> =
+        text.split(|c: char| !c.is_ascii_digit()).filter(|r| r.len() >= 4).map(String::from).collect();
+    // Longest first, so a run inside another does not leave part of it.
+    runs.sort_by_key(|r| std::cmp::Reverse(r.len()));
+    runs.dedup();
+    runs
+}
+
+/// `text` with every occurrence of `runs` replaced by `****`.
+pub fn redact(text: &str, runs: &[String]) -> String {
+    let mut out = text.to_string();
+    for run in runs {
+        out = out.replace(run.as_str(), "****");
+    }
     out
 }
 
@@ -182,6 +216,27 @@ mod tests {
     use super::*;
 
     const GB: Option<Country> = Some(Country::GB);
+
+    #[test]
+    fn numbers_in_text_are_masked_however_they_are_written() {
+        for (text, masked) in [
+            ("to +447400900123 failed", "to +4474****0123 failed"),
+            ("to +44 7400 900123 failed", "to +4474****0123 failed"),
+            ("to 07400-900-123.", "to 0740****0123."),
+            ("call (0740) 090 0123 now", "call 0740****0123 now"),
+            ("error 21211 at 12:30", "error 21211 at 12:30"),
+            ("+44 7400", "+44 7400"),
+        ] {
+            assert_eq!(mask_in(text), masked, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_messages_codes_are_redacted_from_text() {
+        let runs = digit_runs("Your code is 123456; ref 99 and 4321");
+        assert_eq!(runs, ["123456", "4321"]);
+        assert_eq!(redact("rejected: 'Your code is 123456' (4321)", &runs), "rejected: 'Your code is ****' (****)");
+    }
 
     #[test]
     fn accepts_the_shapes_callers_send() {

@@ -28,6 +28,11 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 const MAX_CONCURRENT_SENDS: u32 = 128;
 /// The most linear memory any provider instance may be given.
 pub const MAX_MEMORY_BYTES: usize = 256 << 20;
+/// Pool slots one send's component may take: enough for a Rust, JavaScript
+/// (jco) or Python (componentize-py) adapter.
+const MAX_CORE_INSTANCES_PER_SEND: u32 = 32;
+const MAX_MEMORIES_PER_SEND: u32 = 4;
+const MAX_TABLES_PER_SEND: u32 = 16;
 /// How often the engine's epoch advances: the granularity of CPU budgets.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Budgets for `info()`, which must answer at once.
@@ -232,6 +237,16 @@ pub struct Sandbox {
     memory_cap: MemoryCap,
     /// The message being sent, if this call sends one.
     message_id: Option<String>,
+    /// Its codes (digit runs), kept out of what the adapter logs.
+    codes: Vec<String>,
+}
+
+/// What one call is about: the message it sends, if any, and that
+/// message's codes.
+#[derive(Default)]
+struct Call {
+    message_id: Option<String>,
+    codes: Vec<String>,
 }
 
 impl Sandbox {
@@ -259,8 +274,18 @@ impl std::fmt::Display for CpuExceeded {
 }
 impl std::error::Error for CpuExceeded {}
 
-/// Caps linear memory per store; tables and instances are bounded by the pool.
-struct MemoryCap(usize);
+/// Caps the sum of a store's linear memories, however many the component
+/// has; tables and instances are bounded by the pool.
+struct MemoryCap {
+    limit: usize,
+    used: usize,
+}
+
+impl MemoryCap {
+    fn new(limit: usize) -> MemoryCap {
+        MemoryCap { limit, used: 0 }
+    }
+}
 
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -300,7 +325,8 @@ impl ConfigHost for Sandbox {
 
 impl LogHost for Sandbox {
     fn write(&mut self, level: LogLevel, msg: String) {
-        let msg: String = self.provider.scrub(&msg).chars().take(1024).collect();
+        let msg = phone::redact(&self.provider.scrub(&msg), &self.codes);
+        let msg: String = msg.chars().take(1024).collect();
         let provider = &self.provider.name;
         match level {
             LogLevel::Debug => tracing::debug!(%provider, "adapter: {msg}"),
@@ -355,7 +381,7 @@ impl Runtime {
         let (sender, receipts) =
             exports_of(&pre).map_err(|e| anyhow!("{source} does not export smsbridge:adapter/sender: {e:#}"))?;
         let info = self
-            .run(&pre, &self.inspection, None, call_info(sender.clone()))
+            .run(&pre, &self.inspection, Call::default(), call_info(sender.clone()))
             .await
             .map_err(|f| anyhow!("{source}: info() failed: {f}"))?;
         Ok(Adapter {
@@ -388,19 +414,31 @@ impl Runtime {
         if let Some(c) = self.compiled.lock().unwrap().get(&digest).cloned() {
             return Ok((c, Compiled::Memory));
         }
-        let cache_file =
-            cache_dir.map(|dir| dir.join(format!("{}-{:016x}.cwasm", hex::encode(digest), self.engine_hash())));
-        if let Some(file) = &cache_file
-            && let Ok(code) = std::fs::read(file)
+        let cache = match cache_dir.map(CacheKey::for_dir).transpose() {
+            Ok(key) => key.zip(cache_dir),
+            Err(e) => {
+                tracing::warn!("compiled-code cache off: {e:#}");
+                None
+            }
+        };
+        let cache_file = cache
+            .as_ref()
+            .map(|(key, dir)| (key, dir.join(format!("{}-{:016x}.cwasm", hex::encode(digest), self.engine_hash()))));
+        if let Some((key, file)) = &cache_file
+            && let Ok(stored) = std::fs::read(file)
         {
-            // SAFETY: the cache folder is the operator's, like the binary; the
-            // bytes are checked against this engine's version and settings.
-            match unsafe { Component::deserialize(&self.engine, &code) } {
-                Ok(c) => {
-                    self.compiled.lock().unwrap().insert(digest, c.clone());
-                    return Ok((c, Compiled::Disk));
-                }
-                Err(e) => tracing::warn!("ignoring compiled cache {}: {e}", file.display()),
+            match key.open(&stored) {
+                // SAFETY: the bytes are the ones this host wrote: their MAC
+                // verifies under a key kept outside the cache folder. The
+                // engine checks its own version and settings on top.
+                Some(code) => match unsafe { Component::deserialize(&self.engine, code) } {
+                    Ok(c) => {
+                        self.compiled.lock().unwrap().insert(digest, c.clone());
+                        return Ok((c, Compiled::Disk));
+                    }
+                    Err(e) => tracing::warn!("ignoring compiled cache {}: {e}", file.display()),
+                },
+                None => tracing::warn!("compiled cache {} does not verify; compiling again", file.display()),
             }
         }
         let engine = self.engine.clone();
@@ -410,8 +448,8 @@ impl Runtime {
             .await?
             .map_err(|e| anyhow!("{source} is not a loadable WebAssembly component: {e:#}"))?;
         let took = started.elapsed();
-        if let Some(file) = &cache_file
-            && let Err(e) = write_cache(&component, file)
+        if let Some((key, file)) = &cache_file
+            && let Err(e) = write_cache(&component, key, file)
         {
             tracing::warn!("cannot write compiled cache {}: {e:#}", file.display());
         }
@@ -482,7 +520,7 @@ impl Runtime {
                 return report;
             }
         };
-        match self.run(&pre, &self.inspection, None, call_info(sender)).await {
+        match self.run(&pre, &self.inspection, Call::default(), call_info(sender)).await {
             Ok(info) => report.info = Some(info),
             Err(f) => report.problem = Some(format!("info() failed: {f}")),
         }
@@ -491,7 +529,7 @@ impl Runtime {
 
     /// Asks a loaded adapter's `info()` again, in a fresh sandbox.
     pub async fn info(&self, adapter: &Adapter) -> Result<AdapterInfo> {
-        self.run(&adapter.pre, &self.inspection, None, call_info(adapter.sender.clone()))
+        self.run(&adapter.pre, &self.inspection, Call::default(), call_info(adapter.sender.clone()))
             .await
             .map_err(|f| anyhow!("info() failed: {f}"))
     }
@@ -505,20 +543,23 @@ impl Runtime {
         msg: Outgoing,
     ) -> Result<String, Failure> {
         let sender = adapter.sender.clone();
-        let id = msg.id.clone();
+        let call = Call { message_id: Some(msg.id.clone()), codes: phone::digit_runs(&msg.body) };
+        let codes = call.codes.clone();
         let msg = msg.into();
         let result = self
-            .run(&adapter.pre, provider, Some(id), move |instance, store| {
+            .run(&adapter.pre, provider, call, move |instance, store| {
                 Box::pin(async move {
                     let guest = sender.load(&mut *store, instance)?;
                     guest.call_send(store, &msg).await
                 })
             })
             .await;
+        // What the adapter says may reach a caller: no secret, number or code.
+        let scrub = |f: Failure| provider.scrub_failure(f).map_text(|t| phone::redact(t, &codes));
         match result {
             Ok(Ok(accepted)) => Ok(provider.hide_secrets(&accepted.provider_id)),
-            Ok(Err(e)) => Err(provider.scrub_failure(e.into())),
-            Err(f) => Err(provider.scrub_failure(f)),
+            Ok(Err(e)) => Err(scrub(e.into())),
+            Err(f) => Err(scrub(f)),
         }
     }
 
@@ -533,7 +574,7 @@ impl Runtime {
         let receipts = adapter.receipts.clone().ok_or(ReceiptRefusal::Unknown)?;
         let callback = callback.into();
         let result = self
-            .run(&adapter.pre, provider, None, move |instance, store| {
+            .run(&adapter.pre, provider, Call::default(), move |instance, store| {
                 Box::pin(async move {
                     let guest = receipts.load(&mut *store, instance)?;
                     guest.call_verify(store, &callback).await
@@ -548,19 +589,18 @@ impl Runtime {
     }
 
     /// Runs `call` on a fresh instance in a fresh store, within `provider`'s
-    /// limits; `message_id` names the message it sends, if any. Every
-    /// failure of the sandbox comes back as `Failure::Fault`.
+    /// limits; `about` says which message it sends, if any. Every failure of
+    /// the sandbox comes back as `Failure::Fault`.
     async fn run<R: Send + 'static>(
         &self,
         pre: &InstancePre<Sandbox>,
         provider: &Arc<ProviderContext>,
-        message_id: Option<String>,
+        about: Call,
         call: impl for<'a> FnOnce(&'a Instance, &'a mut Store<Sandbox>) -> CallFuture<'a, R> + Send,
     ) -> Result<R, Failure> {
         let _permit = self.permits.acquire().await.map_err(|_| Failure::Fault("runtime is shutting down".into()))?;
-        let mut store = self
-            .store(provider, message_id)
-            .map_err(|e| Failure::Fault(format!("cannot set up the sandbox: {e:#}")))?;
+        let mut store =
+            self.store(provider, about).map_err(|e| Failure::Fault(format!("cannot set up the sandbox: {e:#}")))?;
         let work = async {
             let instance = pre.instantiate_async(&mut store).await?;
             call(&instance, &mut store).await
@@ -573,7 +613,7 @@ impl Runtime {
         }
     }
 
-    fn store(&self, provider: &Arc<ProviderContext>, message_id: Option<String>) -> Result<Store<Sandbox>> {
+    fn store(&self, provider: &Arc<ProviderContext>, about: Call) -> Result<Store<Sandbox>> {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let mut wasi = WasiCtx::builder();
         wasi.stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
@@ -590,8 +630,9 @@ impl Runtime {
             deadline: now + provider.timeout,
             started: now,
             in_host: Duration::ZERO,
-            memory_cap: MemoryCap(provider.memory_bytes),
-            message_id,
+            memory_cap: MemoryCap::new(provider.memory_bytes),
+            message_id: about.message_id,
+            codes: about.codes,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory_cap);
@@ -610,11 +651,16 @@ impl Runtime {
 }
 
 impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.0 {
-            return Err(MemoryExceeded(self.0).into());
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let used = self.used.saturating_sub(current).saturating_add(desired);
+        if used > self.limit {
+            return Err(MemoryExceeded(self.limit).into());
         }
+        self.used = used;
         Ok(true)
+    }
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        Ok(())
     }
     fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(true)
@@ -660,6 +706,10 @@ fn engine_config(pooling: bool) -> wasmtime::Config {
             .total_memories(n * 2)
             .total_tables(n * 8)
             .total_stacks(n)
+            // One send takes at most this many slots, never others' share.
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_SEND)
+            .max_memories_per_component(MAX_MEMORIES_PER_SEND)
+            .max_tables_per_component(MAX_TABLES_PER_SEND)
             .max_memory_size(MAX_MEMORY_BYTES)
             // Reset a used slot by rewriting its dirty pages rather than
             // unmapping them: madvise's TLB shootdowns and the page faults
@@ -672,9 +722,10 @@ fn engine_config(pooling: bool) -> wasmtime::Config {
     config
 }
 
-/// Writes `component`'s machine code to `file` whole or not at all.
-fn write_cache(component: &Component, file: &Path) -> Result<()> {
-    let code = component.serialize().map_err(|e| anyhow!("{e}"))?;
+/// Writes `component`'s machine code, sealed with `key`, to `file` whole or
+/// not at all.
+fn write_cache(component: &Component, key: &CacheKey, file: &Path) -> Result<()> {
+    let code = key.seal(&component.serialize().map_err(|e| anyhow!("{e}"))?);
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -682,4 +733,100 @@ fn write_cache(component: &Component, file: &Path) -> Result<()> {
     std::fs::write(&tmp, code)?;
     std::fs::rename(&tmp, file)?;
     Ok(())
+}
+
+/// Authenticates compiled-code cache files: whoever can write the cache
+/// folder cannot make the host run code it did not compile. The key is the
+/// file `<cache_dir>.key` beside the folder (not in it), made once, mode 0600.
+struct CacheKey([u8; 32]);
+
+impl CacheKey {
+    fn for_dir(dir: &Path) -> Result<CacheKey> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut name = dir.as_os_str().to_owned();
+        name.push(".key");
+        let path = PathBuf::from(name);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut key = [0u8; 32];
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(mut file) => {
+                getrandom::fill(&mut key).map_err(|e| anyhow!("no randomness for the cache key: {e}"))?;
+                file.write_all(&key).with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let stored = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                key = stored.try_into().map_err(|_| anyhow!("{} is not a 32-byte key", path.display()))?;
+            }
+            Err(e) => return Err(anyhow!("cannot create {}: {e}", path.display())),
+        }
+        Ok(CacheKey(key))
+    }
+
+    fn tag(&self, code: &[u8]) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(code);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The tag, then the code.
+    fn seal(&self, code: &[u8]) -> Vec<u8> {
+        let mut sealed = self.tag(code).to_vec();
+        sealed.extend_from_slice(code);
+        sealed
+    }
+
+    /// The code of `sealed`, if its tag verifies.
+    fn open<'a>(&self, sealed: &'a [u8]) -> Option<&'a [u8]> {
+        use subtle::ConstantTimeEq;
+        let (tag, code) = sealed.split_at_checked(32)?;
+        bool::from(self.tag(code).ct_eq(tag)).then_some(code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_file_opens_only_as_sealed_under_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let key = CacheKey::for_dir(&cache).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join("cache.key")).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(CacheKey::for_dir(&cache).unwrap().0, key.0, "the key is made once");
+        let sealed = key.seal(b"machine code");
+        assert_eq!(key.open(&sealed), Some(&b"machine code"[..]));
+        let mut tampered = sealed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(key.open(&tampered), None);
+        assert_eq!(key.open(b"short"), None);
+        let other = CacheKey::for_dir(&dir.path().join("other")).unwrap();
+        assert_eq!(other.open(&sealed), None);
+    }
+
+    /// Instantiates a core module with `memories` memories of one page each
+    /// in a store capped at `limit` bytes, as a send's store is.
+    fn instantiate(memories: usize, limit: usize) -> std::result::Result<(), String> {
+        let engine = Engine::new(&engine_config(false)).unwrap();
+        let text = format!("(module {})", "(memory 1)".repeat(memories));
+        let module = wasmtime::Module::new(&engine, wat::parse_str(text).unwrap()).unwrap();
+        let mut store = Store::new(&engine, MemoryCap::new(limit));
+        store.limiter(|cap| cap);
+        wasmtime::Instance::new(&mut store, &module, &[]).map(drop).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn the_memory_cap_holds_for_the_sum_of_a_stores_memories() {
+        let page = 64 << 10;
+        assert_eq!(instantiate(2, 2 * page), Ok(()));
+        let three = instantiate(3, 2 * page + page / 2).unwrap_err();
+        assert!(three.contains("memory limit"), "each memory fits, their sum does not: {three}");
+    }
 }
