@@ -154,21 +154,23 @@ async fn serve_io<S>(
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     let ended = loop {
+        let (now, idle_at) = (Instant::now(), activity.last() + limits.idle);
+        let busy = activity.in_flight.load(Ordering::Acquire) > 0;
+        if !busy && idle_at <= now {
+            tracing::debug!(%peer, "connection idle; closed");
+            return;
+        }
         // While a request is answered, look again later rather than spin.
-        let idle_at = (activity.last() + limits.idle).max(Instant::now() + limits.idle.min(Duration::from_secs(1)));
+        let wake = if busy { now + limits.idle.min(Duration::from_secs(1)) } else { idle_at };
         let stopping = tokio::select! {
             ended = connection.as_mut() => break ended,
             _ = async { drop(stop.wait_for(|stop| *stop).await) } => true,
-            _ = tokio::time::sleep_until(idle_at) => false,
+            _ = tokio::time::sleep_until(wake) => false,
         };
         if stopping {
             // Finish the request in flight, take no more.
             connection.as_mut().graceful_shutdown();
             break connection.await;
-        }
-        if activity.in_flight.load(Ordering::Acquire) == 0 && activity.last() + limits.idle <= Instant::now() {
-            tracing::debug!(%peer, "connection idle; closed");
-            return;
         }
     };
     if let Err(e) = ended {
