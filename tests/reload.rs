@@ -356,4 +356,10 @@ async fn the_admin_listener_requires_its_token_when_one_is_set() {
     bridge.gateway.reload_config().await;
     assert_eq!(status(Some("Bearer adm-7c1e2b9d4f")).await, 401);
     assert_eq!(status(Some("Bearer adm-0a55e1c3b7")).await, 200);
+    // An empty token is refused on reload, and the one in force stays.
+    let emptied = std::fs::read_to_string(&file).unwrap().replace("adm-0a55e1c3b7", "");
+    std::fs::write(&file, emptied).unwrap();
+    bridge.gateway.reload_config().await;
+    assert_eq!(status(None).await, 401);
+    assert_eq!(status(Some("Bearer adm-0a55e1c3b7")).await, 200);
 }

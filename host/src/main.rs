@@ -11,6 +11,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Prints a line on stdout. A reader that went away (`smsbridge check |
+/// head`) ends the process quietly rather than with a panic.
+macro_rules! say {
+    ($($arg:tt)*) => { say(format_args!($($arg)*)) };
+}
+
+fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout(), "{line}")
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "smsbridge", version, about = "On-premises SMS gateway for MFA servers")]
 struct Cli {
@@ -251,43 +266,40 @@ async fn shutdown_signal() {
 async fn check(config: Option<&Path>) -> Result<()> {
     let gateway = gateway(config).await?;
     let routing = gateway.routing();
-    println!("config: {} (ok)", routing.config.source);
+    say!("config: {} (ok)", routing.config.source);
     for (name, adapter) in gateway.registry.list() {
-        println!(
+        say!(
             "adapter {name}: {} {} ({}), {}",
-            adapter.info.name, adapter.info.version, adapter.info.provider, adapter.source
+            adapter.info.name,
+            adapter.info.version,
+            adapter.info.provider,
+            adapter.source
         );
     }
     for p in &routing.config.providers {
         let adapter = gateway.registry.get(&p.adapter).expect("checked by Gateway::new");
         let info = &adapter.info;
-        println!("provider {}: adapter {} {} — {}", p.name, info.name, info.version, info.provider);
+        say!("provider {}: adapter {} {} — {}", p.name, info.name, info.version, info.provider);
         for key in &info.config_keys {
             let state = match (p.settings.contains_key(&key.name), key.required) {
                 (true, _) => "set",
                 (false, true) => "MISSING",
                 (false, false) => "not set",
             };
-            println!("  {:<20} {:<8} {:<9} {}", key.name, smsbridge::wit::key_kind(key), state, key.description);
+            say!("  {:<20} {:<8} {:<9} {}", key.name, smsbridge::wit::key_kind(key), state, key.description);
         }
         let hosts = p.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
-        println!("  allow_hosts: {}", if hosts.is_empty() { "(none)".into() } else { hosts.join(", ") });
+        say!("  allow_hosts: {}", if hosts.is_empty() { "(none)".into() } else { hosts.join(", ") });
     }
     for r in &routing.config.routes {
-        println!(
-            "route {}: fields {}/{}, providers {}",
-            r.path,
-            r.fields.phone,
-            r.fields.message,
-            r.providers.join(", ")
-        );
+        say!("route {}: fields {}/{}, providers {}", r.path, r.fields.phone, r.fields.message, r.providers.join(", "));
     }
     let secret_keys = |adapter: &str| {
         let info = gateway.registry.get(adapter).map(|a| a.info.config_keys.clone()).unwrap_or_default();
         info.into_iter().filter(|k| k.secret).map(|k| k.name).collect()
     };
     for warning in smsbridge::config::audit::risks(&routing.config, secret_keys) {
-        println!("warning: {warning}");
+        say!("warning: {warning}");
     }
     Ok(())
 }
@@ -295,32 +307,32 @@ async fn check(config: Option<&Path>) -> Result<()> {
 async fn inspect(file: &Path) -> Result<()> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let report = Runtime::new()?.inspect(&bytes).await;
-    println!("file:     {} ({} bytes)", file.display(), report.size);
-    println!("sha256:   {}", report.sha256);
-    println!("kind:     {}", report.kind);
+    say!("file:     {} ({} bytes)", file.display(), report.size);
+    say!("sha256:   {}", report.sha256);
+    say!("kind:     {}", report.kind);
     for name in &report.imports {
-        println!("import:   {name}");
+        say!("import:   {name}");
     }
     for name in &report.exports {
-        println!("export:   {name}");
+        say!("export:   {name}");
     }
     if let Some(info) = &report.info {
-        println!("adapter:  {} {} ({})", info.name, info.version, info.provider);
-        println!(
+        say!("adapter:  {} {} ({})", info.name, info.version, info.provider);
+        say!(
             "hosts:    {}",
             if info.default_hosts.is_empty() { "(none)".into() } else { info.default_hosts.join(", ") }
         );
         for key in &info.config_keys {
-            println!("setting:  {:<22} {:<8} {}", key.name, smsbridge::wit::key_kind(key), key.description);
+            say!("setting:  {:<22} {:<8} {}", key.name, smsbridge::wit::key_kind(key), key.description);
         }
     }
     match report.problem {
         None => {
-            println!("loadable: yes");
+            say!("loadable: yes");
             Ok(())
         }
         Some(problem) => {
-            println!("loadable: no");
+            say!("loadable: no");
             anyhow::bail!("{} cannot be loaded: {problem}", file.display())
         }
     }
@@ -329,14 +341,14 @@ async fn inspect(file: &Path) -> Result<()> {
 fn adapter_new(spec: smsbridge::scaffold::Scaffold, dir: Option<PathBuf>) -> Result<()> {
     let dir = dir.unwrap_or_else(|| PathBuf::from(&spec.name));
     let files = smsbridge::scaffold::create(&spec, &dir)?;
-    println!("created adapter `{}` in {}:", spec.name, dir.display());
+    say!("created adapter `{}` in {}:", spec.name, dir.display());
     for file in files {
-        println!("  {}", file.strip_prefix(&dir).unwrap_or(&file).display());
+        say!("  {}", file.strip_prefix(&dir).unwrap_or(&file).display());
     }
     let wasm = format!("target/wasm32-wasip2/release/{}.wasm", spec.name.replace('-', "_"));
-    println!("\nnext:\n  cd {}", dir.display());
-    println!("  cargo build --release --target wasm32-wasip2");
-    println!("  smsbridge adapter test {wasm} --fixture fixtures/accepted.toml");
+    say!("\nnext:\n  cd {}", dir.display());
+    say!("  cargo build --release --target wasm32-wasip2");
+    say!("  smsbridge adapter test {wasm} --fixture fixtures/accepted.toml");
     Ok(())
 }
 
@@ -346,15 +358,15 @@ async fn adapter_test(file: &Path, fixture: &Path) -> Result<()> {
     let runtime = Runtime::new()?;
     let report = smsbridge::fixture::run(&runtime, &bytes, fixture).await?;
     for (i, request) in report.requests.iter().enumerate() {
-        println!("request {}: {request}", i + 1);
+        say!("request {}: {request}", i + 1);
     }
-    println!("result: {}", report.result);
+    say!("result: {}", report.result);
     if report.mismatches.is_empty() {
-        println!("ok: every request and the result match the fixture");
+        say!("ok: every request and the result match the fixture");
         return Ok(());
     }
     for m in &report.mismatches {
-        println!("MISMATCH {m}");
+        say!("MISMATCH {m}");
     }
     anyhow::bail!("{} differences from the fixture", report.mismatches.len())
 }
@@ -364,12 +376,12 @@ fn tls_show(config: Option<&Path>) -> Result<()> {
     let tls = config.server.tls.as_ref().context("the config has no [server.tls] section")?;
     smsbridge::tls::prepare(tls)?;
     let s = smsbridge::tls::summary(&tls.cert)?;
-    println!("certificate: {}", tls.cert.display());
-    println!("subject:     {}", s.subject);
-    println!("names:       {}", s.names.join(", "));
-    println!("expires:     {}", s.not_after);
-    println!("SHA-256:     {}", s.fingerprint);
-    print!("{}", s.pem);
+    say!("certificate: {}", tls.cert.display());
+    say!("subject:     {}", s.subject);
+    say!("names:       {}", s.names.join(", "));
+    say!("expires:     {}", s.not_after);
+    say!("SHA-256:     {}", s.fingerprint);
+    say!("{}", s.pem.trim_end());
     Ok(())
 }
 
@@ -383,11 +395,11 @@ async fn send(config: Option<&Path>, to: &str, message: &str, route: Option<&str
     match gateway.send(&routing, route, to, message, None).await {
         Ok(sent) if sent.queued => {
             // The running server's queue delivers it, or the next `serve` does.
-            println!("{}", serde_json::json!({"status": "queued", "id": sent.id}));
+            say!("{}", serde_json::json!({"status": "queued", "id": sent.id}));
             Ok(())
         }
         Ok(sent) => {
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({"status": "pending", "id": sent.id, "provider": sent.provider,
                     "provider_id": sent.provider_id, "segments": sent.segments})
