@@ -10,9 +10,11 @@
 //!   time) with no other connection, then while 1,000 connections each hold
 //!   half a request header.
 
+mod common;
+
+use common::{free_addr, ms, rss_mib, start_smsbridge};
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -21,38 +23,6 @@ const BATCH: usize = 100_000;
 const BATCHES: usize = 10;
 const CLIENTS: usize = 16;
 const SENDS: usize = 200;
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 =
-        status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb / 1024.0
-}
-
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// The release binary on `config`, once it answers.
-fn start(config: &std::path::Path, addr: SocketAddr) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smsbridge"))
-        .args(["serve", "--config", config.to_str().unwrap(), "--listen", &addr.to_string()])
-        .env("SMSBRIDGE_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(addr).is_err() {
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("smsbridge did not start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
 
 /// Sends `count` requests without credentials from `CLIENTS` clients;
 /// refusals per second.
@@ -98,17 +68,12 @@ async fn send_latency(url: &str) -> (Duration, Duration) {
     (took[SENDS / 2], took[SENDS * 99 / 100 - 1])
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = common::write_config(
+        dir.path(),
+        &format!(
             r#"
 [server]
 max_connections = 4096
@@ -123,15 +88,13 @@ auth = {{ digest = {{ user = "linotp", password = "bench-digest-pass" }} }}
 [[route]]
 path = "/v1/send"
 providers = ["outbox"]
-idempotency_window_s = 0
-limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
-"#,
-            d = dir.path().display()
+{quiet}"#,
+            d = dir.path().display(),
+            quiet = common::QUIET,
         ),
-    )
-    .unwrap();
+    );
     let addr = free_addr();
-    let mut child = start(&config, addr);
+    let (mut child, _) = start_smsbridge(&config, addr);
 
     println!("## Digest flood: {BATCHES} × {BATCH} requests without credentials, {CLIENTS} clients\n");
     let before = rss_mib(child.id());

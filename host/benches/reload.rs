@@ -10,6 +10,9 @@
 //!    real server, watcher and registry; versions alternate so every swap is
 //!    a real change, and both are in the cache (the warm case).
 
+mod common;
+
+use common::ms;
 use smsbridge::artifacts::{BUNDLED, HOSTILE_WASM, OUTBOX_WASM};
 use smsbridge::config::Config;
 use smsbridge::gateway::Gateway;
@@ -27,10 +30,6 @@ fn median(v: &mut [Duration]) -> Duration {
 fn p99(v: &mut [Duration]) -> Duration {
     v.sort();
     v[((v.len() as f64 * 0.99).ceil() as usize).saturating_sub(1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 #[tokio::main]
@@ -72,10 +71,9 @@ config = {{ mode = "echo" }}
 [[route]]
 path = "/swap"
 providers = ["swap"]
-idempotency_window_s = 0
-limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
-"#,
-        d = dir.path().display()
+{quiet}"#,
+        d = dir.path().display(),
+        quiet = common::QUIET,
     );
     let config = Config::parse(&text, "bench.toml").unwrap();
     let gateway = Arc::new(Gateway::new(config, Runtime::new().unwrap()).await.unwrap());

@@ -13,13 +13,16 @@
 //! Also: start to first send (cold and warm compiled-code cache) and
 //! smsbridge's resident memory idle and after the load.
 
+mod common;
+
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Form, Json, Router};
+use common::{free_addr, ms, probe, rss_mib, start_smsbridge};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -71,39 +74,6 @@ async fn baseline_send(State(b): State<Arc<Baseline>>, Form(fields): Form<HashMa
     Json(
         json!({"status": "pending", "id": "baseline", "provider": "twilio", "provider_id": v["sid"], "segments": segments}),
     )
-}
-
-/// Starts the release binary on `config`; returns it once it answers a send,
-/// with the time that took.
-#[expect(clippy::zombie_processes, reason = "the caller kills and waits for the child it is given")]
-fn start_smsbridge(config: &std::path::Path, addr: SocketAddr) -> (Child, Duration) {
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smsbridge"))
-        .args(["serve", "--config", config.to_str().unwrap(), "--listen", &addr.to_string()])
-        .env("SMSBRIDGE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    loop {
-        if let Ok(200) = probe(addr) {
-            return (child, started.elapsed());
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("smsbridge did not start");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Resident memory of process `pid`, in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 =
-        status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb / 1024.0
 }
 
 struct Run {
@@ -172,10 +142,6 @@ fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
     v[v.len() / 2]
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -184,10 +150,9 @@ async fn main() {
     }
     let mock = mock_twilio().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = common::write_config(
+        dir.path(),
+        &format!(
             r#"
 [adapters]
 cache_dir = "{d}/cache"
@@ -204,14 +169,12 @@ base_url = "http://{mock}"
 path = "/v1/send"
 providers = ["twilio"]
 # One number and text, sent again and again: measure sends, not replays or refusals.
-idempotency_window_s = 0
-limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_route = "off" }}
-"#,
-            d = dir.path().display()
+{quiet}"#,
+            d = dir.path().display(),
+            quiet = common::QUIET,
         ),
-    )
-    .unwrap();
-    let addr = free_port();
+    );
+    let addr = free_addr();
 
     // Start to first send, cold then warm compiled-code cache.
     let (mut child, cold) = start_smsbridge(&config, addr);
@@ -220,7 +183,7 @@ limits = {{ per_number = "off", per_prefix = "off", per_country = "off", per_rou
     let (mut child, warm) = start_smsbridge(&config, addr);
     let idle_rss = rss_mib(child.id());
 
-    let baseline_addr = free_port();
+    let baseline_addr = free_addr();
     let mut baseline = Command::new(std::env::current_exe().unwrap())
         .env("BASELINE_FOR_MOCK", mock.to_string())
         .env("BASELINE_LISTEN", baseline_addr.to_string())
@@ -276,24 +239,4 @@ async fn run_baseline(mock: &str, listen: &str) {
     });
     let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
     axum::serve(listener, Router::new().route("/v1/send", post(baseline_send)).with_state(state)).await.unwrap();
-}
-
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
-/// POSTs one send over a plain socket and returns the status.
-fn probe(addr: SocketAddr) -> std::io::Result<u16> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let body = "phone=%2B447400123456&message=hi";
-    write!(
-        s,
-        "POST /v1/send HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)?;
-    Ok(answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0))
 }

@@ -4,7 +4,7 @@
 //! expected one (method, URL, required headers, body fields) and answered
 //! with that one's canned response; every difference is reported by name.
 
-use crate::config::Setting;
+use crate::config::{SandboxLimits, Setting};
 use crate::outbound::{Exchange, Intercepted, Interceptor};
 use crate::outcome::{Outcome as SendOutcome, Outgoing};
 use crate::runtime::{ProviderContext, Runtime, SandboxSpec};
@@ -120,12 +120,14 @@ pub async fn run(runtime: &Runtime, bytes: &[u8], fixture: Fixture) -> Result<Re
     let spec = SandboxSpec {
         name: "fixture".into(),
         settings,
-        allow_hosts: Some(hosts),
-        timeout: Duration::from_secs(10),
-        cpu: Duration::from_secs(1),
-        memory_bytes: 64 << 20,
-        max_response_bytes: 1 << 20,
-        data_dir: None,
+        limits: SandboxLimits {
+            allow_hosts: Some(hosts),
+            timeout: Duration::from_secs(10),
+            cpu: Duration::from_secs(1),
+            memory_bytes: 64 << 20,
+            max_response_bytes: 1 << 20,
+            data_dir: None,
+        },
         interceptor: Some(answers.clone()),
     };
     let ctx = Arc::new(ProviderContext::new(spec, &adapter.info)?);

@@ -288,7 +288,7 @@ async fn check(config: Option<&Path>) -> Result<()> {
             };
             say!("  {:<20} {:<8} {:<9} {}", key.name, smsbridge::wit::key_kind(key), state, key.description);
         }
-        let hosts = p.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
+        let hosts = p.sandbox.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
         say!("  allow_hosts: {}", if hosts.is_empty() { "(none)".into() } else { hosts.join(", ") });
     }
     for r in &routing.config.routes {

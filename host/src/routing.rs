@@ -118,7 +118,7 @@ pub fn followers(config: &Config) -> impl Fn(&str) -> Vec<String> + Send + Sync 
         config
             .providers
             .iter()
-            .filter(|p| p.adapter == adapter && p.allow_hosts.is_none())
+            .filter(|p| p.adapter == adapter && p.sandbox.allow_hosts.is_none())
             .map(|p| p.name.clone())
             .collect()
     }
@@ -126,17 +126,7 @@ pub fn followers(config: &Config) -> impl Fn(&str) -> Vec<String> + Send + Sync 
 
 /// The sandbox a provider's sends run in, as its config sets it.
 pub fn sandbox_spec(p: &Provider, interceptor: Option<Arc<dyn Interceptor>>) -> SandboxSpec {
-    SandboxSpec {
-        name: p.name.clone(),
-        settings: p.settings.clone(),
-        allow_hosts: p.allow_hosts.clone(),
-        timeout: p.timeout,
-        cpu: p.cpu,
-        memory_bytes: p.memory_bytes,
-        max_response_bytes: p.max_response_bytes,
-        data_dir: p.data_dir.clone(),
-        interceptor,
-    }
+    SandboxSpec { name: p.name.clone(), settings: p.settings.clone(), limits: p.sandbox.clone(), interceptor }
 }
 
 /// The current snapshot, and the reloads that replace it.

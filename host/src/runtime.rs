@@ -6,7 +6,7 @@
 //! imports bound to its provider instance, and — only for an instance with a
 //! `data_dir` — that one directory. No environment, no sockets, no stdio.
 
-use crate::config::Setting;
+use crate::config::{SandboxLimits, Setting};
 use crate::outbound::{Exchange, HostRule, Interceptor, Outbound};
 use crate::outcome::{Callback, Failure, Outgoing, Receipt, ReceiptRefusal};
 use crate::phone;
@@ -122,19 +122,13 @@ pub struct Inspection {
     pub problem: Option<String>,
 }
 
-/// What one provider instance's sandbox is made of: its name (for logs),
-/// settings, egress (`None` hosts: the adapter's defaults) and limits, each
-/// as the operator's `[[provider]]` sets it, and an optional interceptor
-/// that sees each admitted request before it leaves.
+/// What one provider instance's sandbox is made of.
 pub struct SandboxSpec {
+    /// The provider instance's name, for logs.
     pub name: String,
     pub settings: BTreeMap<String, Setting>,
-    pub allow_hosts: Option<Vec<String>>,
-    pub timeout: Duration,
-    pub cpu: Duration,
-    pub memory_bytes: usize,
-    pub max_response_bytes: usize,
-    pub data_dir: Option<PathBuf>,
+    pub limits: SandboxLimits,
+    /// Sees each admitted request before it leaves.
     pub interceptor: Option<Arc<dyn Interceptor>>,
 }
 
@@ -146,22 +140,20 @@ pub struct ProviderContext {
     /// Values never to show: from the environment or declared secret.
     secrets: Vec<String>,
     outbound: Outbound,
-    pub timeout: Duration,
-    cpu: Duration,
-    memory_bytes: usize,
-    data_dir: Option<PathBuf>,
+    limits: SandboxLimits,
 }
 
 impl ProviderContext {
     /// Binds `provider` to its adapter's `info` (secret keys, default hosts).
     pub fn new(provider: SandboxSpec, info: &AdapterInfo) -> Result<ProviderContext> {
-        let hosts = provider.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
+        let limits = provider.limits;
+        let hosts = limits.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
         let rules = hosts
             .iter()
             .map(|h| HostRule::parse(h))
             .collect::<Result<Vec<_>>>()
             .with_context(|| format!("provider `{}`", provider.name))?;
-        if provider.memory_bytes > MAX_MEMORY_BYTES {
+        if limits.memory_bytes > MAX_MEMORY_BYTES {
             bail!("provider `{}`: `memory_mb` may be at most {}", provider.name, MAX_MEMORY_BYTES >> 20);
         }
         let secret_keys: Vec<&str> = info.config_keys.iter().filter(|k| k.secret).map(|k| k.name.as_str()).collect();
@@ -172,7 +164,7 @@ impl ProviderContext {
             .map(|(_, s)| s.value.clone())
             .filter(|v| v.len() >= 4)
             .collect();
-        if let Some(dir) = &provider.data_dir {
+        if let Some(dir) = &limits.data_dir {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("provider `{}`: cannot create data_dir {}", provider.name, dir.display()))?;
         }
@@ -180,11 +172,8 @@ impl ProviderContext {
             name: provider.name.clone(),
             settings: provider.settings.iter().map(|(k, s)| (k.clone(), s.value.clone())).collect(),
             secrets,
-            outbound: Outbound::new(rules, provider.max_response_bytes, provider.interceptor)?,
-            timeout: provider.timeout,
-            cpu: provider.cpu,
-            memory_bytes: provider.memory_bytes,
-            data_dir: provider.data_dir,
+            outbound: Outbound::new(rules, limits.max_response_bytes, provider.interceptor)?,
+            limits,
         })
     }
 
@@ -195,10 +184,14 @@ impl ProviderContext {
             settings: BTreeMap::new(),
             secrets: Vec::new(),
             outbound: Outbound::new(Vec::new(), 0, None).expect("an empty client builds"),
-            timeout: INFO_TIMEOUT,
-            cpu: INFO_CPU,
-            memory_bytes: 64 << 20,
-            data_dir: None,
+            limits: SandboxLimits {
+                allow_hosts: Some(Vec::new()),
+                timeout: INFO_TIMEOUT,
+                cpu: INFO_CPU,
+                memory_bytes: 64 << 20,
+                max_response_bytes: 0,
+                data_dir: None,
+            },
         }
     }
 
@@ -605,11 +598,13 @@ impl Runtime {
             let instance = pre.instantiate_async(&mut store).await?;
             call(&instance, &mut store).await
         };
-        let outcome = tokio::time::timeout(provider.timeout + DEADLINE_GRACE, work).await;
+        let outcome = tokio::time::timeout(provider.limits.timeout + DEADLINE_GRACE, work).await;
         match outcome {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(Failure::Fault(describe_fault(&e, &store))),
-            Err(_) => Err(Failure::Fault(format!("adapter did not finish within {} ms", provider.timeout.as_millis()))),
+            Err(_) => {
+                Err(Failure::Fault(format!("adapter did not finish within {} ms", provider.limits.timeout.as_millis())))
+            }
         }
     }
 
@@ -617,7 +612,7 @@ impl Runtime {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let mut wasi = WasiCtx::builder();
         wasi.stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
-        if let Some(dir) = &provider.data_dir {
+        if let Some(dir) = &provider.limits.data_dir {
             wasi.preopened_dir(dir, ".", FsPerms::ReadWrite)
                 .map_err(|e| anyhow!("cannot open data_dir {}: {e}", dir.display()))?;
         }
@@ -627,10 +622,10 @@ impl Runtime {
             table: ResourceTable::new(),
             stderr,
             provider: provider.clone(),
-            deadline: now + provider.timeout,
+            deadline: now + provider.limits.timeout,
             started: now,
             in_host: Duration::ZERO,
-            memory_cap: MemoryCap::new(provider.memory_bytes),
+            memory_cap: MemoryCap::new(provider.limits.memory_bytes),
             message_id: about.message_id,
             codes: about.codes,
         };
@@ -639,8 +634,8 @@ impl Runtime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|cx| {
             let state = cx.data();
-            if state.guest_time() > state.provider.cpu {
-                return Err(CpuExceeded(state.provider.cpu).into());
+            if state.guest_time() > state.provider.limits.cpu {
+                return Err(CpuExceeded(state.provider.limits.cpu).into());
             }
             // Hand the thread back to tokio: a busy guest never starves the
             // server, and the wall-clock timeout can fire.

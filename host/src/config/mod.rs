@@ -148,17 +148,7 @@ pub struct Admin {
 pub struct Provider {
     pub name: String,
     pub adapter: String,
-    /// Hosts this instance may call; `None` means the adapter's default hosts.
-    pub allow_hosts: Option<Vec<String>>,
-    /// Wall-clock budget for one whole send, HTTP calls included.
-    pub timeout: Duration,
-    /// Budget of guest CPU time for one send, host calls excluded.
-    pub cpu: Duration,
-    /// Linear memory cap for one send's instance.
-    pub memory_bytes: usize,
-    pub max_response_bytes: usize,
-    /// The one directory this instance may touch (a WASI preopen).
-    pub data_dir: Option<PathBuf>,
+    pub sandbox: SandboxLimits,
     /// Default sender id / from number, unless the route gives one.
     pub sender: Option<String>,
     pub settings: BTreeMap<String, Setting>,
@@ -166,6 +156,22 @@ pub struct Provider {
     pub circuit_failures: u32,
     /// How long an open circuit skips the provider before one probe.
     pub circuit_cooldown: Duration,
+}
+
+/// What one provider instance's sends may reach and use.
+#[derive(Debug, Clone)]
+pub struct SandboxLimits {
+    /// Hosts this instance may call; `None` means the adapter's default hosts.
+    pub allow_hosts: Option<Vec<String>>,
+    /// Wall-clock budget for one whole send, HTTP calls included.
+    pub timeout: Duration,
+    /// Budget of guest CPU time for one send, host calls excluded.
+    pub cpu: Duration,
+    /// Cap on the sum of one send's linear memories.
+    pub memory_bytes: usize,
+    pub max_response_bytes: usize,
+    /// The one directory this instance may touch (a WASI preopen).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A provider setting. Values read from the environment are secrets; so are
