@@ -115,14 +115,14 @@ from = "Bank"
         let ctx = Arc::new(ctx);
         // Warm up, and check the canned answer goes through the real adapter.
         for _ in 0..5 {
-            let accepted = rt.block_on(runtime.send(&adapter, &ctx, msg.clone())).unwrap();
+            let accepted = rt.block_on(runtime.send(&adapter, &ctx, msg.clone(), Default::default())).unwrap();
             assert_eq!(accepted, "msg-1");
         }
         let send = median(
             (0..sends)
                 .map(|_| {
                     let start = Instant::now();
-                    rt.block_on(runtime.send(&adapter, &ctx, msg.clone())).unwrap();
+                    rt.block_on(runtime.send(&adapter, &ctx, msg.clone(), Default::default())).unwrap();
                     start.elapsed()
                 })
                 .collect(),

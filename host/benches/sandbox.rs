@@ -60,12 +60,14 @@ from = "+15005550006"
         sender: None,
     };
     // Sanity: the canned answer goes through the real adapter.
-    let accepted = rt.block_on(runtime.send(&twilio, &ctx, msg.clone())).unwrap();
+    let accepted = rt.block_on(runtime.send(&twilio, &ctx, msg.clone(), Default::default())).unwrap();
     assert_eq!(accepted, "SM0123456789abcdef0123456789abcdef");
 
     let mut group = c.benchmark_group("send");
     group.measurement_time(Duration::from_secs(3)).sample_size(50);
-    group.bench_function("twilio", |b| b.iter(|| rt.block_on(runtime.send(&twilio, &ctx, msg.clone())).unwrap()));
+    group.bench_function("twilio", |b| {
+        b.iter(|| rt.block_on(runtime.send(&twilio, &ctx, msg.clone(), Default::default())).unwrap())
+    });
     group.finish();
 
     let mut group = c.benchmark_group("info");

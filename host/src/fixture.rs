@@ -133,7 +133,7 @@ pub async fn run(runtime: &Runtime, bytes: &[u8], fixture: Fixture) -> Result<Re
     let ctx = Arc::new(ProviderContext::new(spec, &adapter.info)?);
     let m = fixture.message;
     let msg = Outgoing { id: m.id, to: m.to, body: m.body, sender: m.sender };
-    let result = runtime.send(&adapter, &ctx, msg).await;
+    let result = runtime.send(&adapter, &ctx, msg, Default::default()).await;
 
     let mut report = std::mem::take(&mut *answers.report.lock().unwrap());
     let made = *answers.next.lock().unwrap();

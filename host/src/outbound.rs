@@ -14,6 +14,7 @@
 pub use crate::wit::{HttpError as Error, HttpRequest as Request, HttpResponse as Response};
 use anyhow::{Result, bail};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 use url::Url;
 
@@ -81,6 +82,10 @@ pub struct Exchange<'a> {
     pub provider: &'a str,
     /// The message being sent; none for `info()` and callbacks.
     pub message_id: Option<&'a str>,
+    /// Counts this send's requests that may have reached the provider
+    /// without their answer arriving: raised before a request leaves,
+    /// lowered once its answer comes or it is known not to have left.
+    pub in_doubt: Option<&'a AtomicU32>,
 }
 
 /// What an interceptor decided for one request.
@@ -174,7 +179,27 @@ impl Outbound {
                 .map_err(|_| Error::Denied(format!("invalid value for header `{name}`")))?;
             builder = builder.header(name, value);
         }
-        let mut resp = builder.send().await.map_err(transport_error)?;
+        // From here bytes may leave; a request dropped midway stays in doubt.
+        if let Some(doubt) = exchange.in_doubt {
+            doubt.fetch_add(1, Ordering::SeqCst);
+        }
+        let settled = || {
+            if let Some(doubt) = exchange.in_doubt {
+                doubt.fetch_sub(1, Ordering::SeqCst);
+            }
+        };
+        let mut resp = match builder.send().await {
+            Ok(resp) => resp,
+            Err(e) => {
+                // Refused or unreachable: nothing reached the provider.
+                if e.is_connect() {
+                    settled();
+                }
+                return Err(transport_error(e));
+            }
+        };
+        // The provider answered: it knows what it did with the request.
+        settled();
         let status = resp.status().as_u16();
         let headers = resp
             .headers()

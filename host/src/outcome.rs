@@ -124,16 +124,22 @@ impl Failure {
     /// was not tried. Counts against its circuit, and worth trying the next
     /// provider for, or the same one later.
     pub fn is_transient(&self) -> bool {
-        !matches!(
-            self,
-            Failure::InvalidRecipient(_) | Failure::Rejected(_) | Failure::Unauthorized(_) | Failure::Misconfigured(_)
-        )
+        !self.is_permanent_answer()
     }
 
     /// Permanent for this message at this provider; another provider may
     /// still take it, where the route says so.
     pub fn is_permanent(&self) -> bool {
         matches!(self, Failure::Rejected(_) | Failure::InvalidRecipient(_))
+    }
+
+    /// The provider's own verdict on this message: whatever else happened
+    /// to it, the provider answered and said no.
+    pub fn is_permanent_answer(&self) -> bool {
+        matches!(
+            self,
+            Failure::InvalidRecipient(_) | Failure::Rejected(_) | Failure::Unauthorized(_) | Failure::Misconfigured(_)
+        )
     }
 
     /// The wait the provider asked for, if any.
@@ -204,6 +210,8 @@ pub struct Callback {
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     Queued,
+    /// A provider may have it; its answer never came.
+    Unknown,
     Sent,
     Delivered,
     Undelivered,
@@ -214,6 +222,7 @@ impl DeliveryState {
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Queued => "queued",
+            DeliveryState::Unknown => "unknown",
             DeliveryState::Sent => "sent",
             DeliveryState::Delivered => "delivered",
             DeliveryState::Undelivered => "undelivered",
@@ -224,6 +233,7 @@ impl DeliveryState {
     pub fn parse(word: &str) -> Option<DeliveryState> {
         [
             DeliveryState::Queued,
+            DeliveryState::Unknown,
             DeliveryState::Sent,
             DeliveryState::Delivered,
             DeliveryState::Undelivered,

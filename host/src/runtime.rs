@@ -16,6 +16,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -232,6 +233,8 @@ pub struct Sandbox {
     message_id: Option<String>,
     /// Its codes (digit runs), kept out of what the adapter logs.
     codes: Vec<String>,
+    /// Its requests that may have reached the provider, unanswered.
+    in_doubt: Arc<AtomicU32>,
 }
 
 /// What one call is about: the message it sends, if any, and that
@@ -240,6 +243,7 @@ pub struct Sandbox {
 struct Call {
     message_id: Option<String>,
     codes: Vec<String>,
+    in_doubt: Arc<AtomicU32>,
 }
 
 impl Sandbox {
@@ -292,7 +296,11 @@ impl HttpHost for Sandbox {
     async fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
         let entered = Instant::now();
         let origin = Outbound::origin(&req.url);
-        let exchange = Exchange { provider: &self.provider.name, message_id: self.message_id.as_deref() };
+        let exchange = Exchange {
+            provider: &self.provider.name,
+            message_id: self.message_id.as_deref(),
+            in_doubt: Some(&self.in_doubt),
+        };
         let result = self.provider.outbound.send(req, self.deadline, exchange).await;
         self.in_host += entered.elapsed();
         match &result {
@@ -529,14 +537,21 @@ impl Runtime {
 
     /// Sends `msg` through `adapter` with `provider`'s settings and limits;
     /// the provider's id for the message, or why there is none.
+    ///
+    /// `in_doubt` counts the requests that may have reached the provider
+    /// without an answer: a send that fails with one of those may have been
+    /// sent all the same, and says so (`Failure::MaybeSent`). The caller
+    /// keeps the counter, to judge a send it gives up on.
     pub async fn send(
         &self,
         adapter: &Adapter,
         provider: &Arc<ProviderContext>,
         msg: Outgoing,
+        in_doubt: Arc<AtomicU32>,
     ) -> Result<String, Failure> {
         let sender = adapter.sender.clone();
-        let call = Call { message_id: Some(msg.id.clone()), codes: phone::digit_runs(&msg.body) };
+        let call = Call { message_id: Some(msg.id.clone()), codes: phone::digit_runs(&msg.body), in_doubt };
+        let doubt = call.in_doubt.clone();
         let codes = call.codes.clone();
         let msg = msg.into();
         let result = self
@@ -549,11 +564,16 @@ impl Runtime {
             .await;
         // What the adapter says may reach a caller: no secret, number or code.
         let scrub = |f: Failure| provider.scrub_failure(f).map_text(|t| phone::redact(t, &codes));
-        match result {
-            Ok(Ok(accepted)) => Ok(provider.hide_secrets(&accepted.provider_id)),
-            Ok(Err(e)) => Err(scrub(e.into())),
-            Err(f) => Err(scrub(f)),
-        }
+        let failure = match result {
+            Ok(Ok(accepted)) => return Ok(provider.hide_secrets(&accepted.provider_id)),
+            Ok(Err(e)) => scrub(e.into()),
+            Err(f) => scrub(f),
+        };
+        Err(if !failure.is_permanent_answer() && doubt.load(Ordering::SeqCst) > 0 {
+            Failure::MaybeSent(format!("{failure}; the provider may have the message"))
+        } else {
+            failure
+        })
     }
 
     /// Has `adapter` verify and read a provider's status callback, with
@@ -628,6 +648,7 @@ impl Runtime {
             memory_cap: MemoryCap::new(provider.limits.memory_bytes),
             message_id: about.message_id,
             codes: about.codes,
+            in_doubt: about.in_doubt,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory_cap);

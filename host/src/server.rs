@@ -200,6 +200,7 @@ const REFUSALS: &[&str] = &[
     "unsupported_media_type",
     "method_not_allowed",
     "invalid_idempotency_key",
+    "idempotency_key_reused",
     "limit_exceeded",
     "country_not_allowed",
     "number_type_not_allowed",
@@ -282,9 +283,8 @@ async fn send(front: &Front, req: Request) -> Result<Response, Problem> {
             })),
         )
             .into_response(),
-        None => (
-            replayed,
-            axum::Json(json!({
+        None => {
+            let mut body = json!({
                 "status": "pending",
                 "id": sent.id,
                 "provider": sent.provider,
@@ -292,9 +292,13 @@ async fn send(front: &Front, req: Request) -> Result<Response, Problem> {
                 "segments": sent.segments,
                 "attempts": sent.attempts,
                 "replayed": sent.replayed,
-            })),
-        )
-            .into_response(),
+            });
+            if sent.unconfirmed {
+                // The provider may have it; it never said so.
+                body["unconfirmed"] = true.into();
+            }
+            (replayed, axum::Json(body)).into_response()
+        }
     })
 }
 
@@ -489,6 +493,12 @@ fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
         )
         .with("field", route.fields.phone.clone())
         .with("number_type", kind),
+        Refusal::KeyReused => Problem::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            "header `Idempotency-Key` was used for another request on this route: use a new key per message"
+                .to_string(),
+        ),
         Refusal::InFlight => Problem::new(
             StatusCode::CONFLICT,
             "in_flight",
@@ -505,11 +515,10 @@ fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
                 Failure::RateLimited(secs) => {
                     Problem { retry_after: *secs, ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", text) }
                 }
-                Failure::Unavailable(_)
-                | Failure::Fault(_)
-                | Failure::CircuitOpen
-                | Failure::Deadline
-                | Failure::MaybeSent(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", text),
+                Failure::MaybeSent(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unconfirmed", text),
+                Failure::Unavailable(_) | Failure::Fault(_) | Failure::CircuitOpen | Failure::Deadline => {
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", text)
+                }
             };
             problem.with("provider", provider).with("attempts", serde_json::to_value(attempts).unwrap_or_default())
         }

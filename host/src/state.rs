@@ -33,6 +33,8 @@ pub enum Claim {
     InFlight,
     /// A send with this key finished; its stored result.
     Done(Vec<u8>),
+    /// The key stands for another request (another fingerprint).
+    Conflict,
 }
 
 #[async_trait]
@@ -41,8 +43,9 @@ pub trait SharedState: Send + Sync {
     /// nothing and names the first full one.
     async fn admit(&self, buckets: &[Bucket]) -> Result<(), Full>;
 
-    /// Claims `key` for `ttl`, unless it is claimed or done.
-    async fn claim(&self, key: &str, ttl: Duration) -> Claim;
+    /// Claims `key`, for the request whose fingerprint is `fingerprint`,
+    /// for `ttl`, unless it is claimed or done.
+    async fn claim(&self, key: &str, fingerprint: &str, ttl: Duration) -> Claim;
 
     /// Stores the result for `key`, kept for `ttl`.
     async fn complete(&self, key: &str, result: Vec<u8>, ttl: Duration);
@@ -57,13 +60,14 @@ pub trait SharedState: Send + Sync {
 pub struct MemoryState {
     /// Per key: its window and the times of the events still in it.
     windows: Mutex<HashMap<String, Window>>,
-    /// Per key: the stored answer (none while in flight) and its expiry.
+    /// Per key: the request's fingerprint, the stored answer (none while in
+    /// flight) and its expiry.
     claims: Mutex<HashMap<String, Held>>,
     calls: std::sync::atomic::AtomicU64,
 }
 
 type Window = (Duration, VecDeque<Instant>);
-type Held = (Option<Vec<u8>>, Instant);
+type Held = (String, Option<Vec<u8>>, Instant);
 
 /// Sweep expired entries once per this many calls, so memory follows traffic.
 const SWEEP_EVERY: u64 = 1024;
@@ -78,7 +82,7 @@ impl MemoryState {
             .lock()
             .unwrap()
             .retain(|_, (window, events)| events.back().is_some_and(|t| now.duration_since(*t) < *window));
-        self.claims.lock().unwrap().retain(|_, (_, expires)| *expires > now);
+        self.claims.lock().unwrap().retain(|_, (_, _, expires)| *expires > now);
     }
 }
 
@@ -105,24 +109,28 @@ impl SharedState for MemoryState {
         Ok(())
     }
 
-    async fn claim(&self, key: &str, ttl: Duration) -> Claim {
+    async fn claim(&self, key: &str, fingerprint: &str, ttl: Duration) -> Claim {
         let now = Instant::now();
         self.maybe_sweep(now);
         let mut claims = self.claims.lock().unwrap();
         match claims.get(key) {
-            Some((result, expires)) if *expires > now => match result {
+            Some((held, _, expires)) if *expires > now && held != fingerprint => Claim::Conflict,
+            Some((_, result, expires)) if *expires > now => match result {
                 Some(result) => Claim::Done(result.clone()),
                 None => Claim::InFlight,
             },
             _ => {
-                claims.insert(key.to_string(), (None, now + ttl));
+                claims.insert(key.to_string(), (fingerprint.to_string(), None, now + ttl));
                 Claim::New
             }
         }
     }
 
     async fn complete(&self, key: &str, result: Vec<u8>, ttl: Duration) {
-        self.claims.lock().unwrap().insert(key.to_string(), (Some(result), Instant::now() + ttl));
+        if let Some((_, held, expires)) = self.claims.lock().unwrap().get_mut(key) {
+            *held = Some(result);
+            *expires = Instant::now() + ttl;
+        }
     }
 
     async fn release(&self, key: &str) {
@@ -167,15 +175,17 @@ mod tests {
     async fn a_claim_is_new_then_in_flight_then_done_or_released() {
         let store = MemoryState::default();
         let ttl = Duration::from_secs(60);
-        assert_eq!(store.claim("k", ttl).await, Claim::New);
-        assert_eq!(store.claim("k", ttl).await, Claim::InFlight);
+        assert_eq!(store.claim("k", "f", ttl).await, Claim::New);
+        assert_eq!(store.claim("k", "f", ttl).await, Claim::InFlight);
         store.complete("k", b"answer".to_vec(), ttl).await;
-        assert_eq!(store.claim("k", ttl).await, Claim::Done(b"answer".to_vec()));
-        assert_eq!(store.claim("j", ttl).await, Claim::New);
+        assert_eq!(store.claim("k", "f", ttl).await, Claim::Done(b"answer".to_vec()));
+        assert_eq!(store.claim("k", "other", ttl).await, Claim::Conflict, "a key stands for one request");
+        assert_eq!(store.claim("j", "f", ttl).await, Claim::New);
         store.release("j").await;
-        assert_eq!(store.claim("j", ttl).await, Claim::New);
+        assert_eq!(store.claim("j", "f", ttl).await, Claim::New);
         // Expired entries are forgotten.
+        assert_eq!(store.claim("e", "f", ttl).await, Claim::New);
         store.complete("e", b"old".to_vec(), Duration::ZERO).await;
-        assert_eq!(store.claim("e", ttl).await, Claim::New);
+        assert_eq!(store.claim("e", "g", ttl).await, Claim::New);
     }
 }

@@ -226,6 +226,12 @@ pub struct Delivery {
     pub backoff: Duration,
     /// Also try the next provider after `rejected` or `invalid-recipient`.
     pub failover_on_permanent: bool,
+    /// Also try the next provider after one that may have the message (its
+    /// answer did not come): at least once across providers, not at most.
+    pub failover_on_unknown: bool,
+    /// What the caller hears when a provider may have the message but did
+    /// not confirm it.
+    pub on_unknown: OnUnknown,
     /// How long a repeated request (same number and message, or the same
     /// `Idempotency-Key`) gets the first answer instead of a second SMS.
     /// Zero turns it off.
@@ -234,6 +240,18 @@ pub struct Delivery {
     /// background, across restarts, until `validity` has passed.
     pub queued: bool,
     pub validity: Duration,
+}
+
+/// The answer for a message a provider may have, unconfirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnknown {
+    /// 200 `pending`, marked `unconfirmed`: the user waits for the SMS
+    /// rather than asking for another one that may arrive as well.
+    #[default]
+    Pending,
+    /// 503 `unconfirmed`: the MFA server decides.
+    Failed,
 }
 
 /// Limits against SMS pumping (toll fraud).

@@ -119,6 +119,10 @@ pub(super) struct RawRoute {
     pub(super) backoff_ms: u64,
     #[serde(default)]
     pub(super) failover_on_permanent: bool,
+    #[serde(default)]
+    pub(super) failover_on_unknown: bool,
+    #[serde(default)]
+    pub(super) on_unknown: OnUnknown,
     #[serde(default = "defaults::idempotency_window_s")]
     pub(super) idempotency_window_s: u64,
     pub(super) limits: Option<Spanned<RawLimits>>,
@@ -319,6 +323,8 @@ impl Route {
                 retries: r.retries,
                 backoff: if r.backoff_ms == 0 { Duration::ZERO } else { backoff },
                 failover_on_permanent: r.failover_on_permanent,
+                failover_on_unknown: r.failover_on_unknown,
+                on_unknown: r.on_unknown,
                 // Zero turns repeated-request answers off.
                 idempotency_window: if r.idempotency_window_s == 0 { Duration::ZERO } else { idempotency_window },
                 queued: r.queued,

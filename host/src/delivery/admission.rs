@@ -79,28 +79,39 @@ pub async fn count(state: &dyn SharedState, route: &Route, admitted: &Admitted) 
     Ok(())
 }
 
-/// The key under which a repeated request finds its first answer: the
-/// caller's own key, or the number and the text, within one route. `None`
-/// when the route keeps no answers.
-pub fn repeat_key(route: &Route, to: &str, body: &str, caller_key: Option<&str>) -> Option<String> {
+/// Where a repeated request finds its first answer, and what it must be to
+/// be a repeat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepeatKey {
+    /// The caller's own key, or the number and the text, within one route.
+    pub key: String,
+    /// The number and the text: a caller's key stands for this request only.
+    pub fingerprint: String,
+}
+
+/// The repeat key of a request; `None` when the route keeps no answers.
+pub fn repeat_key(route: &Route, to: &str, body: &str, caller_key: Option<&str>) -> Option<RepeatKey> {
     if route.delivery.idempotency_window.is_zero() {
         return None;
     }
-    let mut hash = Sha256::new();
-    match caller_key {
-        Some(k) => hash.update(format!("key\0{}\0{k}", route.path)),
-        None => hash.update(format!("message\0{}\0{to}\0{body}", route.path)),
-    }
-    Some(format!("idempotency|{}", hex::encode(hash.finalize())))
+    let hash = |text: String| hex::encode(Sha256::digest(text));
+    let fingerprint = hash(format!("{to}\0{body}"));
+    let key = match caller_key {
+        Some(k) => hash(format!("key\0{}\0{k}", route.path)),
+        None => hash(format!("message\0{}\0{fingerprint}", route.path)),
+    };
+    Some(RepeatKey { key: format!("idempotency|{key}"), fingerprint })
 }
 
 /// Owns `key`, or waits (within the route's deadline) for the identical
-/// request that owns it and returns its answer.
-pub async fn claim(state: &dyn SharedState, key: &str, route: &Route) -> Result<Option<Sent>, Refusal> {
-    let window = route.delivery.idempotency_window;
+/// request that owns it and returns its answer. A caller's key used for
+/// another request is refused.
+pub async fn claim(state: &dyn SharedState, repeat: &RepeatKey, route: &Route) -> Result<Option<Sent>, Refusal> {
+    let (key, window) = (repeat.key.as_str(), route.delivery.idempotency_window);
     let until = Instant::now() + route.delivery.deadline;
     loop {
-        match state.claim(key, window).await {
+        match state.claim(key, &repeat.fingerprint, window).await {
+            Claim::Conflict => return Err(Refusal::KeyReused),
             Claim::New => return Ok(None),
             Claim::Done(stored) => {
                 if let Ok(mut sent) = serde_json::from_slice::<Sent>(&stored) {
@@ -118,7 +129,8 @@ pub async fn claim(state: &dyn SharedState, key: &str, route: &Route) -> Result<
 
 /// Keeps a success as the answer to repeats of `key`; gives the key up after
 /// a failure, so a retry may send.
-pub async fn settle(state: &dyn SharedState, key: &str, route: &Route, result: &Result<Sent, Refusal>) {
+pub async fn settle(state: &dyn SharedState, repeat: &RepeatKey, route: &Route, result: &Result<Sent, Refusal>) {
+    let key = repeat.key.as_str();
     match result {
         Ok(sent) => {
             let window = route.delivery.idempotency_window;
@@ -151,6 +163,7 @@ mod tests {
             attempts: Vec::new(),
             replayed: false,
             queued: false,
+            unconfirmed: false,
         }
     }
 
@@ -199,6 +212,12 @@ mod tests {
         let key = repeat_key(&r, "+447400123456", "code 1", None).unwrap();
         assert_ne!(Some(&key), repeat_key(&r, "+447400123456", "code 2", None).as_ref());
         assert_ne!(Some(&key), repeat_key(&r, "+447400123456", "code 1", Some("k1")).as_ref());
+        // A caller's key with another number is not a repeat.
+        let k1 = repeat_key(&r, "+447400123456", "code 1", Some("k1")).unwrap();
+        let k1_other = repeat_key(&r, "+447400654321", "code 1", Some("k1")).unwrap();
+        assert_eq!(k1.key, k1_other.key);
+        assert!(claim(&state, &k1, &r).await.unwrap().is_none());
+        assert!(matches!(claim(&state, &k1_other, &r).await, Err(Refusal::KeyReused)));
         assert!(claim(&state, &key, &r).await.unwrap().is_none(), "the first one owns the key");
         settle(&state, &key, &r, &Ok(sent("m1"))).await;
         let again = claim(&state, &key, &r).await.unwrap().unwrap();

@@ -23,6 +23,8 @@ pub struct Policy {
     pub backoff: Duration,
     /// Also try the next provider after `rejected` or `invalid-recipient`.
     pub failover_on_permanent: bool,
+    /// Also try the next provider after one that may have the message.
+    pub failover_on_unknown: bool,
 }
 
 /// What failover asks of providers.
@@ -31,6 +33,9 @@ pub trait Carrier: Sync {
     fn send(&self, provider: &str) -> impl Future<Output = Result<String, Failure>> + Send;
     /// When `provider`'s circuit opens.
     fn trip(&self, provider: &str) -> Trip;
+    /// What the last send to `provider` came to when the deadline cut it
+    /// short: `MaybeSent` if a request of it may have arrived, else `Deadline`.
+    fn cut_short(&self, provider: &str) -> Failure;
 }
 
 /// Names the message in logs: its id, route and masked number.
@@ -90,7 +95,7 @@ pub async fn deliver<C: Carrier>(
             let started = Instant::now();
             let result = match tokio::time::timeout_at(deadline, carrier.send(name)).await {
                 Ok(result) => result,
-                Err(_) => Err(Failure::Deadline),
+                Err(_) => Err(carrier.cut_short(name)),
             };
             let took = started.elapsed();
             let ms = took.as_millis() as u64;
@@ -106,7 +111,12 @@ pub async fn deliver<C: Carrier>(
             let Label { id, route, masked } = label;
             tracing::warn!(%id, %route, provider = %name, to = %masked, %outcome, ms, "not sent: {failure}");
             let wait = failure.retry_after().unwrap_or_else(|| backoff(policy.backoff, retries));
-            let fail_over = failure.is_transient() || (policy.failover_on_permanent && failure.is_permanent());
+            // A provider that may have the message is never sent it again
+            // (it is not retryable); the next one only where the route says.
+            let fail_over = match &failure {
+                Failure::MaybeSent(_) => policy.failover_on_unknown,
+                f => f.is_transient() || (policy.failover_on_permanent && f.is_permanent()),
+            };
             let retry = failure.is_retryable() && retries < policy.retries && Instant::now() + wait < deadline;
             last = Some((name.clone(), failure));
             if retry {
@@ -170,6 +180,9 @@ mod tests {
         fn trip(&self, _provider: &str) -> Trip {
             Trip { failures: 3, cooldown: Duration::from_secs(30) }
         }
+        fn cut_short(&self, _provider: &str) -> Failure {
+            Failure::Deadline
+        }
     }
 
     const POLICY: Policy = Policy {
@@ -177,6 +190,7 @@ mod tests {
         retries: 2,
         backoff: Duration::from_millis(200),
         failover_on_permanent: false,
+        failover_on_unknown: false,
     };
     const LABEL: Label = Label { id: "m1", route: "/v1/send", masked: "+4474****3456" };
 
@@ -251,6 +265,19 @@ mod tests {
         let done = deliver(&POLICY, &names(&["a"]), &[], &Circuits::default(), &script, LABEL).await.unwrap();
         assert_eq!(done.provider_id, "A1");
         assert!(started.elapsed() >= Duration::from_secs(2), "the provider's wait was honoured");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unconfirmed_send_is_not_retried_and_fails_over_only_where_the_route_says() {
+        let unknown = || Failure::MaybeSent("timed out".into());
+        let script = Script::new(1, &[("a", &[Err(unknown())]), ("b", &[Ok("B1")])]);
+        let refused =
+            deliver(&POLICY, &names(&["a", "b"]), &[], &Circuits::default(), &script, LABEL).await.unwrap_err();
+        assert_eq!(outcomes(&refused.attempts), [("a", Outcome::MaybeSent)]);
+        assert_eq!(script.sent(), ["a"], "not retried, not failed over");
+        let policy = Policy { failover_on_unknown: true, ..POLICY };
+        let done = deliver(&policy, &names(&["a", "b"]), &[], &Circuits::default(), &script, LABEL).await.unwrap();
+        assert_eq!(outcomes(&done.attempts), [("a", Outcome::MaybeSent), ("b", Outcome::Accepted)]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,7 +10,7 @@ pub mod circuit;
 pub mod failover;
 pub mod queue;
 
-use crate::config::Route;
+use crate::config::{OnUnknown, Route};
 use crate::outcome::{self, Attempt, DeliveryState, Failure, Outgoing};
 use crate::phone::PhoneError;
 use crate::record::{Entry, MessageLog, Queue};
@@ -21,7 +21,7 @@ use circuit::{Circuits, Trip};
 use failover::{Carrier, Label, Policy};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// A message a provider accepted, or a queue took.
@@ -40,6 +40,9 @@ pub struct Sent {
     /// Accepted for background delivery; no provider has it yet.
     #[serde(default)]
     pub queued: bool,
+    /// `provider` may have it: its answer never came (see `on_unknown`).
+    #[serde(default)]
+    pub unconfirmed: bool,
 }
 
 /// Why a message was not sent.
@@ -59,6 +62,8 @@ pub enum Refusal {
     /// An identical request is being sent right now and did not finish
     /// within the route's deadline.
     InFlight,
+    /// The caller's `Idempotency-Key` stands for another number or text.
+    KeyReused,
     /// The last provider tried, what went wrong there, and every try.
     Provider {
         provider: String,
@@ -100,8 +105,18 @@ impl Courier {
             retries: d.retries,
             backoff: d.backoff,
             failover_on_permanent: d.failover_on_permanent,
+            failover_on_unknown: d.failover_on_unknown,
         };
-        let carrier = RouteCarrier { runtime: &self.runtime, routing, route, id: &id, to, body, via };
+        let carrier = RouteCarrier {
+            runtime: &self.runtime,
+            routing,
+            route,
+            id: &id,
+            to,
+            body,
+            via,
+            in_doubt: Default::default(),
+        };
         let label = Label { id: &id, route: &route.path, masked: &masked };
         let skip = match via {
             Via::Direct => &[][..],
@@ -133,22 +148,42 @@ impl Courier {
                     attempts: done.attempts,
                     replayed: false,
                     queued: false,
+                    unconfirmed: false,
                 })
             }
             Err(failed) => {
                 telemetry::send(&route.path, &failed.provider, failed.failure.outcome().as_str(), started.elapsed());
+                // A provider may have it: the caller must not hear "failed"
+                // unless the route says so.
+                let maybe = failed.attempts.iter().rev().find(|a| a.outcome == outcome::Outcome::MaybeSent && a.ms > 0);
+                let unconfirmed = matches!(via, Via::Direct) && maybe.is_some() && d.on_unknown == OnUnknown::Pending;
                 if let Via::Direct = via {
                     let entry = Entry {
                         id: &id,
                         route: &route.path,
                         to,
-                        provider: &failed.provider,
+                        provider: maybe.map_or(&failed.provider, |a| &a.provider),
                         provider_id: None,
                         segments,
                         attempts: &failed.attempts,
-                        status: DeliveryState::Failed,
+                        status: if maybe.is_some() { DeliveryState::Unknown } else { DeliveryState::Failed },
                     };
                     self.remember(&entry).await;
+                }
+                if unconfirmed {
+                    let provider = maybe.map(|a| a.provider.clone()).unwrap_or_default();
+                    tracing::warn!(%id, route = %route.path, %provider, to = %masked, "unconfirmed: the provider may have the message");
+                    return Ok(Sent {
+                        id,
+                        to: to.into(),
+                        provider,
+                        provider_id: String::new(),
+                        segments,
+                        attempts: failed.attempts,
+                        replayed: false,
+                        queued: false,
+                        unconfirmed: true,
+                    });
                 }
                 Err(Refusal::Provider { provider: failed.provider, failure: failed.failure, attempts: failed.attempts })
             }
@@ -187,6 +222,8 @@ struct RouteCarrier<'a> {
     to: &'a str,
     body: &'a str,
     via: Via<'a>,
+    /// The latest attempt's requests that may have reached its provider.
+    in_doubt: std::sync::Mutex<Arc<AtomicU32>>,
 }
 
 impl Carrier for RouteCarrier<'_> {
@@ -195,13 +232,23 @@ impl Carrier for RouteCarrier<'_> {
         let sender = self.route.sender.clone().or_else(|| bound.config.sender.clone());
         let msg = Outgoing { id: self.id.into(), to: self.to.into(), body: self.body.into(), sender };
         bound.adapter.served.fetch_add(1, Ordering::Relaxed);
-        let result = self.runtime.send(&bound.adapter, &bound.ctx, msg).await;
+        let in_doubt = Arc::new(AtomicU32::new(0));
+        *self.in_doubt.lock().unwrap() = in_doubt.clone();
+        let result = self.runtime.send(&bound.adapter, &bound.ctx, msg, in_doubt).await;
         if let Via::Queue { queue, .. } = self.via
             && let Err(e) = queue.clear_sending(self.id).await
         {
             tracing::error!(id = %self.id, "queue not updated: {e:#}");
         }
         result
+    }
+
+    fn cut_short(&self, _provider: &str) -> Failure {
+        if self.in_doubt.lock().unwrap().load(Ordering::SeqCst) > 0 {
+            Failure::MaybeSent("the route's deadline passed while the provider had the request".into())
+        } else {
+            Failure::Deadline
+        }
     }
 
     fn trip(&self, provider: &str) -> Trip {

@@ -82,6 +82,7 @@ impl QueueWorker {
             attempts: Vec::new(),
             replayed: false,
             queued: true,
+            unconfirmed: false,
         })
     }
 

@@ -1,0 +1,134 @@
+//! What smsbridge guarantees about each OTP, under faults: at most once per
+//! provider (a provider that may have the message never gets it again), an
+//! answer that never says "failed" while an SMS may be on its way, and an
+//! `Idempotency-Key` that stands for one request only.
+
+use smsbridge_tests::{Answer, Bridge, quiet_route};
+use std::time::Duration;
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TWILIO_CREATED: &str =
+    r#"{"sid":"SM0123456789abcdef0123456789abcdef","status":"queued","to":"+447400123456","num_segments":"1"}"#;
+
+/// A Twilio provider `name` at `mock` whose sends time out after 1 s.
+fn twilio(name: &str, mock: &MockServer) -> String {
+    format!(
+        r#"
+[[provider]]
+name = "{name}"
+adapter = "twilio"
+timeout_ms = 1000
+allow_hosts = ["{mock}"]
+[provider.config]
+account_sid = "AC0123456789abcdef0123456789abcdef"
+auth_token = "f00dfeedf00dfeedf00dfeedf00dfeed"
+from = "+15005550006"
+base_url = "{mock}"
+"#,
+        mock = mock.uri()
+    )
+}
+
+/// A mock Twilio that takes the message and answers after `delay`.
+async fn slow_twilio(delay: Duration) -> MockServer {
+    let mock = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(201).set_body_raw(TWILIO_CREATED, "application/json").set_delay(delay))
+        .mount(&mock)
+        .await;
+    mock
+}
+
+fn outcomes(a: &Answer) -> Vec<(String, String)> {
+    a.json["attempts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no attempts: {a:?}"))
+        .iter()
+        .map(|t| (t["provider"].as_str().unwrap().to_string(), t["outcome"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(p, o)| (p.to_string(), o.to_string())).collect()
+}
+
+async fn send(bridge: &Bridge, path: &str, message: &str) -> Answer {
+    bridge.post_form(path, &[("phone", "+447400123456"), ("message", message)]).await
+}
+
+const RECORD: &str = "[record]\npath = \"{dir}/var/messages.db\"\n";
+
+#[tokio::test]
+async fn a_provider_that_answers_after_its_timeout_gets_the_message_once() {
+    let slow = slow_twilio(Duration::from_millis(1500)).await;
+    // Retries on (2): a timed-out request may have reached the provider all
+    // the same, so it is not sent again.
+    let route = quiet_route("/v1/send", &["tw"], "retries = 2\n");
+    let config = format!("{RECORD}{}{}", twilio("tw", &slow), route.replace("retries = 0\n", ""));
+    let bridge = Bridge::start(&config).await;
+    let a = send(&bridge, "/v1/send", "Your code is 610001").await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(slow.received_requests().await.unwrap().len(), 1, "the provider got the message once");
+    // The caller is not told "failed" while an SMS may be on its way.
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.json["status"], "pending", "{a:?}");
+    assert_eq!(a.json["unconfirmed"], true, "{a:?}");
+    assert_eq!(outcomes(&a), pairs(&[("tw", "maybe_sent")]));
+    let id = a.json["id"].as_str().unwrap();
+    let (_, m) = bridge.admin(&format!("/admin/messages/{id}")).await;
+    assert_eq!(m["statuses"][0]["status"], "unknown", "{m}");
+    assert_eq!(m["attempts"][0]["outcome"], "maybe_sent", "{m}");
+}
+
+#[tokio::test]
+async fn a_route_can_say_failed_or_fail_over_when_the_outcome_is_unknown() {
+    let slow = slow_twilio(Duration::from_millis(1500)).await;
+    let fast = slow_twilio(Duration::ZERO).await;
+    let config = format!(
+        "{}{}{}{}",
+        twilio("slow", &slow),
+        twilio("fast", &fast),
+        quiet_route("/strict", &["slow", "fast"], "on_unknown = \"failed\"\n"),
+        quiet_route("/twice", &["slow", "fast"], "failover_on_unknown = true\n"),
+    );
+    let bridge = Bridge::start(&config).await;
+    let a = send(&bridge, "/strict", "Your code is 620001").await;
+    a.assert_failed(503, "unconfirmed");
+    assert_eq!(outcomes(&a), pairs(&[("slow", "maybe_sent")]));
+    assert!(fast.received_requests().await.unwrap().is_empty(), "no failover unless the route opts in");
+
+    let a = send(&bridge, "/twice", "Your code is 620002").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.json["provider"], "fast");
+    assert_eq!(outcomes(&a), pairs(&[("slow", "maybe_sent"), ("fast", "accepted")]));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(slow.received_requests().await.unwrap().len(), 2, "once per send, never retried");
+    assert_eq!(fast.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_request_is_refused() {
+    let config = format!(
+        "[[provider]]\nname = \"outbox\"\nadapter = \"outbox\"\ndata_dir = \"{{dir}}/outbox\"\n[[route]]\npath = \"/v1/send\"\nproviders = [\"outbox\"]\nlimits = {{ per_number = \"off\", per_prefix = \"off\" }}\n"
+    );
+    let bridge = Bridge::start(&config).await;
+    let post = |phone: &'static str, message: &'static str| {
+        let req = bridge.client.post(bridge.url("/v1/send")).header("idempotency-key", "login-7f3a");
+        async move {
+            let resp = req.form(&[("phone", phone), ("message", message)]).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, first) = post("+447400123456", "Your code is 630001").await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = post("+447400123456", "Your code is 630001").await;
+    assert_eq!((status, &again["id"], &again["replayed"]), (200, &first["id"], &serde_json::json!(true)));
+    for (phone, message) in [("+447400654321", "Your code is 630001"), ("+447400123456", "Your code is 630002")] {
+        let (status, other) = post(phone, message).await;
+        assert_eq!(status, 409, "{other}");
+        assert_eq!(other["error"], "idempotency_key_reused", "{other}");
+    }
+    assert_eq!(bridge.outbox("outbox").len(), 1, "nothing else was sent");
+}
