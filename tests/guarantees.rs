@@ -132,3 +132,55 @@ async fn an_idempotency_key_reused_for_another_request_is_refused() {
     }
     assert_eq!(bridge.outbox("outbox").len(), 1, "nothing else was sent");
 }
+
+/// Text that breaks naive encodings: separators, escapes and non-ASCII.
+const AWKWARD: &str = "Code 123456 & #2 + a=b 100% ü — 验证码";
+
+#[tokio::test]
+async fn a_generic_http_provider_gets_the_text_byte_for_byte_in_every_encoding() {
+    let mock = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_raw(r#"{"id":"g-1"}"#, "application/json"))
+        .mount(&mock)
+        .await;
+    let provider = |name: &str, settings: &str| {
+        format!(
+            "[[provider]]\nname = \"{name}\"\nadapter = \"generic-http\"\nallow_hosts = [\"{m}\"]\n[provider.config]\nid_pointer = \"/id\"\n{settings}\n",
+            m = mock.uri()
+        )
+    };
+    let m = mock.uri();
+    let config = [
+        provider("in_url", &format!("method = \"GET\"\nurl = \"{m}/url?to={{to}}&text={{body}}\"")),
+        provider("query", &format!("method = \"GET\"\nurl = \"{m}/query\"\nparams = \"to={{to}}\\ntext={{body}}\"")),
+        provider("form", &format!("url = \"{m}/form\"\nparams = \"to={{to}}\\ntext={{body}}\"")),
+        provider("json", &format!("url = \"{m}/json\"\nencoding = \"json\"\nparams = \"to={{to}}\\ntext={{body}}\"")),
+        ["in_url", "query", "form", "json"].map(|p| quiet_route(&format!("/{p}"), &[p], "")).concat(),
+    ]
+    .concat();
+    let bridge = Bridge::start(&config).await;
+    for route in ["/in_url", "/query", "/form", "/json"] {
+        let a = send(&bridge, route, AWKWARD).await;
+        assert_eq!(a.status, 200, "{route}: {a:?}");
+    }
+    let requests = mock.received_requests().await.unwrap();
+    let fields = |path: &str| -> Vec<(String, String)> {
+        let r = requests.iter().find(|r| r.url.path() == path).unwrap_or_else(|| panic!("no request to {path}"));
+        match path {
+            "/form" => url::form_urlencoded::parse(&r.body).into_owned().collect(),
+            "/json" => {
+                let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                v.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())).collect()
+            }
+            _ => r.url.query_pairs().into_owned().collect(),
+        }
+    };
+    for path in ["/url", "/query", "/form", "/json"] {
+        let got = fields(path);
+        let text = got.iter().find(|(k, _)| k == "text").map(|(_, v)| v.as_str());
+        assert_eq!(text, Some(AWKWARD), "{path}: {got:?}");
+        let to = got.iter().find(|(k, _)| k == "to").map(|(_, v)| v.as_str());
+        assert_eq!(to, Some("+447400123456"), "{path}: {got:?}");
+        assert_eq!(got.len(), 2, "{path}: no parameter injected: {got:?}");
+    }
+}

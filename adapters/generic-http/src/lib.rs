@@ -35,8 +35,11 @@ impl Adapter for GenericHttp {
 
     fn send(msg: Message) -> Result<Accepted, SendError> {
         let sender = msg.sender.clone().or_else(|| config::get("from")).unwrap_or_default();
-        let fill = |template: &str| fill(template, &msg, &sender);
-        let url = with_base(&fill(&config::require("url")?))?;
+        let fill = |template: &str| fill(template, &msg, &sender, |v| v.to_string());
+        // A value placed into the URL is percent-encoded: `&`, `#` or `+` in
+        // the text can neither corrupt nor add a parameter.
+        let url_part = |v: &str| percent_encoding::utf8_percent_encode(v, URL_VALUE).to_string();
+        let url = with_base(&self::fill(&config::require("url")?, &msg, &sender, url_part))?;
         let method = config::get("method").unwrap_or_else(|| "POST".into()).to_ascii_uppercase();
         let encoding = config::get("encoding").unwrap_or_else(|| if method == "GET" { "query" } else { "form" }.into());
 
@@ -138,7 +141,13 @@ fn split_params(template: &str) -> Vec<(&str, &str)> {
         .collect()
 }
 
-fn fill(template: &str, msg: &Message, sender: &str) -> String {
+/// Bytes left as they are in a URL value: RFC 3986's unreserved ones.
+const URL_VALUE: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// `template` with each placeholder replaced by its value, put through
+/// `escape` (as where it lands requires).
+fn fill(template: &str, msg: &Message, sender: &str, escape: impl Fn(&str) -> String) -> String {
     let mut out = String::with_capacity(template.len() + msg.body.len());
     let mut rest = template;
     while let Some(start) = rest.find('{') {
@@ -154,7 +163,7 @@ fn fill(template: &str, msg: &Message, sender: &str) -> String {
             _ => name.strip_prefix("config.").map(|key| config::get(key).unwrap_or_default()),
         };
         match value {
-            Some(v) => out.push_str(&v),
+            Some(v) => out.push_str(&escape(&v)),
             None => out.push_str(&rest[start..=start + len]),
         }
         rest = &rest[start + len + 1..];
