@@ -70,6 +70,7 @@ async fn send_latency(url: &str) -> (Duration, Duration) {
 
 #[tokio::main]
 async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let config = common::write_config(
         dir.path(),
