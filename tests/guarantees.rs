@@ -184,3 +184,21 @@ async fn a_generic_http_provider_gets_the_text_byte_for_byte_in_every_encoding()
         assert_eq!(got.len(), 2, "{path}: no parameter injected: {got:?}");
     }
 }
+
+#[tokio::test]
+async fn a_reload_that_queues_a_route_without_a_record_is_refused() {
+    let outbox = "[[provider]]\nname = \"outbox\"\nadapter = \"outbox\"\ndata_dir = \"{dir}/outbox\"\n";
+    let bridge =
+        Bridge::start_from_file(&format!("{outbox}{}", quiet_route("/v1/send", &["outbox"], "")), |_| {}).await;
+    // The record is opened at start: a reload cannot add the queue.
+    let queued = format!(
+        "{RECORD}{outbox}{}{}",
+        quiet_route("/v1/send", &["outbox"], ""),
+        quiet_route("/later", &["outbox"], "queued = true\n")
+    )
+    .replace("{dir}", bridge.dir.path().to_str().unwrap());
+    std::fs::write(bridge.path("smsbridge.toml"), queued).unwrap();
+    bridge.gateway.reload_config().await;
+    assert_eq!(send(&bridge, "/later", "Your code is 640001").await.status, 404, "the old config serves");
+    assert_eq!(send(&bridge, "/v1/send", "Your code is 640002").await.status, 200);
+}

@@ -116,7 +116,7 @@ impl Gateway {
             Err(refused) => Err(refused),
             Ok(()) => match (&self.queue, route.delivery.queued) {
                 (Some(queue), true) => queue.enqueue(route, &admitted.to, body).await,
-                // The config refuses a queued route without a record.
+                // A queued route without a queue is refused at start and reload.
                 _ => self.courier.deliver(routing, route, new_id(), &admitted.to, body, Via::Direct).await,
             },
         };

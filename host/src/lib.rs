@@ -8,6 +8,7 @@ pub mod config;
 pub mod delivery;
 pub mod fixture;
 pub mod gateway;
+pub mod keyfile;
 pub mod listen;
 pub mod outbound;
 pub mod outcome;

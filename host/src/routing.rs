@@ -137,14 +137,23 @@ pub struct Routes {
     rebuild: tokio::sync::Mutex<()>,
     /// Installed on every provider's outbound client.
     interceptor: Option<Arc<dyn Interceptor>>,
+    /// Whether a queue runs (the record opened at start): a config that
+    /// queues a route without one is refused.
+    queue: bool,
 }
 
 impl Routes {
     /// Binds `config` strictly: a provider without its adapter or a required
-    /// setting is an error.
-    pub fn new(config: Config, registry: Arc<Registry>, interceptor: Option<Arc<dyn Interceptor>>) -> Result<Routes> {
-        let routing = Routing::bind(config, &registry, true, interceptor.as_ref())?;
-        Ok(Routes { current: ArcSwap::from_pointee(routing), registry, rebuild: Default::default(), interceptor })
+    /// setting is an error. `queue` is the queue's marker, when a queue runs.
+    pub fn new(config: Config, registry: Arc<Registry>, queue: Option<Arc<dyn Interceptor>>) -> Result<Routes> {
+        let routing = Routing::bind(config, &registry, true, queue.as_ref())?;
+        Ok(Routes {
+            current: ArcSwap::from_pointee(routing),
+            registry,
+            rebuild: Default::default(),
+            queue: queue.is_some(),
+            interceptor: queue,
+        })
     }
 
     /// The snapshot a send should use.
@@ -161,6 +170,17 @@ impl Routes {
             || config.adapters.dir != old.config.adapters.dir
         {
             tracing::warn!("listen addresses and adapters.dir change only on restart");
+        }
+        if !self.queue
+            && let Some(route) = config.routes.iter().find(|r| r.delivery.queued)
+        {
+            anyhow::bail!(
+                "route `{}` is queued, but smsbridge started without [record]: a queue takes a restart",
+                route.path
+            );
+        }
+        if config.record.as_ref().map(|r| &r.path) != old.config.record.as_ref().map(|r| &r.path) {
+            tracing::warn!("[record] changes only on restart");
         }
         let level = config.log.level.clone();
         let routing = Routing::bind(config, &self.registry, true, self.interceptor.as_ref())?;

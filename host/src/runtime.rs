@@ -758,26 +758,9 @@ struct CacheKey([u8; 32]);
 
 impl CacheKey {
     fn for_dir(dir: &Path) -> Result<CacheKey> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut name = dir.as_os_str().to_owned();
-        name.push(".key");
-        let path = PathBuf::from(name);
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
-        }
-        let mut key = [0u8; 32];
-        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-            Ok(mut file) => {
-                getrandom::fill(&mut key).map_err(|e| anyhow!("no randomness for the cache key: {e}"))?;
-                file.write_all(&key).with_context(|| format!("cannot write {}", path.display()))?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let stored = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                key = stored.try_into().map_err(|_| anyhow!("{} is not a 32-byte key", path.display()))?;
-            }
-            Err(e) => return Err(anyhow!("cannot create {}: {e}", path.display())),
-        }
+        let key = crate::keyfile::load_or_create(&crate::keyfile::beside(dir), || None)?;
+        let key =
+            key.try_into().map_err(|_| anyhow!("{}: not a 32-byte key", crate::keyfile::beside(dir).display()))?;
         Ok(CacheKey(key))
     }
 

@@ -14,7 +14,12 @@ use std::time::Duration;
 
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
+-- A message answered 202 survives a power failure, and so does the mark
+-- that keeps it from being sent twice.
+PRAGMA synchronous = FULL;
+-- Deleted rows (a delivered message's text) are overwritten, not left in
+-- free pages.
+PRAGMA secure_delete = ON;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY,
@@ -83,18 +88,14 @@ impl SqliteRecord {
         let key = match key {
             Some(k) => k.as_bytes().to_vec(),
             None => {
+                // Kept apart from the hashes: a copy of the database alone
+                // cannot be reversed into numbers. A key an older version
+                // kept in the database moves out to the file.
                 let stored: Option<Vec<u8>> =
                     db.query_row("SELECT value FROM meta WHERE name = 'number_key'", [], |r| r.get(0)).optional()?;
-                match stored {
-                    Some(k) => k,
-                    None => {
-                        let mut k = vec![0u8; 32];
-                        getrandom::fill(&mut k)
-                            .map_err(|e| anyhow::anyhow!("no randomness for the number key: {e}"))?;
-                        db.execute("INSERT INTO meta (name, value) VALUES ('number_key', ?1)", [&k])?;
-                        k
-                    }
-                }
+                let key = crate::keyfile::load_or_create(&crate::keyfile::beside(path), || stored)?;
+                db.execute("DELETE FROM meta WHERE name = 'number_key'", [])?;
+                key
             }
         };
         Ok(SqliteRecord { db: Mutex::new(db), key })
@@ -351,8 +352,10 @@ mod tests {
         assert!(record.by_number("+447400123457", 10).await.unwrap().is_empty());
         drop(record);
 
-        // The key survives a restart, so lookups keep working; the file holds
+        // The key survives a restart, so lookups keep working; it lives in a
+        // file of its own, not beside the hashes it keys; the database holds
         // no number in the clear.
+        let key = std::fs::read(path.with_extension("db.key")).unwrap();
         let record = SqliteRecord::open(&path, None).unwrap();
         assert_eq!(record.by_number("+447400123456", 10).await.unwrap().len(), 1);
         drop(record);
@@ -360,6 +363,7 @@ mod tests {
         let wal = std::fs::read(path.with_extension("db-wal")).unwrap_or_default();
         for file in [&bytes, &wal] {
             assert!(!file.windows(12).any(|w| w == b"447400123456"), "the number is in the file");
+            assert!(!file.windows(key.len()).any(|w| w == key), "the number key is in the database");
         }
     }
 
