@@ -35,7 +35,7 @@ async fn flood(url: &str, count: usize) -> f64 {
             let (client, url, left) = (client.clone(), url.to_string(), left.clone());
             tokio::spawn(async move {
                 while left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
-                    let resp = client.post(&url).body("phone=1").send().await.unwrap();
+                    let resp = client.post(&url).form(&[("phone", "+447400123456")]).send().await.unwrap();
                     assert_eq!(resp.status(), 401);
                     resp.bytes().await.unwrap();
                 }
