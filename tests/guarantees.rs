@@ -202,3 +202,87 @@ async fn a_reload_that_queues_a_route_without_a_record_is_refused() {
     assert_eq!(send(&bridge, "/later", "Your code is 640001").await.status, 404, "the old config serves");
     assert_eq!(send(&bridge, "/v1/send", "Your code is 640002").await.status, 200);
 }
+
+/// A generic-http provider `name` at `mock`, answering with the message id.
+fn generic(name: &str, mock: &MockServer) -> String {
+    format!(
+        "[[provider]]\nname = \"{name}\"\nadapter = \"generic-http\"\nallow_hosts = [\"{m}\"]\n[provider.config]\nurl = \"{m}/send\"\nparams = \"to={{to}}&text={{body}}&ref={{id}}\"\n",
+        m = mock.uri()
+    )
+}
+
+/// Holds the write lock of the SQLite database at `path` for `hold`, as a
+/// backup or another writer would; returns once the lock is taken.
+fn lock_database(path: &std::path::Path, hold: Duration) -> std::process::Child {
+    let script = format!(
+        "import sqlite3, sys, time\nc = sqlite3.connect({path:?}, isolation_level=None)\nc.execute('BEGIN IMMEDIATE')\nprint('locked', flush=True)\ntime.sleep({secs})\nc.execute('COMMIT')\n",
+        path = path.to_str().unwrap(),
+        secs = hold.as_secs_f64()
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    child
+}
+
+#[tokio::test]
+async fn a_database_that_cannot_be_written_never_makes_a_message_go_twice() {
+    let mock = MockServer::start().await;
+    // Slow enough for the lock to be taken while the requests are out.
+    Mock::given(any())
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(r#"{"id":"g-1"}"#, "application/json")
+                .set_delay(Duration::from_millis(500)),
+        )
+        .mount(&mock)
+        .await;
+    let config = format!("{RECORD}{}{}", generic("p", &mock), quiet_route("/q", &["p"], "queued = true\n"));
+    let bridge = Bridge::start(&config).await;
+    for i in 0..5 {
+        let a = send(&bridge, "/q", &format!("Your code is 65000{i}")).await;
+        assert_eq!(a.status, 202, "{a:?}");
+    }
+    // The deliveries are under way; their answers come while the database
+    // is locked, so the queue cannot drop the delivered messages yet.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let mut lock = lock_database(&bridge.path("var/messages.db"), Duration::from_secs(6));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(mock.received_requests().await.unwrap().len(), 5, "each message once while the database is locked");
+    lock.wait().unwrap();
+    // Once it can be written again, the queue settles and sends nothing more.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let refs: Vec<String> = mock
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| url::form_urlencoded::parse(&r.body).find(|(k, _)| k == "ref").unwrap().1.into_owned())
+        .collect();
+    let unique: std::collections::HashSet<&String> = refs.iter().collect();
+    assert_eq!((refs.len(), unique.len()), (5, 5), "no message twice: {refs:?}");
+}
+
+#[tokio::test]
+async fn a_queued_message_past_its_validity_is_never_delivered() {
+    let mock = MockServer::start().await;
+    // Down for the first try; up by the retry, which comes after the
+    // message's validity (1 s) has passed.
+    Mock::given(any()).respond_with(ResponseTemplate::new(503)).up_to_n_times(1).mount(&mock).await;
+    Mock::given(any()).respond_with(ResponseTemplate::new(200)).mount(&mock).await;
+    let config =
+        format!("{RECORD}{}{}", generic("p", &mock), quiet_route("/q", &["p"], "queued = true\nvalidity_s = 1\n"));
+    let bridge = Bridge::start(&config).await;
+    let a = send(&bridge, "/q", "Your code is 660001").await;
+    assert_eq!(a.status, 202, "{a:?}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(mock.received_requests().await.unwrap().len(), 1, "tried once, in time; never after");
+    let id = a.json["id"].as_str().unwrap();
+    let (_, m) = bridge.admin(&format!("/admin/messages/{id}")).await;
+    assert_eq!(m["statuses"][0]["status"], "failed", "{m}");
+}

@@ -339,7 +339,14 @@ providers = ["vonage"]
     assert_eq!(get(old.clone(), Some(vonage_sig(secret, &old))).await.unwrap().status(), 403);
     assert_eq!(timeline(&bridge, &id).await, ["queued"]);
 
-    assert_eq!(get(good, Some(sig)).await.unwrap().status(), 200);
+    assert_eq!(get(good.clone(), Some(sig.clone())).await.unwrap().status(), 200);
+    assert_eq!(timeline(&bridge, &id).await, ["queued", "delivered"]);
+
+    // A provider that posts the same signed callback again (or an attacker
+    // who replays it) is acknowledged; the status is applied once.
+    for _ in 0..100 {
+        assert_eq!(get(good.clone(), Some(sig.clone())).await.unwrap().status(), 200);
+    }
     assert_eq!(timeline(&bridge, &id).await, ["queued", "delivered"]);
 }
 

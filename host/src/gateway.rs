@@ -131,7 +131,19 @@ impl Gateway {
     pub async fn receipt(&self, provider: &str, callback: Callback) -> Result<usize, ReceiptRefusal> {
         let routing = self.routing();
         let bound = routing.bound(provider).map_err(|_| ReceiptRefusal::Unknown)?;
+        let seen = callback_key(provider, &callback);
         let receipts = self.runtime.verify(&bound.adapter, &bound.ctx, callback).await?;
+        if let Some(record) = &self.record {
+            match record.first_callback(&seen).await {
+                Ok(true) => {}
+                // Applied before: acknowledged, not applied again.
+                Ok(false) => {
+                    tracing::debug!(provider, "delivery callback seen before; not applied again");
+                    return Ok(0);
+                }
+                Err(e) => tracing::error!("message record not read: {e:#}"),
+            }
+        }
         let mut updated = 0;
         for receipt in receipts {
             let status = receipt.state.as_str();
@@ -146,6 +158,18 @@ impl Gateway {
         }
         Ok(updated)
     }
+}
+
+/// A digest of what a provider signed in a callback: the same content
+/// posted twice is the same callback.
+fn callback_key(provider: &str, c: &Callback) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in [provider.as_bytes(), c.method.as_bytes(), c.url.as_bytes(), &c.body] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hex::encode(hash.finalize())
 }
 
 /// Retention: purges the record now, then hourly, while it is open.

@@ -260,6 +260,8 @@ pub enum ReceiptRefusal {
     Malformed(String),
     /// The adapter or its settings failed.
     Failed(String),
+    /// No sandbox was free in time: the provider should retry.
+    Busy,
 }
 
 /// One try at one provider.

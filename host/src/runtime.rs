@@ -15,7 +15,7 @@ use crate::wit::{AdapterInfo, HttpError, HttpRequest, HttpResponse};
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +39,9 @@ const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Budgets for `info()`, which must answer at once.
 const INFO_TIMEOUT: Duration = Duration::from_secs(2);
 const INFO_CPU: Duration = Duration::from_millis(500);
+/// How long a provider's status callback waits for a sandbox slot before it
+/// is answered 503 with `Retry-After`.
+pub const CALLBACK_SLOT_WAIT: Duration = Duration::from_secs(2);
 /// Time past a send's deadline for the adapter to turn a timed-out HTTP call
 /// into its own error before the sandbox stops it.
 const DEADLINE_GRACE: Duration = Duration::from_millis(250);
@@ -586,8 +589,13 @@ impl Runtime {
     ) -> Result<Vec<Receipt>, ReceiptRefusal> {
         let receipts = adapter.receipts.clone().ok_or(ReceiptRefusal::Unknown)?;
         let callback = callback.into();
+        // A provider retries a callback; a caller waiting for its OTP does not.
+        let Ok(slot) = tokio::time::timeout(CALLBACK_SLOT_WAIT, self.permits.acquire()).await else {
+            return Err(ReceiptRefusal::Busy);
+        };
+        let slot = slot.map_err(|_| ReceiptRefusal::Failed("runtime is shutting down".into()))?;
         let result = self
-            .run(&adapter.pre, provider, Call::default(), move |instance, store| {
+            .run_in(slot, &adapter.pre, provider, Call::default(), move |instance, store| {
                 Box::pin(async move {
                     let guest = receipts.load(&mut *store, instance)?;
                     guest.call_verify(store, &callback).await
@@ -611,7 +619,19 @@ impl Runtime {
         about: Call,
         call: impl for<'a> FnOnce(&'a Instance, &'a mut Store<Sandbox>) -> CallFuture<'a, R> + Send,
     ) -> Result<R, Failure> {
-        let _permit = self.permits.acquire().await.map_err(|_| Failure::Fault("runtime is shutting down".into()))?;
+        let slot = self.permits.acquire().await.map_err(|_| Failure::Fault("runtime is shutting down".into()))?;
+        self.run_in(slot, pre, provider, about, call).await
+    }
+
+    /// [`Runtime::run`] in a sandbox slot already taken.
+    async fn run_in<R: Send + 'static>(
+        &self,
+        _slot: tokio::sync::SemaphorePermit<'_>,
+        pre: &InstancePre<Sandbox>,
+        provider: &Arc<ProviderContext>,
+        about: Call,
+        call: impl for<'a> FnOnce(&'a Instance, &'a mut Store<Sandbox>) -> CallFuture<'a, R> + Send,
+    ) -> Result<R, Failure> {
         let mut store =
             self.store(provider, about).map_err(|e| Failure::Fault(format!("cannot set up the sandbox: {e:#}")))?;
         let work = async {

@@ -179,6 +179,11 @@ async fn receipt(gateway: &Gateway, provider: String, req: Request) -> Response 
         Err(ReceiptRefusal::Malformed(why)) => {
             Problem::new(StatusCode::BAD_REQUEST, "malformed_callback", why).into_response()
         }
+        Err(ReceiptRefusal::Busy) => Problem {
+            retry_after: Some(1),
+            ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "no sandbox is free; retry the callback")
+        }
+        .into_response(),
         Err(ReceiptRefusal::Failed(why)) => {
             tracing::error!(provider, "delivery callback not read: {why}");
             Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "callback_failed", "the callback could not be read")

@@ -62,6 +62,11 @@ pub fn refused(route: &str, reason: &'static str) {
 }
 
 /// An adapter load from a file: `loaded`, `failed` or `unloaded`.
+/// A queue write or read that failed; `op` names it.
+pub fn queue_fault(op: &'static str) {
+    metrics::counter!("smsbridge_queue_faults_total", "op" => op).increment(1);
+}
+
 pub fn reload(adapter: &str, result: &'static str) {
     counter!("smsbridge_adapter_reloads_total", "adapter" => adapter.to_string(), "result" => result).increment(1);
 }

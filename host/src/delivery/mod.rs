@@ -235,10 +235,14 @@ impl Carrier for RouteCarrier<'_> {
         let in_doubt = Arc::new(AtomicU32::new(0));
         *self.in_doubt.lock().unwrap() = in_doubt.clone();
         let result = self.runtime.send(&bound.adapter, &bound.ctx, msg, in_doubt).await;
+        // The provider answered "not sent" (or nothing left): the mark goes.
+        // After a success or an unknown outcome it stays until the message
+        // leaves the queue: a crash before then never sends it there again.
         if let Via::Queue { queue, .. } = self.via
+            && matches!(&result, Err(f) if !matches!(f, Failure::MaybeSent(_)))
             && let Err(e) = queue.clear_sending(self.id).await
         {
-            tracing::error!(id = %self.id, "queue not updated: {e:#}");
+            tracing::warn!(id = %self.id, "queue mark not cleared (kept: the provider is skipped after a restart): {e:#}");
         }
         result
     }

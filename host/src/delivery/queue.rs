@@ -4,24 +4,35 @@
 //!
 //! Just before a request of a queued message leaves, the [`Marker`] (the
 //! interceptor on every provider's outbound client) records that provider
-//! as one that may have the message. After a crash, such a provider is
-//! never sent that message again.
+//! as one that may have the message; a request whose mark cannot be written
+//! does not leave. After a crash, such a provider is never sent that message
+//! again.
+//!
+//! A queue write that fails (a full disk, a lock held by a backup) holds its
+//! message: it is not delivered again until the write succeeds, which is
+//! retried with backoff. Each failing operation is logged once, and counted
+//! (`smsbridge_queue_faults_total`).
 
 use super::{Courier, Refusal, Sent, Via, new_id};
 use crate::config::Route;
-use crate::outbound::{Exchange, Intercepted, Interceptor, Request};
-use crate::outcome::{DeliveryState, Outcome};
+use crate::outbound::{Error as HttpError, Exchange, Intercepted, Interceptor, Request};
+use crate::outcome::{Attempt, DeliveryState, Failure, Outcome};
 use crate::phone;
 use crate::record::{Entry, Queue, Queued, now_ms};
 use crate::routing::Routes;
+use crate::telemetry;
 use async_trait::async_trait;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Queued messages delivered at once.
 const WORKERS: usize = 8;
+
+/// Longest wait before a failed queue write is tried again.
+const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The queue of queued routes and its background delivery.
 pub struct QueueWorker {
@@ -29,6 +40,22 @@ pub struct QueueWorker {
     marker: Arc<Marker>,
     /// Wakes the worker when a message is queued or a slot frees.
     wake: Arc<Notify>,
+    /// Writes the queue still owes, by message: until one succeeds, its
+    /// message is not delivered again.
+    owed: Mutex<HashMap<String, Owed>>,
+}
+
+/// A write that failed, and when to try it again.
+struct Owed {
+    write: Write,
+    retry_at: Instant,
+    failures: u32,
+}
+
+#[derive(Clone)]
+enum Write {
+    Dequeue,
+    Reschedule { wait: Duration, uncertain: Vec<String> },
 }
 
 /// Marks the provider a queued message's request is about to reach.
@@ -36,25 +63,57 @@ pub struct Marker {
     queue: Arc<dyn Queue>,
     /// Queued messages being delivered now; other sends pass unmarked.
     delivering: Mutex<HashSet<String>>,
+    faults: Faults,
 }
 
 #[async_trait]
 impl Interceptor for Marker {
     async fn intercept(&self, exchange: Exchange<'_>, _req: &Request) -> Intercepted {
         let Some(id) = exchange.message_id else { return Intercepted::Continue };
-        if self.delivering.lock().unwrap().contains(id)
-            && let Err(e) = self.queue.mark_sending(id, exchange.provider).await
-        {
-            tracing::error!(%id, "queue not updated: {e:#}");
+        if !self.delivering.lock().unwrap().contains(id) {
+            return Intercepted::Continue;
         }
-        Intercepted::Continue
+        let marked = self.queue.mark_sending(id, exchange.provider).await;
+        match self.faults.check("mark", marked) {
+            Ok(()) => Intercepted::Continue,
+            // No send without a recorded mark.
+            Err(()) => Intercepted::Answer(Err(HttpError::Denied("the queue could not record the send".into()))),
+        }
+    }
+}
+
+/// The queue operations failing now: each is logged when it starts and
+/// stops failing, and counted every time.
+#[derive(Default)]
+struct Faults {
+    failing: Mutex<HashSet<&'static str>>,
+}
+
+impl Faults {
+    fn check<T>(&self, op: &'static str, result: anyhow::Result<T>) -> Result<T, ()> {
+        match result {
+            Ok(value) => {
+                if self.failing.lock().unwrap().remove(op) {
+                    tracing::info!(op, "queue works again");
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                telemetry::queue_fault(op);
+                if self.failing.lock().unwrap().insert(op) {
+                    tracing::error!(op, "queue failed; its messages wait until it works: {e:#}");
+                }
+                Err(())
+            }
+        }
     }
 }
 
 impl QueueWorker {
     pub fn new(queue: Arc<dyn Queue>) -> QueueWorker {
-        let marker = Arc::new(Marker { queue: queue.clone(), delivering: Default::default() });
-        QueueWorker { queue, marker, wake: Default::default() }
+        let marker =
+            Arc::new(Marker { queue: queue.clone(), delivering: Default::default(), faults: Faults::default() });
+        QueueWorker { queue, marker, wake: Default::default(), owed: Default::default() }
     }
 
     /// The interceptor to install on every provider's outbound client.
@@ -68,7 +127,7 @@ impl QueueWorker {
         let id = new_id();
         if let Err(e) = self.queue.enqueue(&id, &route.path, to, body, route.delivery.validity).await {
             tracing::error!(%id, "message not queued: {e:#}");
-            let failure = crate::outcome::Failure::Fault("the message could not be queued".into());
+            let failure = Failure::Fault("the message could not be queued".into());
             return Err(Refusal::Provider { provider: String::new(), failure, attempts: Vec::new() });
         }
         self.wake.notify_one();
@@ -110,17 +169,18 @@ impl QueueWorker {
         });
     }
 
-    /// Starts delivering the messages due now, as many as there is room for.
+    /// Retries the writes owed, then starts delivering the messages due
+    /// now, as many as there is room for.
     async fn dispatch(self: &Arc<Self>, courier: &Weak<Courier>, routes: &Weak<Routes>) {
-        let busy = self.marker.delivering.lock().unwrap().clone();
+        self.pay_owed().await;
+        let mut busy = self.marker.delivering.lock().unwrap().clone();
         let room = WORKERS.saturating_sub(busy.len());
         if room == 0 {
             return;
         }
-        let due = match self.queue.due(room, &busy).await {
-            Ok(due) => due,
-            Err(e) => return tracing::error!("queue not read: {e:#}"),
-        };
+        busy.extend(self.owed.lock().unwrap().keys().cloned());
+        let due = self.queue.due(room, &busy).await;
+        let Ok(due) = self.marker.faults.check("read", due) else { return };
         for q in due {
             let (Some(courier), Some(routes)) = (courier.upgrade(), routes.upgrade()) else { return };
             self.marker.delivering.lock().unwrap().insert(q.id.clone());
@@ -138,44 +198,97 @@ impl QueueWorker {
         let routing = routes.current();
         let Some(route) = routing.config.route(&q.route) else {
             tracing::error!(id = %q.id, route = %q.route, "queued message dropped: its route is gone");
-            return self.dequeue(&q.id).await;
+            return self.settle(&q.id, Write::Dequeue).await;
         };
+        if now_ms() >= q.expires_ms {
+            // Checked before every delivery, after a restart too: a late OTP
+            // is useless to its user.
+            tracing::warn!(id = %q.id, route = %q.route, "queued message expired before delivery");
+            let failure = Failure::Deadline;
+            return self.finish(courier, &q, "", &failure, &[]).await;
+        }
         let via = Via::Queue { queue: &*self.queue, uncertain: &q.uncertain };
         let (provider, failure, attempts) =
             match courier.deliver(&routing, route, q.id.clone(), &q.to, &q.body, via).await {
-                Ok(_) => return self.dequeue(&q.id).await,
+                Ok(_) => return self.settle(&q.id, Write::Dequeue).await,
                 Err(Refusal::Provider { provider, failure, attempts }) => (provider, failure, attempts),
-                Err(_) => return self.dequeue(&q.id).await,
+                Err(_) => return self.settle(&q.id, Write::Dequeue).await,
             };
-        let maybe_sent = attempts.iter().any(|a| a.outcome == Outcome::MaybeSent);
-        let expired = now_ms() >= q.expires_ms;
-        if failure.is_transient() && !expired && !attempts.iter().all(|a| a.outcome == Outcome::MaybeSent) {
+        // Providers that may have it now, from before a restart or this try.
+        let mut uncertain = q.uncertain.clone();
+        for a in attempts.iter().filter(|a| a.outcome == Outcome::MaybeSent) {
+            if !uncertain.contains(&a.provider) {
+                uncertain.push(a.provider.clone());
+            }
+        }
+        let untried = route.providers.iter().any(|p| !uncertain.contains(p));
+        if failure.is_transient() && untried && now_ms() < q.expires_ms {
             // Later, within the message's validity: 2 s, doubling, up to a minute.
             let wait = Duration::from_secs(2u64.saturating_pow(q.tries.min(6) + 1).min(60));
-            if let Err(e) = self.queue.reschedule(&q.id, wait).await {
-                tracing::error!(id = %q.id, "queue not updated: {e:#}");
-            }
-            return;
+            return self.settle(&q.id, Write::Reschedule { wait, uncertain }).await;
         }
-        let status = if maybe_sent { DeliveryState::Queued } else { DeliveryState::Failed };
+        self.finish(courier, &q, &provider, &failure, &attempts).await;
+    }
+
+    /// Records a queued message that will not be delivered, and drops it.
+    async fn finish(&self, courier: &Courier, q: &Queued, provider: &str, failure: &Failure, attempts: &[Attempt]) {
+        let maybe_sent = attempts.iter().any(|a| a.outcome == Outcome::MaybeSent);
+        let status = if maybe_sent { DeliveryState::Unknown } else { DeliveryState::Failed };
         tracing::warn!(id = %q.id, provider = %provider, "queued message not delivered: {failure}");
         let entry = Entry {
             id: &q.id,
             route: &q.route,
             to: &q.to,
-            provider: &provider,
+            provider,
             provider_id: None,
             segments: smsbridge_segments::count(&q.body).count,
-            attempts: &attempts,
+            attempts,
             status,
         };
         courier.remember(&entry).await;
-        self.dequeue(&q.id).await;
+        self.settle(&q.id, Write::Dequeue).await;
     }
 
-    async fn dequeue(&self, id: &str) {
-        if let Err(e) = self.queue.dequeue(id).await {
-            tracing::error!(%id, "queue not updated: {e:#}");
+    /// Writes what became of message `id`; if the write fails, the message
+    /// is held (never picked up again) until a retry of the write succeeds.
+    async fn settle(&self, id: &str, write: Write) {
+        if self.try_write(id, &write).await {
+            return;
         }
+        let backoff = Duration::from_secs(1);
+        let owed = Owed { write, retry_at: Instant::now() + backoff, failures: 1 };
+        self.owed.lock().unwrap().insert(id.to_string(), owed);
+    }
+
+    /// Retries the owed writes that are due.
+    async fn pay_owed(&self) {
+        let now = Instant::now();
+        let due: Vec<(String, Write)> = self
+            .owed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, o)| o.retry_at <= now)
+            .map(|(id, o)| (id.clone(), o.write.clone()))
+            .collect();
+        for (id, write) in due {
+            let paid = self.try_write(&id, &write).await;
+            let mut owed = self.owed.lock().unwrap();
+            if paid {
+                owed.remove(&id);
+            } else if let Some(o) = owed.get_mut(&id) {
+                o.failures += 1;
+                let backoff = Duration::from_secs(1 << o.failures.min(5)).min(MAX_WRITE_BACKOFF);
+                o.retry_at = Instant::now() + backoff;
+            }
+        }
+    }
+
+    async fn try_write(&self, id: &str, write: &Write) -> bool {
+        let (op, result) = match write {
+            Write::Dequeue => ("dequeue", self.queue.dequeue(id).await),
+            Write::Reschedule { wait, uncertain } => ("reschedule", self.queue.reschedule(id, *wait, uncertain).await),
+        };
+        self.marker.faults.check(op, result).is_ok()
     }
 }

@@ -86,8 +86,13 @@ pub trait MessageLog: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<LoggedMessage>>;
     /// The latest `limit` messages to `e164`, newest first.
     async fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<LoggedMessage>>;
-    /// Deletes messages older than `age`; returns how many.
+    /// Deletes messages (and callbacks seen) older than `age`; returns how
+    /// many messages.
     async fn purge(&self, age: Duration) -> Result<usize>;
+    /// Notes a verified callback by `key` (a digest of its provider and
+    /// signed content); false when it was noted before, and is not to be
+    /// applied again.
+    async fn first_callback(&self, key: &str) -> Result<bool>;
 }
 
 /// Messages of queued routes, accepted and not yet delivered, with the
@@ -104,8 +109,9 @@ pub trait Queue: Send + Sync {
     async fn mark_sending(&self, id: &str, provider: &str) -> Result<()>;
     /// The attempt ended with an answer: no longer in doubt.
     async fn clear_sending(&self, id: &str) -> Result<()>;
-    /// Tries again after `wait`.
-    async fn reschedule(&self, id: &str, wait: Duration) -> Result<()>;
+    /// Tries again after `wait`, never again at the `uncertain` providers
+    /// (they may have it).
+    async fn reschedule(&self, id: &str, wait: Duration, uncertain: &[String]) -> Result<()>;
     /// The message is done with: delivered, refused or expired.
     async fn dequeue(&self, id: &str) -> Result<()>;
 }

@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS statuses (
     at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS statuses_by_message ON statuses (message_id);
+-- Verified callbacks already applied, by a digest of provider and content.
+CREATE TABLE IF NOT EXISTS callbacks_seen (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
 -- Messages of queued routes, accepted and not yet delivered. The text and the
 -- number are needed to deliver after a restart; the row goes once delivered.
 CREATE TABLE IF NOT EXISTS queue (
@@ -83,7 +85,9 @@ impl SqliteRecord {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let db = Connection::open(path).with_context(|| format!("cannot open message record {}", path.display()))?;
-        db.busy_timeout(Duration::from_secs(5))?;
+        // Another process's write lock (a backup, say) is waited for briefly; the
+        // queue holds its messages and retries a write that still fails.
+        db.busy_timeout(Duration::from_secs(2))?;
         db.execute_batch(SCHEMA).with_context(|| format!("{}: not a message record", path.display()))?;
         let key = match key {
             Some(k) => k.as_bytes().to_vec(),
@@ -235,7 +239,15 @@ impl MessageLog for SqliteRecord {
     async fn purge(&self, age: Duration) -> Result<usize> {
         let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
         let db = self.db.lock().unwrap();
+        db.execute("DELETE FROM callbacks_seen WHERE at_ms < ?1", [cutoff])?;
         Ok(db.execute("DELETE FROM messages WHERE created_ms < ?1", [cutoff])?)
+    }
+
+    async fn first_callback(&self, key: &str) -> Result<bool> {
+        let db = self.db.lock().unwrap();
+        let inserted =
+            db.execute("INSERT OR IGNORE INTO callbacks_seen (key, at_ms) VALUES (?1, ?2)", params![key, now_ms()])?;
+        Ok(inserted == 1)
     }
 }
 
@@ -301,10 +313,11 @@ impl Queue for SqliteRecord {
     }
 
     /// Tries again after `wait`.
-    async fn reschedule(&self, id: &str, wait: Duration) -> Result<()> {
+    async fn reschedule(&self, id: &str, wait: Duration, uncertain: &[String]) -> Result<()> {
+        let uncertain: String = uncertain.iter().map(|p| format!("{p},")).collect();
         self.db.lock().unwrap().execute(
-            "UPDATE queue SET next_ms = ?2, tries = tries + 1, sending = NULL WHERE id = ?1",
-            params![id, now_ms() + wait.as_millis() as u64],
+            "UPDATE queue SET next_ms = ?2, tries = tries + 1, sending = NULL, uncertain = ?3 WHERE id = ?1",
+            params![id, now_ms() + wait.as_millis() as u64, uncertain],
         )?;
         Ok(())
     }
