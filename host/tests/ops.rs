@@ -253,6 +253,36 @@ fn holding_provider(hold: Duration) -> (String, std::sync::Arc<std::sync::Mutex<
 
 #[test]
 fn queued_messages_survive_kill_9_and_none_reaches_the_provider_twice() {
+    kill_9_mid_delivery(false);
+}
+
+#[test]
+fn queued_messages_survive_kill_9_with_the_database_locked_and_none_reaches_the_provider_twice() {
+    kill_9_mid_delivery(true);
+}
+
+/// Holds the write lock of the SQLite database at `path` for `hold` from a
+/// second process, as a backup would; returns once the lock is taken.
+fn lock_database(path: &std::path::Path, hold: Duration) -> std::process::Child {
+    use std::io::BufRead;
+    let script = format!(
+        "import sqlite3, time\nc = sqlite3.connect({path:?}, isolation_level=None)\nc.execute('BEGIN IMMEDIATE')\nprint('locked', flush=True)\ntime.sleep({secs})\nc.execute('COMMIT')\n",
+        path = path.to_str().unwrap(),
+        secs = hold.as_secs_f64()
+    );
+    let mut child =
+        Command::new("python3").args(["-c", &script]).stdout(std::process::Stdio::piped()).spawn().expect("python3");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    child
+}
+
+/// Twelve queued messages, eight of them held at the provider when
+/// smsbridge is killed (with the database locked from before the kill until
+/// after the restart, when `locked`); after a restart every message has
+/// reached the provider exactly once.
+fn kill_9_mid_delivery(locked: bool) {
     let (provider, texts) = holding_provider(Duration::from_millis(1500));
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
@@ -289,6 +319,7 @@ limits = {{ per_number = "off", per_prefix = "off" }}
         assert!(Instant::now() < deadline, "deliveries never started: {:?}", texts.lock().unwrap());
         std::thread::sleep(Duration::from_millis(20));
     }
+    let lock = locked.then(|| lock_database(&dir.path().join("messages.db"), Duration::from_secs(5)));
     child.0.kill().unwrap();
     child.0.wait().unwrap();
     let at_kill = texts.lock().unwrap().values().sum::<u32>();
@@ -296,6 +327,9 @@ limits = {{ per_number = "off", per_prefix = "off" }}
 
     // Restart on the same database: the rest are delivered, none twice.
     let (_child, _addr, _admin, _logs) = serve(dir.path(), &config);
+    if let Some(mut lock) = lock {
+        lock.wait().unwrap();
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     while texts.lock().unwrap().len() < codes.len() {
         assert!(Instant::now() < deadline, "not every message arrived: {:?}", texts.lock().unwrap());

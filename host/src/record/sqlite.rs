@@ -69,6 +69,9 @@ CREATE INDEX IF NOT EXISTS queue_due ON queue (next_ms);
 PRAGMA foreign_keys = ON;
 ";
 
+/// How long opening waits for another process's write lock.
+const OPEN_WAIT: Duration = Duration::from_secs(60);
+
 pub struct SqliteRecord {
     db: Mutex<Connection>,
     /// Keys the number hashes: without it, a hash of a phone number is a
@@ -88,7 +91,19 @@ impl SqliteRecord {
         // Another process's write lock (a backup, say) is waited for briefly; the
         // queue holds its messages and retries a write that still fails.
         db.busy_timeout(Duration::from_secs(2))?;
-        db.execute_batch(SCHEMA).with_context(|| format!("{}: not a message record", path.display()))?;
+        // Another process may hold the write lock for a while (a backup):
+        // wait for it rather than fail to start.
+        let started = std::time::Instant::now();
+        while let Err(e) = db.execute_batch(SCHEMA) {
+            let busy = matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            );
+            if !busy || started.elapsed() > OPEN_WAIT {
+                return Err(e).with_context(|| format!("{}: not a message record", path.display()));
+            }
+            tracing::warn!("message record {} is locked by another process; waiting", path.display());
+        }
         let key = match key {
             Some(k) => k.as_bytes().to_vec(),
             None => {
@@ -97,8 +112,11 @@ impl SqliteRecord {
                 // kept in the database moves out to the file.
                 let stored: Option<Vec<u8>> =
                     db.query_row("SELECT value FROM meta WHERE name = 'number_key'", [], |r| r.get(0)).optional()?;
+                let moved = stored.is_some();
                 let key = crate::keyfile::load_or_create(&crate::keyfile::beside(path), || stored)?;
-                db.execute("DELETE FROM meta WHERE name = 'number_key'", [])?;
+                if moved {
+                    db.execute("DELETE FROM meta WHERE name = 'number_key'", [])?;
+                }
                 key
             }
         };
@@ -276,9 +294,12 @@ impl Queue for SqliteRecord {
     async fn due(&self, limit: usize, busy: &HashSet<String>) -> Result<Vec<Queued>> {
         let db = self.db.lock().unwrap();
         let mut q = db.prepare(
-            "SELECT id, route, to_e164, body, expires_ms, tries, uncertain FROM queue WHERE next_ms <= ?1 ORDER BY next_ms, id LIMIT ?2",
+            "SELECT id, route, to_e164, body, expires_ms, tries, uncertain || COALESCE(sending, '') FROM queue
+             WHERE next_ms <= ?1 ORDER BY next_ms, id LIMIT ?2",
         )?;
         let rows = q.query_map(params![now_ms(), (limit + busy.len()) as i64], |r| {
+            // A provider still marked as sending (a crash before `recover`
+            // could write) may have the message too.
             let uncertain: String = r.get(6)?;
             Ok(Queued {
                 id: r.get(0)?,
