@@ -24,8 +24,14 @@ fn main() {
         .map(|i| {
             let started = Instant::now();
             let id = format!("m{i}");
-            rt.block_on(record.enqueue(&id, "/v1/send", "+447400123456", "Your code is 123456", Duration::from_secs(600)))
-                .unwrap();
+            rt.block_on(record.enqueue(
+                &id,
+                "/v1/send",
+                "+447400123456",
+                "Your code is 123456",
+                Duration::from_secs(600),
+            ))
+            .unwrap();
             started.elapsed()
         })
         .collect();

@@ -199,7 +199,15 @@ fn the_systemd_unit_verifies() {
 /// A provider on loopback that holds every request `hold` before answering
 /// 200, counting each message text it gets.
 fn holding_provider(hold: Duration) -> (String, std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    holding_provider_at("127.0.0.1:0", hold)
+}
+
+/// [`holding_provider`] on `addr`.
+fn holding_provider_at(
+    addr: &str,
+    hold: Duration,
+) -> (String, std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>) {
+    let listener = TcpListener::bind(addr).unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let texts = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
     let seen = texts.clone();
@@ -340,4 +348,46 @@ limits = {{ per_number = "off", per_prefix = "off" }}
     for code in &codes {
         assert_eq!(texts.get(code), Some(&1), "{code} reached the provider {:?} times: {texts:?}", texts.get(code));
     }
+}
+
+#[test]
+fn a_queued_message_that_expires_while_smsbridge_is_down_is_never_delivered() {
+    // The provider is not there at first: the message waits in the queue.
+    let provider = common::free_addr().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+[record]
+path = "{{dir}}/messages.db"
+[[provider]]
+name = "p"
+adapter = "generic-http"
+allow_hosts = ["http://{provider}"]
+[provider.config]
+url = "http://{provider}/send"
+params = "to={{to}}&text={{body}}"
+[[route]]
+path = "/v1/send"
+providers = ["p"]
+queued = true
+validity_s = 1
+idempotency_window_s = 0
+"#
+    );
+    let (mut child, addr, _admin, _logs) = serve(dir.path(), &format!("[admin]\n{config}"));
+    let (status, body) = request(&addr, "POST", "/v1/send", "", "phone=%2B447400123456&message=Your+code+is+777001");
+    assert_eq!(status, 202, "{body}");
+    let id = body.split("\"id\":\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+
+    // Down past the message's validity; back with the provider up.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_provider, texts) = holding_provider_at(&provider, Duration::ZERO);
+    let (_child, _addr, admin_after, _logs) = serve(dir.path(), &format!("[admin]\n{config}"));
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(texts.lock().unwrap().is_empty(), "an expired OTP was delivered: {:?}", texts.lock().unwrap());
+    let (status, message) = request(&admin_after, "GET", &format!("/admin/messages/{id}"), "", "");
+    assert_eq!(status, 200, "{message}");
+    assert!(message.contains("\"status\":\"failed\""), "{message}");
 }
