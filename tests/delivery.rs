@@ -2,7 +2,7 @@
 //! circuit breakers, one SMS for a repeated request, and limits against SMS
 //! pumping, through the real `/v1/send` to mock providers.
 
-use smsbridge_tests::{Answer, Bridge};
+use smsbridge_tests::{Answer, Bridge, pairs};
 use std::time::Duration;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -33,20 +33,6 @@ async fn send(bridge: &Bridge, path: &str, phone: &str, message: &str) -> Answer
     bridge.post_form(path, &[("phone", phone), ("message", message)]).await
 }
 
-/// `(provider, outcome)` of every attempt an answer lists.
-fn attempts(a: &Answer) -> Vec<(String, String)> {
-    a.json["attempts"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no attempts: {a:?}"))
-        .iter()
-        .map(|t| (t["provider"].as_str().unwrap().to_string(), t["outcome"].as_str().unwrap().to_string()))
-        .collect()
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(p, o)| (p.to_string(), o.to_string())).collect()
-}
-
 #[tokio::test]
 async fn a_failing_primary_is_retried_then_failed_over_and_its_circuit_opens_and_closes() {
     let (primary, secondary) = (MockServer::start().await, MockServer::start().await);
@@ -65,13 +51,13 @@ async fn a_failing_primary_is_retried_then_failed_over_and_its_circuit_opens_and
     assert_eq!(a.json["provider"], "secondary");
     assert_eq!(a.json["provider_id"], "second-1");
     let expected = [("primary", "unavailable"), ("primary", "unavailable"), ("secondary", "accepted")];
-    assert_eq!(attempts(&a), pairs(&expected));
+    assert_eq!(a.attempts(), pairs(&expected));
     assert_eq!(primary.received_requests().await.unwrap().len(), 2);
 
     // Two failures in a row opened the primary's circuit: it is skipped.
     let a = send(&bridge, "/v1/send", "+447400123457", "Your code is 100002").await;
     assert_eq!(a.status, 200, "{a:?}");
-    assert_eq!(attempts(&a), pairs(&[("primary", "circuit_open"), ("secondary", "accepted")]));
+    assert_eq!(a.attempts(), pairs(&[("primary", "circuit_open"), ("secondary", "accepted")]));
     assert_eq!(primary.received_requests().await.unwrap().len(), 2, "an open circuit sends nothing");
 
     // The primary recovers; after the cool-down one probe closes the circuit.
@@ -79,9 +65,9 @@ async fn a_failing_primary_is_retried_then_failed_over_and_its_circuit_opens_and
     Mock::given(any()).respond_with(accepted("first-1")).mount(&primary).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let a = send(&bridge, "/v1/send", "+447400123458", "Your code is 100003").await;
-    assert_eq!(attempts(&a), pairs(&[("primary", "accepted")]), "{a:?}");
+    assert_eq!(a.attempts(), pairs(&[("primary", "accepted")]), "{a:?}");
     let a = send(&bridge, "/v1/send", "+447400123459", "Your code is 100004").await;
-    assert_eq!(attempts(&a), pairs(&[("primary", "accepted")]), "{a:?}");
+    assert_eq!(a.attempts(), pairs(&[("primary", "accepted")]), "{a:?}");
     assert_eq!(secondary.received_requests().await.unwrap().len(), 2);
 }
 
@@ -97,13 +83,13 @@ async fn a_failed_probe_opens_the_circuit_again() {
     );
     let bridge = Bridge::start(&config).await;
     let a = send(&bridge, "/v1/send", "+447400123456", "Your code is 200001").await;
-    assert_eq!(attempts(&a), pairs(&[("primary", "unavailable"), ("secondary", "accepted")]));
+    assert_eq!(a.attempts(), pairs(&[("primary", "unavailable"), ("secondary", "accepted")]));
     tokio::time::sleep(Duration::from_millis(350)).await;
     // The probe fails: open again at once, no second failure needed.
     let a = send(&bridge, "/v1/send", "+447400123457", "Your code is 200002").await;
-    assert_eq!(attempts(&a), pairs(&[("primary", "unavailable"), ("secondary", "accepted")]));
+    assert_eq!(a.attempts(), pairs(&[("primary", "unavailable"), ("secondary", "accepted")]));
     let a = send(&bridge, "/v1/send", "+447400123458", "Your code is 200003").await;
-    assert_eq!(attempts(&a), pairs(&[("primary", "circuit_open"), ("secondary", "accepted")]));
+    assert_eq!(a.attempts(), pairs(&[("primary", "circuit_open"), ("secondary", "accepted")]));
     assert_eq!(primary.received_requests().await.unwrap().len(), 2);
 }
 
@@ -128,12 +114,12 @@ failover_on_permanent = true
     let bridge = Bridge::start(&config).await;
     let a = send(&bridge, "/strict", "+447400123456", "Your code is 300001").await;
     a.assert_failed(502, "rejected");
-    assert_eq!(attempts(&a), pairs(&[("primary", "rejected")]));
+    assert_eq!(a.attempts(), pairs(&[("primary", "rejected")]));
     assert_eq!(secondary.received_requests().await.unwrap().len(), 0);
 
     let a = send(&bridge, "/lenient", "+447400123456", "Your code is 300002").await;
     assert_eq!(a.status, 200, "{a:?}");
-    assert_eq!(attempts(&a), pairs(&[("primary", "rejected"), ("secondary", "accepted")]));
+    assert_eq!(a.attempts(), pairs(&[("primary", "rejected"), ("secondary", "accepted")]));
 }
 
 #[tokio::test]
@@ -154,7 +140,7 @@ async fn the_route_deadline_bounds_every_retry() {
     // The deadline usually cuts a request short: the provider may have it.
     assert_eq!(a.status, 503, "{a:?}");
     assert!(["unavailable", "unconfirmed"].contains(&a.json["error"].as_str().unwrap()), "{a:?}");
-    let tries = attempts(&a).len();
+    let tries = a.attempts().len();
     assert!((3..=4).contains(&tries), "about deadline / delay attempts, got {tries}: {a:?}");
     assert!(took < Duration::from_millis(1600), "the deadline held: {took:?}");
 }

@@ -3,7 +3,7 @@
 //! answer that never says "failed" while an SMS may be on its way, and an
 //! `Idempotency-Key` that stands for one request only.
 
-use smsbridge_tests::{Answer, Bridge, quiet_route};
+use smsbridge_tests::{Answer, Bridge, pairs, quiet_route};
 use std::time::Duration;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -40,19 +40,6 @@ async fn slow_twilio(delay: Duration) -> MockServer {
     mock
 }
 
-fn outcomes(a: &Answer) -> Vec<(String, String)> {
-    a.json["attempts"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no attempts: {a:?}"))
-        .iter()
-        .map(|t| (t["provider"].as_str().unwrap().to_string(), t["outcome"].as_str().unwrap().to_string()))
-        .collect()
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(p, o)| (p.to_string(), o.to_string())).collect()
-}
-
 async fn send(bridge: &Bridge, path: &str, message: &str) -> Answer {
     bridge.post_form(path, &[("phone", "+447400123456"), ("message", message)]).await
 }
@@ -74,7 +61,7 @@ async fn a_provider_that_answers_after_its_timeout_gets_the_message_once() {
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.json["status"], "pending", "{a:?}");
     assert_eq!(a.json["unconfirmed"], true, "{a:?}");
-    assert_eq!(outcomes(&a), pairs(&[("tw", "maybe_sent")]));
+    assert_eq!(a.attempts(), pairs(&[("tw", "maybe_sent")]));
     let id = a.json["id"].as_str().unwrap();
     let (_, m) = bridge.admin(&format!("/admin/messages/{id}")).await;
     assert_eq!(m["statuses"][0]["status"], "unknown", "{m}");
@@ -95,13 +82,13 @@ async fn a_route_can_say_failed_or_fail_over_when_the_outcome_is_unknown() {
     let bridge = Bridge::start(&config).await;
     let a = send(&bridge, "/strict", "Your code is 620001").await;
     a.assert_failed(503, "unconfirmed");
-    assert_eq!(outcomes(&a), pairs(&[("slow", "maybe_sent")]));
+    assert_eq!(a.attempts(), pairs(&[("slow", "maybe_sent")]));
     assert!(fast.received_requests().await.unwrap().is_empty(), "no failover unless the route opts in");
 
     let a = send(&bridge, "/twice", "Your code is 620002").await;
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(a.json["provider"], "fast");
-    assert_eq!(outcomes(&a), pairs(&[("slow", "maybe_sent"), ("fast", "accepted")]));
+    assert_eq!(a.attempts(), pairs(&[("slow", "maybe_sent"), ("fast", "accepted")]));
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(slow.received_requests().await.unwrap().len(), 2, "once per send, never retried");
     assert_eq!(fast.received_requests().await.unwrap().len(), 1);
@@ -109,10 +96,8 @@ async fn a_route_can_say_failed_or_fail_over_when_the_outcome_is_unknown() {
 
 #[tokio::test]
 async fn an_idempotency_key_reused_for_another_request_is_refused() {
-    let config = format!(
-        "[[provider]]\nname = \"outbox\"\nadapter = \"outbox\"\ndata_dir = \"{{dir}}/outbox\"\n[[route]]\npath = \"/v1/send\"\nproviders = [\"outbox\"]\nlimits = {{ per_number = \"off\", per_prefix = \"off\" }}\n"
-    );
-    let bridge = Bridge::start(&config).await;
+    let config = "[[provider]]\nname = \"outbox\"\nadapter = \"outbox\"\ndata_dir = \"{dir}/outbox\"\n[[route]]\npath = \"/v1/send\"\nproviders = [\"outbox\"]\nlimits = { per_number = \"off\", per_prefix = \"off\" }\n";
+    let bridge = Bridge::start(config).await;
     let post = |phone: &'static str, message: &'static str| {
         let req = bridge.client.post(bridge.url("/v1/send")).header("idempotency-key", "login-7f3a");
         async move {

@@ -136,6 +136,11 @@ pub fn read_outbox(file: &Path) -> Vec<serde_json::Value> {
     }
 }
 
+/// `(provider, outcome)` pairs, as [`Answer::attempts`] gives them.
+pub fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(p, o)| (p.to_string(), o.to_string())).collect()
+}
+
 /// An HTTP answer: status, raw body and the body as JSON.
 #[derive(Debug)]
 pub struct Answer {
@@ -166,5 +171,15 @@ impl Answer {
 
     pub fn message(&self) -> &str {
         self.json["message"].as_str().unwrap_or("")
+    }
+
+    /// `(provider, outcome)` of every attempt the answer lists.
+    pub fn attempts(&self) -> Vec<(String, String)> {
+        self.json["attempts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no attempts: {self:?}"))
+            .iter()
+            .map(|t| (t["provider"].as_str().unwrap().to_string(), t["outcome"].as_str().unwrap().to_string()))
+            .collect()
     }
 }

@@ -293,26 +293,7 @@ fn lock_database(path: &std::path::Path, hold: Duration) -> std::process::Child 
 fn kill_9_mid_delivery(locked: bool) {
     let (provider, texts) = holding_provider(Duration::from_millis(1500));
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        r#"
-[record]
-path = "{{dir}}/messages.db"
-[[provider]]
-name = "slow"
-adapter = "generic-http"
-allow_hosts = ["http://{provider}"]
-[provider.config]
-url = "http://{provider}/send"
-params = "to={{to}}&text={{body}}"
-id_pointer = "/id"
-[[route]]
-path = "/v1/send"
-providers = ["slow"]
-queued = true
-idempotency_window_s = 0
-limits = {{ per_number = "off", per_prefix = "off" }}
-"#
-    );
+    let config = queued_config(&provider, "limits = { per_number = \"off\", per_prefix = \"off\" }\n");
     let (mut child, addr, _admin, _logs) = serve(dir.path(), &config);
     let codes: Vec<String> = (0..12).map(|i| format!("Your code is 4{i:05}")).collect();
     for code in &codes {
@@ -355,25 +336,7 @@ fn a_queued_message_that_expires_while_smsbridge_is_down_is_never_delivered() {
     // The provider is not there at first: the message waits in the queue.
     let provider = common::free_addr().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        r#"
-[record]
-path = "{{dir}}/messages.db"
-[[provider]]
-name = "p"
-adapter = "generic-http"
-allow_hosts = ["http://{provider}"]
-[provider.config]
-url = "http://{provider}/send"
-params = "to={{to}}&text={{body}}"
-[[route]]
-path = "/v1/send"
-providers = ["p"]
-queued = true
-validity_s = 1
-idempotency_window_s = 0
-"#
-    );
+    let config = queued_config(&provider, "validity_s = 1\n");
     let (mut child, addr, _admin, _logs) = serve(dir.path(), &format!("[admin]\n{config}"));
     let (status, body) = request(&addr, "POST", "/v1/send", "", "phone=%2B447400123456&message=Your+code+is+777001");
     assert_eq!(status, 202, "{body}");
@@ -390,4 +353,28 @@ idempotency_window_s = 0
     let (status, message) = request(&admin_after, "GET", &format!("/admin/messages/{id}"), "", "");
     assert_eq!(status, 200, "{message}");
     assert!(message.contains("\"status\":\"failed\""), "{message}");
+}
+
+/// A config with a message record and a queued route through a
+/// generic-http provider at `provider`; `extra` adds lines to the route.
+fn queued_config(provider: &str, extra: &str) -> String {
+    format!(
+        r#"
+[record]
+path = "{{dir}}/messages.db"
+[[provider]]
+name = "p"
+adapter = "generic-http"
+allow_hosts = ["http://{provider}"]
+[provider.config]
+url = "http://{provider}/send"
+params = "to={{to}}&text={{body}}"
+id_pointer = "/id"
+[[route]]
+path = "/v1/send"
+providers = ["p"]
+queued = true
+idempotency_window_s = 0
+{extra}"#
+    )
 }
