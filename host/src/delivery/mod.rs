@@ -100,8 +100,12 @@ impl Courier {
         let masked = crate::phone::mask(to);
         let started = Instant::now();
         let d = &route.delivery;
+        let deadline = match via {
+            Via::Direct => d.deadline,
+            Via::Queue { valid_for, .. } => d.deadline.min(valid_for),
+        };
         let policy = Policy {
-            deadline: d.deadline,
+            deadline,
             retries: d.retries,
             backoff: d.backoff,
             failover_on_permanent: d.failover_on_permanent,
@@ -208,8 +212,9 @@ pub enum Via<'a> {
     Direct,
     /// From the queue, which records a failure (it may try again later).
     /// The providers in `uncertain` may already have the message: they are
-    /// passed over. After each attempt the queue's mark is cleared.
-    Queue { queue: &'a dyn Queue, uncertain: &'a [String] },
+    /// passed over. A provider's mark is cleared after an attempt it
+    /// answered with a refusal. No attempt starts after `valid_for`.
+    Queue { queue: &'a dyn Queue, uncertain: &'a [String], valid_for: Duration },
 }
 
 /// Sends one message through the providers of one route, each through the

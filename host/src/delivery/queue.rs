@@ -201,13 +201,14 @@ impl QueueWorker {
             return self.settle(&q.id, Write::Dequeue).await;
         };
         if now_ms() >= q.expires_ms {
-            // Checked before every delivery, after a restart too: a late OTP
-            // is useless to its user.
+            // Checked before every delivery, after a restart too, and no
+            // attempt starts past it: a late OTP is useless to its user.
             tracing::warn!(id = %q.id, route = %q.route, "queued message expired before delivery");
             let failure = Failure::Deadline;
             return self.finish(courier, &q, "", &failure, &[]).await;
         }
-        let via = Via::Queue { queue: &*self.queue, uncertain: &q.uncertain };
+        let valid_for = Duration::from_millis(q.expires_ms.saturating_sub(now_ms()));
+        let via = Via::Queue { queue: &*self.queue, uncertain: &q.uncertain, valid_for };
         let (provider, failure, attempts) =
             match courier.deliver(&routing, route, q.id.clone(), &q.to, &q.body, via).await {
                 Ok(_) => return self.settle(&q.id, Write::Dequeue).await,
