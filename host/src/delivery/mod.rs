@@ -159,7 +159,7 @@ impl Courier {
                 telemetry::send(&route.path, &failed.provider, failed.failure.outcome().as_str(), started.elapsed());
                 // A provider may have it: the caller must not hear "failed"
                 // unless the route says so.
-                let maybe = failed.attempts.iter().rev().find(|a| a.outcome == outcome::Outcome::MaybeSent && a.ms > 0);
+                let maybe = failed.attempts.iter().rev().find(|a| a.outcome == outcome::Outcome::MaybeSent);
                 let unconfirmed = matches!(via, Via::Direct) && maybe.is_some() && d.on_unknown == OnUnknown::Pending;
                 if let Via::Direct = via {
                     let entry = Entry {
