@@ -2,7 +2,7 @@
 //! circuit breakers, one SMS for a repeated request, and limits against SMS
 //! pumping, through the real `/v1/send` to mock providers.
 
-use smsbridge_tests::{Answer, Bridge, pairs};
+use smsbridge_tests::{Answer, Bridge, pairs, quiet_route};
 use std::time::Duration;
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -332,4 +332,101 @@ retries = 0
         assert!(!bytes.windows(12).any(|w| w == b"447400123456"), "{file} holds the number");
         assert!(!bytes.windows(9).any(|w| w == b"Your code"), "{file} holds the text");
     }
+}
+
+/// A provider whose mock never answers, with `limit` sends in flight at most,
+/// and a healthy one; routes `/stuck`, `/healthy` and `/both` (stuck first).
+async fn bulkhead_config(limit: u32, deadline_ms: u64) -> (MockServer, MockServer, String) {
+    let (stuck, healthy) = (MockServer::start().await, MockServer::start().await);
+    Mock::given(any()).respond_with(accepted("late").set_delay(Duration::from_secs(600))).mount(&stuck).await;
+    Mock::given(any()).respond_with(accepted("ok")).mount(&healthy).await;
+    let config = format!(
+        "{}{}{}{}{}",
+        provider("stuck", &stuck, &format!("max_in_flight = {limit}\ntimeout_ms = 600000")),
+        provider("healthy", &healthy, ""),
+        quiet_route("/stuck", &["stuck"], &format!("deadline_ms = {deadline_ms}\n")),
+        quiet_route("/healthy", &["healthy"], ""),
+        quiet_route("/both", &["stuck", "healthy"], ""),
+    );
+    (stuck, healthy, config)
+}
+
+/// Starts `n` sends to `path` that never finish, and waits until `mock` has
+/// all `n` requests.
+async fn hang(bridge: &Bridge, path: &str, n: usize, mock: &MockServer) {
+    let total = n + mock.received_requests().await.unwrap().len();
+    for i in 0..n {
+        let (client, url) = (bridge.client.clone(), bridge.url(path));
+        let phone = format!("+4474001{i:05}");
+        tokio::spawn(async move { client.post(url).form(&[("phone", phone.as_str()), ("message", "hi")]).send().await });
+    }
+    let started = std::time::Instant::now();
+    while mock.received_requests().await.unwrap().len() < total {
+        assert!(started.elapsed() < Duration::from_secs(30), "the stuck provider got its requests");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_provider_stuck_at_its_limit_holds_only_its_own_slots() {
+    // More than the whole process could once have in flight (128).
+    let (stuck, healthy, config) = bulkhead_config(150, 600_000).await;
+    let bridge = Bridge::start(&config).await;
+    hang(&bridge, "/stuck", 150, &stuck).await;
+
+    let bridge = std::sync::Arc::new(bridge);
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let bridge = bridge.clone();
+        sends.spawn(async move { send(&bridge, "/healthy", &format!("+4474002{i:05}"), "Your code is 300001").await });
+    }
+    for a in sends.join_all().await {
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(a.attempts(), pairs(&[("healthy", "accepted")]));
+    }
+    assert_eq!(healthy.received_requests().await.unwrap().len(), 40);
+
+    // The stuck provider is full: the route with another provider fails over
+    // at once, and the stuck one got no 151st request.
+    let a = send(&bridge, "/both", "+447400300001", "Your code is 300002").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(a.attempts(), pairs(&[("stuck", "busy"), ("healthy", "accepted")]));
+    assert_eq!(stuck.received_requests().await.unwrap().len(), 150);
+}
+
+#[tokio::test]
+async fn a_full_provider_with_nothing_to_fail_over_to_answers_503_with_retry_after() {
+    let (stuck, _healthy, config) = bulkhead_config(3, 300).await;
+    let bridge = Bridge::start(&config).await;
+    hang(&bridge, "/both", 3, &stuck).await;
+    let a = send(&bridge, "/stuck", "+447400300002", "Your code is 300003").await;
+    a.assert_failed(503, "provider_busy");
+    assert_eq!(a.headers["retry-after"], "1", "{a:?}");
+    assert_eq!(a.attempts(), pairs(&[("stuck", "busy")]));
+    assert!(a.message().contains("max_in_flight"), "{a:?}");
+    assert_eq!(stuck.received_requests().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_send_waits_for_a_slot_within_the_deadline_and_the_limit_reloads() {
+    let (stuck, healthy, config) = bulkhead_config(2, 300).await;
+    let bridge = Bridge::start_from_file(&config, |_| {}).await;
+    hang(&bridge, "/both", 2, &stuck).await;
+    send(&bridge, "/stuck", "+447400300003", "Your code is 300004").await.assert_failed(503, "provider_busy");
+
+    // Raised from 2 to 4: two more fit, the fifth does not.
+    std::fs::write(bridge.path("smsbridge.toml"), config.replace("max_in_flight = 2", "max_in_flight = 4")).unwrap();
+    bridge.gateway.reload_config().await;
+    hang(&bridge, "/both", 2, &stuck).await;
+    assert_eq!(stuck.received_requests().await.unwrap().len(), 4);
+    let a = send(&bridge, "/both", "+447400300004", "Your code is 300005").await;
+    assert_eq!(a.attempts(), pairs(&[("stuck", "busy"), ("healthy", "accepted")]));
+
+    // Lowered to 1 with 4 in flight: still full; nothing new reaches it.
+    std::fs::write(bridge.path("smsbridge.toml"), config.replace("max_in_flight = 2", "max_in_flight = 1")).unwrap();
+    bridge.gateway.reload_config().await;
+    let a = send(&bridge, "/both", "+447400300005", "Your code is 300006").await;
+    assert_eq!(a.attempts(), pairs(&[("stuck", "busy"), ("healthy", "accepted")]));
+    assert_eq!(stuck.received_requests().await.unwrap().len(), 4);
+    assert_eq!(healthy.received_requests().await.unwrap().len(), 2);
 }

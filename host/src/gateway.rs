@@ -6,6 +6,7 @@
 //! The rules live in `delivery`; the routes and adapters in `routing`.
 
 use crate::config::{Config, Route};
+use crate::delivery::bulkhead::Wait;
 use crate::delivery::queue::QueueWorker;
 use crate::delivery::{Courier, Refusal, Sent, Via, admission, new_id};
 use crate::outcome::{Callback, ReceiptRefusal};
@@ -132,6 +133,11 @@ impl Gateway {
         let routing = self.routing();
         let bound = routing.bound(provider).map_err(|_| ReceiptRefusal::Unknown)?;
         let seen = callback_key(provider, &callback);
+        // A provider retries a callback; a caller waiting for its OTP does not.
+        let wait = Wait::Until(tokio::time::Instant::now() + crate::runtime::CALLBACK_SLOT_WAIT);
+        let Some(_slot) = self.courier.bulkheads().enter(provider, bound.config.max_in_flight, wait).await else {
+            return Err(ReceiptRefusal::Busy);
+        };
         let receipts = self.runtime.verify(&bound.adapter, &bound.ctx, callback).await?;
         if let Some(record) = &self.record {
             match record.first_callback(&seen).await {

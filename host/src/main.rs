@@ -133,7 +133,8 @@ fn load_config(path: Option<&Path>) -> Result<Config> {
 async fn gateway(path: Option<&Path>) -> Result<Gateway> {
     let config = load_config(path)?;
     smsbridge::telemetry::set_log_level(&config.log.level);
-    Gateway::new(config, Runtime::new()?).await
+    let runtime = Runtime::for_sends(config.sends_in_flight())?;
+    Gateway::new(config, runtime).await
 }
 
 #[tokio::main]

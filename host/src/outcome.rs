@@ -31,6 +31,8 @@ pub enum Outcome {
     Fault,
     /// Skipped: the provider's circuit is open.
     CircuitOpen,
+    /// Not tried: the provider had `max_in_flight` sends in flight.
+    Busy,
     /// The route's deadline passed during the attempt.
     Deadline,
     /// The provider may have the message already: not sent to it again.
@@ -49,6 +51,7 @@ impl Outcome {
             Outcome::Misconfigured => "misconfigured",
             Outcome::Fault => "fault",
             Outcome::CircuitOpen => "circuit_open",
+            Outcome::Busy => "busy",
             Outcome::Deadline => "deadline",
             Outcome::MaybeSent => "maybe_sent",
         }
@@ -62,7 +65,7 @@ impl Outcome {
     }
 }
 
-const ALL: [Outcome; 11] = [
+const ALL: [Outcome; 12] = [
     Outcome::Accepted,
     Outcome::InvalidRecipient,
     Outcome::Rejected,
@@ -72,6 +75,7 @@ const ALL: [Outcome; 11] = [
     Outcome::Misconfigured,
     Outcome::Fault,
     Outcome::CircuitOpen,
+    Outcome::Busy,
     Outcome::Deadline,
     Outcome::MaybeSent,
 ];
@@ -95,6 +99,8 @@ pub enum Failure {
     Misconfigured(String),
     Fault(String),
     CircuitOpen,
+    /// The provider's bulkhead had no free slot.
+    Busy,
     Deadline,
     MaybeSent(String),
 }
@@ -110,6 +116,7 @@ impl Failure {
             Failure::Misconfigured(_) => Outcome::Misconfigured,
             Failure::Fault(_) => Outcome::Fault,
             Failure::CircuitOpen => Outcome::CircuitOpen,
+            Failure::Busy => Outcome::Busy,
             Failure::Deadline => Outcome::Deadline,
             Failure::MaybeSent(_) => Outcome::MaybeSent,
         }
@@ -160,7 +167,7 @@ impl Failure {
             Failure::Misconfigured(t) => Failure::Misconfigured(scrub(&t)),
             Failure::Fault(t) => Failure::Fault(scrub(&t)),
             Failure::MaybeSent(t) => Failure::MaybeSent(scrub(&t)),
-            other @ (Failure::RateLimited(_) | Failure::CircuitOpen | Failure::Deadline) => other,
+            other @ (Failure::RateLimited(_) | Failure::CircuitOpen | Failure::Busy | Failure::Deadline) => other,
         }
     }
 }
@@ -177,6 +184,7 @@ impl std::fmt::Display for Failure {
             Failure::Misconfigured(s) => write!(f, "misconfigured: {s}"),
             Failure::Fault(s) => f.write_str(s),
             Failure::CircuitOpen => f.write_str("skipped: its circuit is open after repeated failures"),
+            Failure::Busy => f.write_str("busy: the provider has its `max_in_flight` sends in flight"),
             Failure::Deadline => f.write_str("unavailable: the route's deadline passed"),
             Failure::MaybeSent(s) => f.write_str(s),
         }

@@ -45,6 +45,11 @@ pub enum Change {
 }
 
 impl Registry {
+    /// The runtime the adapters are loaded in.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     /// Loads every bundled adapter and every `.wasm` file in `dir`. A file
     /// that fails to load is recorded and skipped; a bundled adapter that
     /// fails is a build defect and an error.

@@ -182,6 +182,13 @@ impl Routes {
         if config.record.as_ref().map(|r| &r.path) != old.config.record.as_ref().map(|r| &r.path) {
             tracing::warn!("[record] changes only on restart");
         }
+        let (wanted, slots) = (config.sends_in_flight(), self.registry.runtime().slots());
+        if wanted > slots {
+            tracing::warn!(
+                "the providers' max_in_flight add up to {wanted}, but the sandbox pool, sized at start, has {slots} slots: \
+                 sends beyond it wait for a slot; restart to size the pool anew"
+            );
+        }
         let level = config.log.level.clone();
         let routing = Routing::bind(config, &self.registry, true, self.interceptor.as_ref())?;
         self.current.store(Arc::new(routing));

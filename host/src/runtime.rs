@@ -25,8 +25,13 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
-/// Sends that may run at once; each holds one pooled instance slot.
-const MAX_CONCURRENT_SENDS: u32 = 128;
+/// Pool slots for a runtime made without a config (tools, tests).
+const DEFAULT_POOL_SLOTS: u32 = 1024;
+/// Bounds on the pool: each slot reserves address space, not memory.
+const MIN_POOL_SLOTS: u32 = 64;
+pub const MAX_POOL_SLOTS: u32 = 12_000;
+/// Slots beyond the providers' limits, for `info()` on adapter loads.
+const POOL_HEADROOM: u32 = 32;
 /// The most linear memory any provider instance may be given.
 pub const MAX_MEMORY_BYTES: usize = 256 << 20;
 /// Pool slots one send's component may take: enough for a Rust, JavaScript
@@ -53,7 +58,10 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<Sandbox>,
     compiled: Mutex<HashMap<[u8; 32], Component>>,
+    /// One per pool slot. The providers' bulkheads keep sends within it;
+    /// this only guards the pool when a reload raised their sum past it.
     permits: Semaphore,
+    slots: u32,
     /// The settings-less, egress-less context `info()` runs in; built once,
     /// as building an HTTP client costs milliseconds.
     inspection: Arc<ProviderContext>,
@@ -342,13 +350,29 @@ impl LogHost for Sandbox {
 }
 
 impl Runtime {
+    /// A runtime with the default pool.
     pub fn new() -> Result<Arc<Runtime>> {
-        let engine = match Engine::new(&engine_config(true)) {
+        Self::with_slots(DEFAULT_POOL_SLOTS)
+    }
+
+    /// A runtime whose pool holds `sends_in_flight` sends (the sum of the
+    /// providers' `max_in_flight`) and the loads beside them.
+    pub fn for_sends(sends_in_flight: u32) -> Result<Arc<Runtime>> {
+        Self::with_slots(sends_in_flight.saturating_add(POOL_HEADROOM).clamp(MIN_POOL_SLOTS, MAX_POOL_SLOTS))
+    }
+
+    /// Sandboxes that may run at once.
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    fn with_slots(slots: u32) -> Result<Arc<Runtime>> {
+        let engine = match Engine::new(&engine_config(Some(slots))) {
             Ok(engine) => engine,
             Err(e) => {
                 // e.g. a virtual address space limit too small for the pool.
                 tracing::warn!("pooling allocator unavailable ({e}); instantiating on demand");
-                Engine::new(&engine_config(false)).map_err(|e| anyhow!("{e}"))?
+                Engine::new(&engine_config(None)).map_err(|e| anyhow!("{e}"))?
             }
         };
         let mut linker = Linker::new(&engine);
@@ -368,7 +392,8 @@ impl Runtime {
             engine,
             linker,
             compiled: Mutex::new(HashMap::new()),
-            permits: Semaphore::new(MAX_CONCURRENT_SENDS as usize),
+            permits: Semaphore::new(slots as usize),
+            slots,
             inspection: Arc::new(ProviderContext::inspection()),
         }))
     }
@@ -731,11 +756,12 @@ fn describe_fault(e: &wasmtime::Error, store: &Store<Sandbox>) -> String {
     }
 }
 
-fn engine_config(pooling: bool) -> wasmtime::Config {
+/// The engine's settings; `pool` is the number of pool slots, `None` to
+/// instantiate on demand.
+fn engine_config(pool: Option<u32>) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
-    if pooling {
-        let n = MAX_CONCURRENT_SENDS;
+    if let Some(n) = pool {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
         pool.total_component_instances(n)
             .total_core_instances(n * 8)
@@ -833,7 +859,7 @@ mod tests {
     /// Instantiates a core module with `memories` memories of one page each
     /// in a store capped at `limit` bytes, as a send's store is.
     fn instantiate(memories: usize, limit: usize) -> std::result::Result<(), String> {
-        let engine = Engine::new(&engine_config(false)).unwrap();
+        let engine = Engine::new(&engine_config(None)).unwrap();
         let text = format!("(module {})", "(memory 1)".repeat(memories));
         let module = wasmtime::Module::new(&engine, wat::parse_str(text).unwrap()).unwrap();
         let mut store = Store::new(&engine, MemoryCap::new(limit));

@@ -521,6 +521,10 @@ fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
                     Problem { retry_after: *secs, ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", text) }
                 }
                 Failure::MaybeSent(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unconfirmed", text),
+                Failure::Busy => Problem {
+                    retry_after: Some(1),
+                    ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, "provider_busy", text)
+                },
                 Failure::Unavailable(_) | Failure::Fault(_) | Failure::CircuitOpen | Failure::Deadline => {
                     Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", text)
                 }

@@ -18,6 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The embedded default: routes `/v1/send` to the `outbox` adapter.
+/// The most sends one provider may have in flight; the sandbox pool is
+/// sized from the providers' limits, up to `runtime::MAX_POOL_SLOTS`.
+pub const MAX_IN_FLIGHT: u32 = 10_000;
+
 pub const DEFAULT: &str = include_str!("../../../config/smsbridge.toml");
 
 #[derive(Debug, Clone)]
@@ -156,6 +160,9 @@ pub struct Provider {
     pub circuit_failures: u32,
     /// How long an open circuit skips the provider before one probe.
     pub circuit_cooldown: Duration,
+    /// Sends (and status callbacks) this provider may have in flight at
+    /// once: its bulkhead. Size it as rate × provider latency.
+    pub max_in_flight: u32,
 }
 
 /// What one provider instance's sends may reach and use.
@@ -387,6 +394,11 @@ mod defaults {
     pub fn circuit_cooldown_ms() -> u64 {
         30_000
     }
+    /// Room for 2,000 messages a second to a provider answering in 300 ms,
+    /// with headroom.
+    pub fn max_in_flight() -> u32 {
+        1000
+    }
     pub fn per_number() -> &'static str {
         "5/10m"
     }
@@ -412,6 +424,11 @@ mod defaults {
 }
 
 impl Config {
+    /// Sandbox slots the configured providers may use at once.
+    pub fn sends_in_flight(&self) -> u32 {
+        self.providers.iter().map(|p| p.max_in_flight).fold(0, u32::saturating_add)
+    }
+
     /// Reads and checks the config file at `path`.
     pub fn load(path: &Path) -> Result<Config> {
         let text =

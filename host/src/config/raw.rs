@@ -78,6 +78,8 @@ pub(super) struct RawProvider {
     pub(super) circuit_failures: u32,
     #[serde(default = "defaults::circuit_cooldown_ms")]
     pub(super) circuit_cooldown_ms: u64,
+    #[serde(default = "defaults::max_in_flight")]
+    pub(super) max_in_flight: u32,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +214,13 @@ impl Provider {
         if p.memory_mb == 0 {
             bail!("{}: provider `{name}`: `memory_mb` must be greater than 0", src.at(span.clone()));
         }
+        if p.max_in_flight == 0 || p.max_in_flight > MAX_IN_FLIGHT {
+            bail!(
+                "{}: provider `{name}`: `max_in_flight` must be 1 to {MAX_IN_FLIGHT} (rate × provider latency; got {})",
+                src.at(span.clone()),
+                p.max_in_flight
+            );
+        }
         let what = || format!("{}: provider `{name}`", src.at(span.clone()));
         let timeout = duration_ms("timeout_ms", p.timeout_ms, what)?;
         let cpu = duration_ms("cpu_ms", p.cpu_ms, what)?;
@@ -236,6 +245,7 @@ impl Provider {
             settings,
             circuit_failures: p.circuit_failures.max(1),
             circuit_cooldown,
+            max_in_flight: p.max_in_flight,
         })
     }
 }

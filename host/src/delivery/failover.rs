@@ -6,6 +6,7 @@
 //! so the rules are tested with fakes and tokio's paused clock; the real
 //! carrier sends through a WebAssembly adapter (`delivery::RouteCarrier`).
 
+use super::bulkhead::Wait;
 use super::circuit::{Circuits, Trip};
 use crate::outcome::{Attempt, Failure, Outcome};
 use crate::telemetry;
@@ -30,11 +31,13 @@ pub struct Policy {
 /// What failover asks of providers.
 pub trait Carrier: Sync {
     /// Sends the message through `provider` once: its id for the message.
-    fn send(&self, provider: &str) -> impl Future<Output = Result<String, Failure>> + Send;
+    /// A provider with no free slot answers `Busy` at once or after `wait`.
+    fn send(&self, provider: &str, wait: Wait) -> impl Future<Output = Result<String, Failure>> + Send;
     /// When `provider`'s circuit opens.
     fn trip(&self, provider: &str) -> Trip;
     /// What the last send to `provider` came to when the deadline cut it
-    /// short: `MaybeSent` if a request of it may have arrived, else `Deadline`.
+    /// short: `Busy` if it was still waiting for a slot, `MaybeSent` if a
+    /// request of it may have arrived, else `Deadline`.
     fn cut_short(&self, provider: &str) -> Failure;
 }
 
@@ -77,7 +80,7 @@ pub async fn deliver<C: Carrier>(
     let deadline = Instant::now() + policy.deadline;
     let mut attempts = Vec::new();
     let mut last: Option<(String, Failure)> = None;
-    'providers: for name in providers {
+    'providers: for (at, name) in providers.iter().enumerate() {
         if skip.contains(name) {
             // A request to it was on its way when smsbridge stopped.
             attempts.push(Attempt { provider: name.clone(), outcome: Outcome::MaybeSent, ms: 0 });
@@ -90,10 +93,15 @@ pub async fn deliver<C: Carrier>(
             last.get_or_insert((name.clone(), Failure::CircuitOpen));
             continue;
         }
+        // A full provider is passed over at once when another may take the
+        // message; the last one is waited for, within the deadline.
+        let now = Instant::now();
+        let another = providers[at + 1..].iter().any(|p| !skip.contains(p) && !circuits.is_open(p, now));
+        let wait = if another { Wait::No } else { Wait::Until(deadline) };
         let mut retries = 0;
         loop {
             let started = Instant::now();
-            let result = match tokio::time::timeout_at(deadline, carrier.send(name)).await {
+            let result = match tokio::time::timeout_at(deadline, carrier.send(name, wait)).await {
                 Ok(result) => result,
                 Err(_) => Err(carrier.cut_short(name)),
             };
@@ -102,8 +110,11 @@ pub async fn deliver<C: Carrier>(
             let outcome = result.as_ref().map_or_else(Failure::outcome, |_| Outcome::Accepted);
             telemetry::attempt(name, outcome.as_str(), took);
             attempts.push(Attempt { provider: name.clone(), outcome, ms });
-            let transient = result.as_ref().is_err_and(Failure::is_transient);
-            circuits.record(name, carrier.trip(name), transient, Instant::now());
+            // A full provider was not tried: its circuit hears nothing.
+            if !matches!(result, Err(Failure::Busy)) {
+                let transient = result.as_ref().is_err_and(Failure::is_transient);
+                circuits.record(name, carrier.trip(name), transient, Instant::now());
+            }
             let failure = match result {
                 Ok(provider_id) => return Ok(Delivered { provider: name.clone(), provider_id, attempts }),
                 Err(failure) => failure,
@@ -154,6 +165,8 @@ mod tests {
         answers: Mutex<HashMap<String, Vec<Result<String, Failure>>>>,
         delay: Duration,
         sent: Mutex<Vec<String>>,
+        /// Whether each send could wait for a slot.
+        waited: Mutex<Vec<bool>>,
     }
 
     impl Script {
@@ -162,7 +175,12 @@ mod tests {
                 .iter()
                 .map(|(p, a)| (p.to_string(), a.iter().rev().map(|r| r.clone().map(String::from)).collect()))
                 .collect();
-            Script { answers: Mutex::new(answers), delay: Duration::from_millis(delay_ms), sent: Default::default() }
+            Script {
+                answers: Mutex::new(answers),
+                delay: Duration::from_millis(delay_ms),
+                sent: Default::default(),
+                waited: Default::default(),
+            }
         }
         fn sent(&self) -> Vec<String> {
             self.sent.lock().unwrap().clone()
@@ -170,8 +188,9 @@ mod tests {
     }
 
     impl Carrier for Script {
-        async fn send(&self, provider: &str) -> Result<String, Failure> {
+        async fn send(&self, provider: &str, wait: Wait) -> Result<String, Failure> {
             self.sent.lock().unwrap().push(provider.into());
+            self.waited.lock().unwrap().push(matches!(wait, Wait::Until(_)));
             tokio::time::sleep(self.delay).await;
             let mut answers = self.answers.lock().unwrap();
             let script = answers.get_mut(provider).expect("a scripted provider");
@@ -290,5 +309,31 @@ mod tests {
         let refused =
             deliver(&POLICY, &names(&["a"]), &names(&["a"]), &Circuits::default(), &script, LABEL).await.unwrap_err();
         assert_eq!(refused.failure.outcome(), Outcome::MaybeSent);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_provider_is_passed_over_at_once_and_its_circuit_stays_closed() {
+        let script = Script::new(1, &[("a", &[Err(Failure::Busy)]), ("b", &[Ok("B1")])]);
+        let circuits = Circuits::default();
+        for _ in 0..10 {
+            let done = deliver(&POLICY, &names(&["a", "b"]), &[], &circuits, &script, LABEL).await.unwrap();
+            assert_eq!(outcomes(&done.attempts), [("a", Outcome::Busy), ("b", Outcome::Accepted)]);
+        }
+        assert!(!circuits.is_open("a", Instant::now()), "being full is not being unwell");
+        // Only the last provider a route can try waits for a slot.
+        assert_eq!(script.waited.lock().unwrap()[..2], [false, true]);
+        let refused = deliver(&POLICY, &names(&["a"]), &[], &circuits, &script, LABEL).await.unwrap_err();
+        assert_eq!(refused.failure, Failure::Busy);
+        assert_eq!(script.waited.lock().unwrap().last(), Some(&true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_provider_is_waited_for_when_the_others_circuits_are_open() {
+        let script = Script::new(1, &[("a", &[Ok("A1")]), ("b", &[Err(down())])]);
+        let circuits = Circuits::default();
+        let trip = Trip { failures: 1, cooldown: Duration::from_secs(30) };
+        circuits.record("b", trip, true, Instant::now());
+        deliver(&POLICY, &names(&["a", "b"]), &[], &circuits, &script, LABEL).await.unwrap();
+        assert_eq!(script.waited.lock().unwrap()[..], [true]);
     }
 }

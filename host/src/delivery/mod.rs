@@ -1,11 +1,13 @@
 //! The rules of one send, from an admitted message to a provider's answer:
 //! [`admission`] (is it allowed, is it a repeat), [`failover`] (retries,
 //! backoff, the route's deadline, the next provider), [`circuit`] (skip an
-//! unwell provider), [`queue`] (accept now, deliver in the background), all
+//! unwell provider), [`bulkhead`] (a provider's sends in flight),
+//! [`queue`] (accept now, deliver in the background), all
 //! speaking the host's outcome types (`crate::outcome`). [`Courier`] carries a message through the
 //! providers of a route, over the WebAssembly runtime.
 
 pub mod admission;
+pub mod bulkhead;
 pub mod circuit;
 pub mod failover;
 pub mod queue;
@@ -17,6 +19,7 @@ use crate::record::{Entry, MessageLog, Queue};
 use crate::routing::Routing;
 use crate::runtime::Runtime;
 use crate::telemetry;
+use bulkhead::{Bulkheads, Wait};
 use circuit::{Circuits, Trip};
 use failover::{Carrier, Label, Policy};
 use serde::{Deserialize, Serialize};
@@ -77,12 +80,18 @@ pub enum Refusal {
 pub struct Courier {
     runtime: Arc<Runtime>,
     circuits: Circuits,
+    bulkheads: Bulkheads,
     log: Option<Arc<dyn MessageLog>>,
 }
 
 impl Courier {
     pub fn new(runtime: Arc<Runtime>, log: Option<Arc<dyn MessageLog>>) -> Courier {
-        Courier { runtime, circuits: Circuits::default(), log }
+        Courier { runtime, circuits: Circuits::default(), bulkheads: Bulkheads::default(), log }
+    }
+
+    /// The providers' bulkheads, which status callbacks enter too.
+    pub fn bulkheads(&self) -> &Bulkheads {
+        &self.bulkheads
     }
 
     /// Tries `route`'s providers in order until one accepts, within the
@@ -113,6 +122,7 @@ impl Courier {
         };
         let carrier = RouteCarrier {
             runtime: &self.runtime,
+            bulkheads: &self.bulkheads,
             routing,
             route,
             id: &id,
@@ -221,24 +231,30 @@ pub enum Via<'a> {
 /// adapter version it is bound to in the snapshot.
 struct RouteCarrier<'a> {
     runtime: &'a Runtime,
+    bulkheads: &'a Bulkheads,
     routing: &'a Routing,
     route: &'a Route,
     id: &'a str,
     to: &'a str,
     body: &'a str,
     via: Via<'a>,
-    /// The latest attempt's requests that may have reached its provider.
-    in_doubt: std::sync::Mutex<Arc<AtomicU32>>,
+    /// The latest attempt's requests that may have reached its provider;
+    /// `None` while it waits for a slot in the provider's bulkhead.
+    in_doubt: std::sync::Mutex<Option<Arc<AtomicU32>>>,
 }
 
 impl Carrier for RouteCarrier<'_> {
-    async fn send(&self, provider: &str) -> Result<String, Failure> {
+    async fn send(&self, provider: &str, wait: Wait) -> Result<String, Failure> {
         let bound = self.routing.bound(provider).map_err(Failure::Fault)?;
+        *self.in_doubt.lock().unwrap() = None;
+        let Some(_slot) = self.bulkheads.enter(provider, bound.config.max_in_flight, wait).await else {
+            return Err(Failure::Busy);
+        };
         let sender = self.route.sender.clone().or_else(|| bound.config.sender.clone());
         let msg = Outgoing { id: self.id.into(), to: self.to.into(), body: self.body.into(), sender };
         bound.adapter.served.fetch_add(1, Ordering::Relaxed);
         let in_doubt = Arc::new(AtomicU32::new(0));
-        *self.in_doubt.lock().unwrap() = in_doubt.clone();
+        *self.in_doubt.lock().unwrap() = Some(in_doubt.clone());
         let result = self.runtime.send(&bound.adapter, &bound.ctx, msg, in_doubt).await;
         // The provider answered "not sent" (or nothing left): the mark goes.
         // After a success or an unknown outcome it stays until the message
@@ -253,10 +269,12 @@ impl Carrier for RouteCarrier<'_> {
     }
 
     fn cut_short(&self, _provider: &str) -> Failure {
-        if self.in_doubt.lock().unwrap().load(Ordering::SeqCst) > 0 {
-            Failure::MaybeSent("the route's deadline passed while the provider had the request".into())
-        } else {
-            Failure::Deadline
+        match &*self.in_doubt.lock().unwrap() {
+            None => Failure::Busy,
+            Some(doubt) if doubt.load(Ordering::SeqCst) > 0 => {
+                Failure::MaybeSent("the route's deadline passed while the provider had the request".into())
+            }
+            Some(_) => Failure::Deadline,
         }
     }
 
