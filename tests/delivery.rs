@@ -358,7 +358,9 @@ async fn hang(bridge: &Bridge, path: &str, n: usize, mock: &MockServer) {
     for i in 0..n {
         let (client, url) = (bridge.client.clone(), bridge.url(path));
         let phone = format!("+4474001{i:05}");
-        tokio::spawn(async move { client.post(url).form(&[("phone", phone.as_str()), ("message", "hi")]).send().await });
+        tokio::spawn(
+            async move { client.post(url).form(&[("phone", phone.as_str()), ("message", "hi")]).send().await },
+        );
     }
     let started = std::time::Instant::now();
     while mock.received_requests().await.unwrap().len() < total {

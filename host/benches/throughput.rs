@@ -15,14 +15,8 @@
 
 mod common;
 
-use axum::extract::State;
-use axum::routing::post;
-use axum::{Form, Json, Router};
-use common::{free_addr, ms, probe, rss_mib, start_smsbridge};
-use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use common::twilio::{self, median};
+use common::{free_addr, ms, rss_mib, start_smsbridge};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -31,50 +25,6 @@ const CONCURRENCY: usize = 16;
 const WARMUP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(5);
 const RUNS: usize = 3;
-const TWILIO_CREATED: &str =
-    r#"{"sid":"SM0123456789abcdef0123456789abcdef","status":"queued","to":"+447400123456","num_segments":"1"}"#;
-const SID: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "f00dfeedf00dfeedf00dfeedf00dfeed";
-
-async fn serve(router: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    addr
-}
-
-/// The mock provider: Twilio's Messages resource, answering at once.
-async fn mock_twilio() -> SocketAddr {
-    let router = Router::new().route(
-        "/2010-04-01/Accounts/{sid}/Messages.json",
-        post(|| async { (axum::http::StatusCode::CREATED, [("content-type", "application/json")], TWILIO_CREATED) }),
-    );
-    serve(router).await
-}
-
-struct Baseline {
-    client: reqwest::Client,
-    url: String,
-}
-
-/// The native baseline: the same job as smsbridge + the twilio adapter.
-async fn baseline_send(State(b): State<Arc<Baseline>>, Form(fields): Form<HashMap<String, String>>) -> Json<Value> {
-    let to = smsbridge::phone::normalise(&fields["phone"], None).unwrap();
-    let body = &fields["message"];
-    let resp = b
-        .client
-        .post(&b.url)
-        .basic_auth(SID, Some(TOKEN))
-        .form(&[("To", to.as_str()), ("From", "+15005550006"), ("Body", body.as_str())])
-        .send()
-        .await
-        .unwrap();
-    let v: Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-    let segments = smsbridge_segments::count(body).count;
-    Json(
-        json!({"status": "pending", "id": "baseline", "provider": "twilio", "provider_id": v["sid"], "segments": segments}),
-    )
-}
 
 struct Run {
     rps: f64,
@@ -137,40 +87,21 @@ async fn load(url: &str) -> Run {
     }
 }
 
-fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    if let Ok(mock) = std::env::var("BASELINE_FOR_MOCK") {
-        return run_baseline(&mock, &std::env::var("BASELINE_LISTEN").unwrap()).await;
+    if twilio::serve_baseline_if_asked().await {
+        return;
     }
-    let mock = mock_twilio().await;
+    let (mock, _) = twilio::mock_twilio(0).await;
     let dir = tempfile::tempdir().unwrap();
     let config = common::write_config(
         dir.path(),
         &format!(
-            r#"
-[adapters]
-cache_dir = "{d}/cache"
-[[provider]]
-name = "twilio"
-adapter = "twilio"
-allow_hosts = ["http://{mock}"]
-[provider.config]
-account_sid = "{SID}"
-auth_token = "{TOKEN}"
-from = "+15005550006"
-base_url = "http://{mock}"
-[[route]]
-path = "/v1/send"
-providers = ["twilio"]
-# One number and text, sent again and again: measure sends, not replays or refusals.
-{quiet}"#,
+            "[adapters]\ncache_dir = \"{d}/cache\"\n{twilio}\n[[route]]\npath = \"/v1/send\"\nproviders = [\"twilio\"]\n\
+             # One number and text, sent again and again: measure sends, not replays or refusals.\n{quiet}",
             d = dir.path().display(),
+            twilio = twilio::provider("twilio", mock, ""),
             quiet = common::QUIET,
         ),
     );
@@ -183,16 +114,7 @@ providers = ["twilio"]
     let (mut child, warm) = start_smsbridge(&config, addr);
     let idle_rss = rss_mib(child.id());
 
-    let baseline_addr = free_addr();
-    let mut baseline = Command::new(std::env::current_exe().unwrap())
-        .env("BASELINE_FOR_MOCK", mock.to_string())
-        .env("BASELINE_LISTEN", baseline_addr.to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    while probe(baseline_addr).map_or(true, |s| s != 200) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (mut baseline, baseline_addr) = twilio::start_baseline(mock);
 
     let (mut base_runs, mut bridge_runs) = (Vec::new(), Vec::new());
     for _ in 0..RUNS {
@@ -229,14 +151,4 @@ providers = ["twilio"]
     );
     println!("start to first send: cold cache {}, warm cache {}", ms(cold), ms(warm));
     println!("smsbridge resident memory: idle {idle_rss:.1} MiB, after the load {loaded_rss:.1} MiB");
-}
-
-/// The baseline process: serves until killed.
-async fn run_baseline(mock: &str, listen: &str) {
-    let state = Arc::new(Baseline {
-        client: reqwest::Client::new(),
-        url: format!("http://{mock}/2010-04-01/Accounts/{SID}/Messages.json"),
-    });
-    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
-    axum::serve(listener, Router::new().route("/v1/send", post(baseline_send)).with_state(state)).await.unwrap();
 }
