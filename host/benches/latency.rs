@@ -15,8 +15,7 @@
 mod common;
 
 use common::twilio::{self, Load, Run, closed_loop, median};
-use common::{free_addr, ms, rss_mib, start_smsbridge};
-use std::process::Child;
+use common::{KillOnDrop, free_addr, ms, rss_mib, start_smsbridge};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -44,11 +43,6 @@ fn route(path: &str, provider: &str, extra: &str) -> String {
     format!("\n[[route]]\npath = \"{path}\"\nproviders = [\"{provider}\"]\n{extra}\n{}", common::QUIET)
 }
 
-fn stop(child: &mut Child) {
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
 fn row(name: &str, runs: &[Run]) -> String {
     let rps = median(runs.iter().map(|r| r.rps).collect());
     let p50 = median(runs.iter().map(|r| r.p50).collect());
@@ -72,18 +66,20 @@ async fn main() {
         &route("/v1/send", "twilio", "deadline_ms = 30000"),
     );
     let addr = free_addr();
-    let (mut bridge, _) = start_smsbridge(&file, addr);
-    let (mut baseline, baseline_addr) = twilio::start_baseline(mock);
-    let servers = [("native baseline", baseline_addr, baseline.id()), ("smsbridge", addr, bridge.id())];
+    let bridge = KillOnDrop(start_smsbridge(&file, addr).0);
+    let (baseline, baseline_addr) = twilio::start_baseline(mock);
+    let baseline = KillOnDrop(baseline);
+    let servers = [("native baseline", baseline_addr, baseline.0.id()), ("smsbridge", addr, bridge.0.id())];
     let idle: Vec<f64> = servers.iter().map(|s| rss_mib(s.2)).collect();
 
-    let client = twilio::client(5000);
+    let client = twilio::client(CLIENTS);
     let mut table = Vec::new();
     for latency in LATENCIES_MS {
         provider.set_latency(latency);
         let messages = if latency == 0 { 30_000 } else { 10_000 };
         let load = Load { clients: CLIENTS, messages, longest: Duration::from_secs(20) };
         let warm = Load { messages: 2 * CLIENTS, ..load };
+        eprintln!("provider latency {latency} ms");
         for (_, addr, pid) in servers {
             closed_loop(&client, &format!("http://{addr}/v1/send"), warm, pid).await;
         }
@@ -101,6 +97,7 @@ async fn main() {
         table.push((latency, runs, in_flight));
     }
 
+    drop(client);
     // Sends held waiting on the provider: resident memory per thousand.
     provider.set_latency(3000);
     let mut held = Vec::new();
@@ -109,14 +106,17 @@ async fn main() {
             let before = rss_mib(*pid);
             provider.reset_peak();
             let wave = Load { clients: n, messages: n, longest: Duration::from_secs(60) };
+            eprintln!("{} with {n} sends held", servers[i].0);
+            // Its own connections, closed after: file descriptors run short.
+            let client = twilio::client(n);
             let run = closed_loop(&client, &format!("http://{addr}/v1/send"), wave, *pid).await;
             let reached = provider.peak.load(Ordering::Relaxed);
             held.push((i, n, reached, before, run.peak_rss_mib, run.errors));
         }
     }
-    stop(&mut bridge);
-    stop(&mut baseline);
+    drop((bridge, baseline));
 
+    eprintln!("bulkhead");
     let bulkhead = bulkhead_scenario(dir.path()).await;
 
     println!("## Provider latency: {CLIENTS} closed-loop callers, median of {RUNS} runs");
@@ -179,11 +179,17 @@ async fn bulkhead_scenario(dir: &std::path::Path) -> (Run, Run, usize, Run) {
             twilio::provider("stuck", stuck_addr, &format!("max_in_flight = {STUCK_LIMIT}\ntimeout_ms = 30000")),
             twilio::provider("fast", fast_addr, "")
         ),
-        &format!("{}{}", route("/stuck", "stuck", "deadline_ms = 15000"), route("/fast", "fast", "")),
+        // `/v1/send` answers the start-up probe.
+        &format!(
+            "{}{}{}",
+            route("/stuck", "stuck", "deadline_ms = 15000"),
+            route("/fast", "fast", ""),
+            route("/v1/send", "fast", "")
+        ),
     );
     let addr = free_addr();
-    let (mut bridge, _) = start_smsbridge(&file, addr);
-    let pid = bridge.id();
+    let bridge = KillOnDrop(start_smsbridge(&file, addr).0);
+    let pid = bridge.0.id();
     let client = twilio::client(STUCK_CALLERS + PROBE.clients);
     let fast = format!("http://{addr}/fast");
     closed_loop(&client, &fast, PROBE, pid).await;
@@ -200,6 +206,6 @@ async fn bulkhead_scenario(dir: &std::path::Path) -> (Run, Run, usize, Run) {
     let beside = closed_loop(&client, &fast, PROBE, pid).await;
     let held = stuck.peak.load(Ordering::Relaxed);
     let stuck_run = stuck_load.await.unwrap();
-    stop(&mut bridge);
+    drop(bridge);
     (unloaded, beside, held, stuck_run)
 }

@@ -6,7 +6,10 @@
 //! - `send/twilio`: the Twilio adapter sending one message, its `http`
 //!   import answered at once by a canned 201 (form encoding, Basic auth,
 //!   JSON parsing and the component boundary all included);
-//! - `info/<adapter>`: `info()` of every bundled adapter.
+//! - `info/<adapter>`: `info()` of every bundled adapter;
+//! - `phone/*`: what every send does to its number before the sandbox:
+//!   normalise it, then classify it (country and type), for a number not
+//!   seen before.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use smsbridge::artifacts::BUNDLED;
@@ -68,6 +71,23 @@ from = "+15005550006"
     group.bench_function("twilio", |b| {
         b.iter(|| rt.block_on(runtime.send(&twilio, &ctx, msg.clone(), Default::default())).unwrap())
     });
+    group.finish();
+
+    let mut group = c.benchmark_group("phone");
+    group.measurement_time(Duration::from_secs(2)).sample_size(30);
+    let mut n = 0u64;
+    let mut next = move || {
+        n += 1;
+        format!("+447400{:06}", n % 1_000_000)
+    };
+    group.bench_function("normalise", |b| b.iter(|| smsbridge::phone::normalise(&next(), None).unwrap()));
+    let mut n = 0u64;
+    let mut next = move || {
+        // A number the classification cache has not seen.
+        n += 1;
+        format!("+4474{:08}", n)
+    };
+    group.bench_function("classify_new_number", |b| b.iter(|| smsbridge::phone::classify(&next())));
     group.finish();
 
     let mut group = c.benchmark_group("info");

@@ -18,11 +18,22 @@ pub fn rss_mib(pid: u32) -> f64 {
     kb / 1024.0
 }
 
-/// Writes `text` as `dir/bench.toml`; its path.
+/// Writes `text` as `dir/bench.toml`; its path. For an older build
+/// (`SMSBRIDGE_BIN`), keys it does not know are left out.
 pub fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     let file = dir.join("bench.toml");
+    let text = match std::env::var_os("SMSBRIDGE_BIN") {
+        Some(_) => text.lines().filter(|l| !l.starts_with("max_in_flight")).collect::<Vec<_>>().join("\n"),
+        None => text.to_string(),
+    };
     std::fs::write(&file, text).unwrap();
     file
+}
+
+/// The smsbridge binary the benches run: this build's, or another build's
+/// named by `SMSBRIDGE_BIN` (to compare before and after a change).
+pub fn binary() -> std::path::PathBuf {
+    std::env::var_os("SMSBRIDGE_BIN").map_or_else(|| env!("CARGO_BIN_EXE_smsbridge").into(), Into::into)
 }
 
 pub fn free_addr() -> SocketAddr {
@@ -38,7 +49,7 @@ pub fn ms(d: Duration) -> String {
 #[expect(clippy::zombie_processes, reason = "the caller kills and waits for the child it is given")]
 pub fn start_smsbridge(config: &std::path::Path, addr: SocketAddr) -> (Child, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smsbridge"))
+    let mut child = Command::new(binary())
         .args(["serve", "--config", config.to_str().unwrap(), "--listen", &addr.to_string()])
         .env("SMSBRIDGE_LOG", "warn")
         .stdout(Stdio::null())
@@ -74,3 +85,13 @@ pub fn probe(addr: SocketAddr) -> std::io::Result<u16> {
     Ok(answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0))
 }
 pub mod twilio;
+
+/// A child process killed when dropped, a panicking bench included.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

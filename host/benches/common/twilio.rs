@@ -235,7 +235,8 @@ pub async fn closed_loop(client: &reqwest::Client, url: &str, load: Load, pid: u
 
 /// A client for `clients` callers on their own connections.
 pub fn client(clients: usize) -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap()
+    // A lost answer counts as an error instead of stalling the run.
+    reqwest::Client::builder().pool_max_idle_per_host(clients).timeout(Duration::from_secs(60)).build().unwrap()
 }
 
 pub fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
