@@ -5,6 +5,8 @@
 //! unencoded form body turned into a space. Parsing and validity come from
 //! libphonenumber's metadata (the `phonenumber` crate).
 
+mod classify;
+
 use phonenumber::country::Id as Country;
 use phonenumber::{Mode, PhoneNumber, Type};
 
@@ -111,29 +113,8 @@ fn parse_valid(country: Option<Country>, text: &str) -> Option<String> {
 /// The region (`GB`) and number type of an E.164 number, from
 /// libphonenumber's metadata. A number that fits no type's pattern of its
 /// region, including ranges kept for drama and tests, is `Unknown`.
-///
-/// The type takes libphonenumber ~65 µs to work out (a regex per type), so
-/// answers are kept for the numbers seen most recently: MFA users get codes
-/// again and again.
 pub fn classify(e164: &str) -> (Option<Country>, Type) {
-    use std::collections::HashMap;
-    use std::sync::{LazyLock, Mutex};
-    const KEPT: usize = 8192;
-    type Seen = HashMap<String, (Option<Country>, Type)>;
-    static SEEN: LazyLock<Mutex<Seen>> = LazyLock::new(Default::default);
-    if let Some(known) = SEEN.lock().unwrap().get(e164) {
-        return *known;
-    }
-    let answer = match phonenumber::parse(None, e164) {
-        Ok(n) => (n.country().id(), n.number_type(&phonenumber::metadata::DATABASE)),
-        Err(_) => (None, Type::Unknown),
-    };
-    let mut seen = SEEN.lock().unwrap();
-    if seen.len() >= KEPT {
-        seen.clear();
-    }
-    seen.insert(e164.to_string(), answer);
-    answer
+    classify::classify(e164)
 }
 
 /// The config and answer word for a number type: `premium_rate`.

@@ -306,7 +306,8 @@ impl TypesHost for Sandbox {}
 impl HttpHost for Sandbox {
     async fn send(&mut self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
         let entered = Instant::now();
-        let origin = Outbound::origin(&req.url);
+        // Parsed only for a log line that is written.
+        let origin = LazyOrigin(req.url.clone());
         let exchange = Exchange {
             provider: &self.provider.name,
             message_id: self.message_id.as_deref(),
@@ -326,6 +327,15 @@ impl HttpHost for Sandbox {
             }
         }
         result
+    }
+}
+
+/// A URL's origin, worked out when displayed.
+struct LazyOrigin(String);
+
+impl std::fmt::Display for LazyOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&Outbound::origin(&self.0))
     }
 }
 
