@@ -222,12 +222,13 @@ pub async fn closed_loop(client: &reqwest::Client, url: &str, load: Load, pid: u
     deadline.abort();
     sampler.await.unwrap();
     all.sort();
-    let at = |q: f64| all[((all.len() as f64 * q).ceil() as usize).clamp(1, all.len()) - 1];
+    // No answer at all reads as zeros.
+    let at = |q: f64| all.get(((all.len() as f64 * q).ceil() as usize).clamp(1, all.len().max(1)) - 1).copied();
     Run {
         rps: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
-        max: *all.last().unwrap(),
+        p50: at(0.50).unwrap_or_default(),
+        p99: at(0.99).unwrap_or_default(),
+        max: all.last().copied().unwrap_or_default(),
         errors,
         peak_rss_mib: peak_rss.load(Ordering::Relaxed) as f64 / 1024.0,
     }
