@@ -62,6 +62,8 @@ pub struct Runtime {
     /// this only guards the pool when a reload raised their sum past it.
     permits: Semaphore,
     slots: u32,
+    /// Whether instances come from the pool (else they are made on demand).
+    pooled: bool,
     /// The settings-less, egress-less context `info()` runs in; built once,
     /// as building an HTTP client costs milliseconds.
     inspection: Arc<ProviderContext>,
@@ -376,13 +378,19 @@ impl Runtime {
         self.slots
     }
 
+    /// Whether the pool could be reserved (else instances are made on
+    /// demand, which is slower).
+    pub fn pooled(&self) -> bool {
+        self.pooled
+    }
+
     fn with_slots(slots: u32) -> Result<Arc<Runtime>> {
-        let engine = match Engine::new(&engine_config(Some(slots))) {
-            Ok(engine) => engine,
+        let (engine, pooled) = match Engine::new(&engine_config(Some(slots))) {
+            Ok(engine) => (engine, true),
             Err(e) => {
                 // e.g. a virtual address space limit too small for the pool.
                 tracing::warn!("pooling allocator unavailable ({e}); instantiating on demand");
-                Engine::new(&engine_config(None)).map_err(|e| anyhow!("{e}"))?
+                (Engine::new(&engine_config(None)).map_err(|e| anyhow!("{e}"))?, false)
             }
         };
         let mut linker = Linker::new(&engine);
@@ -404,6 +412,7 @@ impl Runtime {
             compiled: Mutex::new(HashMap::new()),
             permits: Semaphore::new(slots as usize),
             slots,
+            pooled,
             inspection: Arc::new(ProviderContext::inspection()),
         }))
     }
@@ -772,6 +781,9 @@ fn engine_config(pool: Option<u32>) -> wasmtime::Config {
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
     if let Some(n) = pool {
+        // Each memory slot reserves what one memory may grow to, not the
+        // default 4 GiB: the largest pool then fits the address space.
+        config.memory_reservation(MAX_MEMORY_BYTES as u64);
         let mut pool = wasmtime::PoolingAllocationConfig::default();
         pool.total_component_instances(n)
             .total_core_instances(n * 8)
@@ -875,6 +887,17 @@ mod tests {
         let mut store = Store::new(&engine, MemoryCap::new(limit));
         store.limiter(|cap| cap);
         wasmtime::Instance::new(&mut store, &module, &[]).map(drop).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn the_pool_is_sized_from_the_providers_limits_and_reserves_at_its_largest() {
+        assert_eq!(Runtime::for_sends(1).unwrap().slots(), MIN_POOL_SLOTS);
+        let runtime = Runtime::for_sends(1000).unwrap();
+        assert_eq!(runtime.slots(), 1000 + POOL_HEADROOM);
+        assert!(runtime.pooled());
+        let largest = Runtime::for_sends(u32::MAX).unwrap();
+        assert_eq!(largest.slots(), MAX_POOL_SLOTS);
+        assert!(largest.pooled(), "the largest pool fits the address space");
     }
 
     #[test]

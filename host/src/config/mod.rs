@@ -396,7 +396,7 @@ mod defaults {
     }
     /// Room for 2,000 messages a second to a provider answering in 300 ms,
     /// with headroom.
-    pub fn max_in_flight() -> u32 {
+    pub fn max_in_flight() -> i64 {
         1000
     }
     pub fn per_number() -> &'static str {
@@ -499,6 +499,20 @@ mod tests {
         let route = c.route("/v1/send").unwrap();
         assert_eq!(route.providers, ["outbox"]);
         assert_eq!(c.provider("outbox").unwrap().adapter, "outbox");
+    }
+
+    #[test]
+    fn max_in_flight_defaults_to_1000_and_must_be_1_to_10000() {
+        let provider = |extra: &str| format!("[[provider]]\nname = \"a\"\nadapter = \"outbox\"\n{extra}\n");
+        let config = Config::parse(&provider(""), "gw.toml").unwrap();
+        assert_eq!(config.providers[0].max_in_flight, 1000);
+        let two = format!("{}{}", provider("max_in_flight = 7"), provider("").replace("\"a\"", "\"b\""));
+        assert_eq!(Config::parse(&two, "gw.toml").unwrap().sends_in_flight(), 1007);
+        for bad in ["0", "10001", "-1"] {
+            let err = Config::parse(&provider(&format!("max_in_flight = {bad}")), "gw.toml").unwrap_err().to_string();
+            assert!(err.starts_with("gw.toml:1: provider `a`: `max_in_flight` must be 1 to 10000"), "{err}");
+            assert!(err.contains(&format!("got {bad}")), "{err}");
+        }
     }
 
     #[test]

@@ -78,8 +78,9 @@ pub(super) struct RawProvider {
     pub(super) circuit_failures: u32,
     #[serde(default = "defaults::circuit_cooldown_ms")]
     pub(super) circuit_cooldown_ms: u64,
+    /// Signed, so that a negative value is refused naming the key.
     #[serde(default = "defaults::max_in_flight")]
-    pub(super) max_in_flight: u32,
+    pub(super) max_in_flight: i64,
 }
 
 #[derive(Deserialize)]
@@ -214,7 +215,7 @@ impl Provider {
         if p.memory_mb == 0 {
             bail!("{}: provider `{name}`: `memory_mb` must be greater than 0", src.at(span.clone()));
         }
-        if p.max_in_flight == 0 || p.max_in_flight > MAX_IN_FLIGHT {
+        if !(1..=i64::from(MAX_IN_FLIGHT)).contains(&p.max_in_flight) {
             bail!(
                 "{}: provider `{name}`: `max_in_flight` must be 1 to {MAX_IN_FLIGHT} (rate × provider latency; got {})",
                 src.at(span.clone()),
@@ -245,7 +246,7 @@ impl Provider {
             settings,
             circuit_failures: p.circuit_failures.max(1),
             circuit_cooldown,
-            max_in_flight: p.max_in_flight,
+            max_in_flight: p.max_in_flight as u32,
         })
     }
 }
