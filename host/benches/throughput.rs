@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::twilio::{self, median};
+use common::twilio::{self, Run, median};
 use common::{free_addr, ms, rss_mib, start_smsbridge};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,14 +25,6 @@ const CONCURRENCY: usize = 16;
 const WARMUP: Duration = Duration::from_secs(1);
 const MEASURE: Duration = Duration::from_secs(5);
 const RUNS: usize = 3;
-
-struct Run {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-    errors: usize,
-}
 
 /// Closed loop: `CONCURRENCY` workers, each sending as soon as its last
 /// answer came; warm-up first, then latencies over `MEASURE`.
@@ -70,21 +62,8 @@ async fn load(url: &str) -> Run {
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let (mut all, mut errors) = (Vec::new(), 0);
-    for w in workers {
-        let (l, e) = w.await.unwrap();
-        all.extend(l);
-        errors += e;
-    }
-    all.sort();
-    let at = |q: f64| all[((all.len() as f64 * q).ceil() as usize).clamp(1, all.len()) - 1];
-    Run {
-        rps: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: at(0.50),
-        p99: at(0.99),
-        max: *all.last().unwrap(),
-        errors,
-    }
+    let (all, errors) = twilio::gather(workers).await;
+    Run::of(all, errors, elapsed, 0.0)
 }
 
 #[tokio::main]

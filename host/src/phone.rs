@@ -11,7 +11,7 @@ use phonenumber::country::Id as Country;
 use phonenumber::{Mode, PhoneNumber, Type};
 
 /// The number types whose lengths make a number possible.
-const NUMBER_TYPES: &[Type] = &[
+pub(crate) const NUMBER_TYPES: &[Type] = &[
     Type::FixedLine,
     Type::Mobile,
     Type::TollFree,

@@ -211,26 +211,40 @@ pub async fn closed_loop(client: &reqwest::Client, url: &str, load: Load, pid: u
             stop.store(true, Ordering::Relaxed);
         }
     });
+    let (all, errors) = gather(workers).await;
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    deadline.abort();
+    sampler.await.unwrap();
+    Run::of(all, errors, elapsed, peak_rss.load(Ordering::Relaxed) as f64 / 1024.0)
+}
+
+/// Every worker's latencies and error count, together.
+pub async fn gather(workers: Vec<tokio::task::JoinHandle<(Vec<Duration>, usize)>>) -> (Vec<Duration>, usize) {
     let (mut all, mut errors) = (Vec::new(), 0);
     for w in workers {
         let (l, e) = w.await.unwrap();
         all.extend(l);
         errors += e;
     }
-    let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    deadline.abort();
-    sampler.await.unwrap();
-    all.sort();
-    // No answer at all reads as zeros.
-    let at = |q: f64| all.get(((all.len() as f64 * q).ceil() as usize).clamp(1, all.len().max(1)) - 1).copied();
-    Run {
-        rps: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: at(0.50).unwrap_or_default(),
-        p99: at(0.99).unwrap_or_default(),
-        max: all.last().copied().unwrap_or_default(),
-        errors,
-        peak_rss_mib: peak_rss.load(Ordering::Relaxed) as f64 / 1024.0,
+    (all, errors)
+}
+
+impl Run {
+    /// The figures of answers that took `latencies`, over `elapsed`; no
+    /// answer at all reads as zeros.
+    pub fn of(mut latencies: Vec<Duration>, errors: usize, elapsed: Duration, peak_rss_mib: f64) -> Run {
+        latencies.sort();
+        let n = latencies.len();
+        let at = |q: f64| latencies.get(((n as f64 * q).ceil() as usize).clamp(1, n.max(1)) - 1).copied();
+        Run {
+            rps: n as f64 / elapsed.as_secs_f64(),
+            p50: at(0.50).unwrap_or_default(),
+            p99: at(0.99).unwrap_or_default(),
+            max: latencies.last().copied().unwrap_or_default(),
+            errors,
+            peak_rss_mib,
+        }
     }
 }
 

@@ -164,22 +164,8 @@ mod tests {
             let Some(metas) = DATABASE.by_code(&code) else { continue };
             for meta in metas {
                 let d = meta.descriptors();
-                let all = [d.general()].into_iter().chain(
-                    [
-                        Type::FixedLine,
-                        Type::Mobile,
-                        Type::TollFree,
-                        Type::PremiumRate,
-                        Type::SharedCost,
-                        Type::PersonalNumber,
-                        Type::Voip,
-                        Type::Pager,
-                        Type::Uan,
-                        Type::Voicemail,
-                    ]
-                    .into_iter()
-                    .filter_map(|k| d.get(k)),
-                );
+                let types = crate::phone::NUMBER_TYPES.iter().chain([&Type::Voicemail]);
+                let all = [d.general()].into_iter().chain(types.filter_map(|k| d.get(*k)));
                 for example in all.filter_map(|desc| desc.example()) {
                     let e164 = format!("+{code}{example}");
                     if let Some(expected) = reference(&e164) {
