@@ -134,12 +134,28 @@ async fn metrics() -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::render()).into_response()
 }
 
+/// `GET /admin/health`: 200 when every route can deliver and the shared
+/// state database (if any) answers; else 503, saying what is wrong. A load
+/// balancer checks it.
 async fn health(State(gateway): State<Arc<Gateway>>) -> Response {
     let unserved = gateway.routing().unserved_routes();
-    if unserved.is_empty() {
-        axum::Json(json!({"status": "ok"})).into_response()
+    let mut body = json!({"status": "ok"});
+    let mut healthy = unserved.is_empty();
+    if !unserved.is_empty() {
+        body["unserved_routes"] = json!(unserved);
+    }
+    if let Some(pg) = gateway.shared() {
+        let up = pg.is_up();
+        healthy &= up;
+        body["state"] = json!({"backend": "postgres", "up": up});
+        if up && let Ok(n) = pg.instances_alive().await {
+            body["state"]["instances"] = json!(n);
+        }
+    }
+    if healthy {
+        axum::Json(body).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "degraded", "unserved_routes": unserved})))
-            .into_response()
+        body["status"] = json!("degraded");
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
     }
 }

@@ -10,7 +10,9 @@ use crate::delivery::bulkhead::Wait;
 use crate::delivery::queue::QueueWorker;
 use crate::delivery::{Courier, Refusal, Sent, Via, admission, new_id};
 use crate::outcome::{Callback, ReceiptRefusal};
-use crate::record::{MessageLog, SqliteRecord};
+use crate::config::OnStateFailure;
+use crate::postgres::Postgres;
+use crate::record::{MessageLog, Queue, SqliteRecord};
 use crate::registry::{Change, Registry};
 use crate::routing::{Routes, Routing};
 use crate::runtime::Runtime;
@@ -26,6 +28,9 @@ pub struct Gateway {
     routes: Arc<Routes>,
     /// Send counters and repeated-request answers.
     pub state: Arc<dyn SharedState>,
+    /// The PostgreSQL database of `[state]`, which `state`, `record` and the
+    /// queue are then kept in.
+    shared: Option<Arc<Postgres>>,
     courier: Arc<Courier>,
     /// The durable message record, when the config asks for one. Opened at
     /// start; a changed `[record]` takes a restart.
@@ -45,24 +50,51 @@ impl Gateway {
         for (name, e) in registry.errors() {
             tracing::error!(adapter = %name, "adapter not loaded: {}", e.message);
         }
-        let (record, queue) = match &config.record {
-            None => (None, None),
-            Some(r) => {
-                let sqlite = Arc::new(SqliteRecord::open(&r.path, r.number_key.as_ref().map(|k| k.value.as_str()))?);
-                purge_hourly(Arc::downgrade(&sqlite), r.retention);
-                (Some(sqlite.clone() as Arc<dyn MessageLog>), Some(Arc::new(QueueWorker::new(sqlite))))
-            }
-        };
+        let (shared, record, queue) = Self::open_state(&config)?;
         let routes = Routes::new(config, registry.clone(), queue.as_ref().map(|q| q.marker()))?;
         Ok(Gateway {
             courier: Arc::new(Courier::new(runtime.clone(), record.clone())),
             runtime,
             registry,
             routes: Arc::new(routes),
-            state: Arc::new(MemoryState::default()),
+            state: match &shared {
+                Some(pg) => pg.clone(),
+                None => Arc::new(MemoryState::default()),
+            },
+            shared,
             record,
             queue,
         })
+    }
+
+    /// The shared database of `[state]`, or the embedded record of
+    /// `[record]`; with either, the record and the queue.
+    #[allow(clippy::type_complexity)]
+    fn open_state(
+        config: &Config,
+    ) -> Result<(Option<Arc<Postgres>>, Option<Arc<dyn MessageLog>>, Option<Arc<QueueWorker>>)> {
+        let Some(r) = &config.record else { return Ok((None, None, None)) };
+        let key = r.number_key.as_ref().map(|k| k.value.as_str());
+        let (shared, log, queue): (_, Arc<dyn MessageLog>, Arc<dyn Queue>) = match (&config.state, &r.path) {
+            (Some(state), _) => {
+                // Checked by the config: a shared record has a shared key.
+                let pg = Postgres::open(state, key.unwrap_or_default())?;
+                Postgres::start_probe(&pg);
+                (Some(pg.clone()), pg.clone(), pg)
+            }
+            (None, Some(path)) => {
+                let sqlite = Arc::new(SqliteRecord::open(path, key)?);
+                (None, sqlite.clone(), sqlite)
+            }
+            (None, None) => anyhow::bail!("[record] needs `path`"),
+        };
+        purge_hourly(Arc::downgrade(&log), r.retention);
+        Ok((shared, Some(log), Some(Arc::new(QueueWorker::new(queue)))))
+    }
+
+    /// The shared database, when there is one.
+    pub fn shared(&self) -> Option<&Arc<Postgres>> {
+        self.shared.as_ref()
     }
 
     /// The snapshot a send should use.
@@ -106,14 +138,15 @@ impl Gateway {
     ) -> Result<Sent, Refusal> {
         let admitted = admission::check(route, phone, body)?;
         let key = admission::repeat_key(route, &admitted.to, body, idempotency_key);
+        let on_failure = routing.config.state.as_ref().map_or(OnStateFailure::Closed, |s| s.on_failure);
         if let Some(key) = &key
-            && let Some(earlier) = admission::claim(&*self.state, key, route).await?
+            && let Some(earlier) = admission::claim(&*self.state, on_failure, key, route).await?
         {
             let masked = crate::phone::mask(&admitted.to);
             tracing::info!(id = %earlier.id, route = %route.path, to = %masked, "repeated request: first answer given again");
             return Ok(earlier);
         }
-        let result = match admission::count(&*self.state, route, &admitted).await {
+        let result = match admission::count(&*self.state, on_failure, route, &admitted).await {
             Err(refused) => Err(refused),
             Ok(()) => match (&self.queue, route.delivery.queued) {
                 (Some(queue), true) => queue.enqueue(route, &admitted.to, body).await,
@@ -179,7 +212,7 @@ fn callback_key(provider: &str, c: &Callback) -> String {
 }
 
 /// Retention: purges the record now, then hourly, while it is open.
-fn purge_hourly(record: std::sync::Weak<SqliteRecord>, retention: Duration) {
+fn purge_hourly(record: std::sync::Weak<dyn MessageLog>, retention: Duration) {
     tokio::spawn(async move {
         while let Some(record) = record.upgrade() {
             match record.purge(retention).await {

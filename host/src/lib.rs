@@ -13,6 +13,7 @@ pub mod listen;
 pub mod outbound;
 pub mod outcome;
 pub mod phone;
+pub mod postgres;
 pub mod record;
 pub mod registry;
 pub mod routing;

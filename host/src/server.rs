@@ -504,6 +504,14 @@ fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
             "header `Idempotency-Key` was used for another request on this route: use a new key per message"
                 .to_string(),
         ),
+        Refusal::StateDown => Problem {
+            retry_after: Some(5),
+            ..Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state_unavailable",
+                "smsbridge cannot reach its state (limits, repeats or queue) now; retry shortly".to_string(),
+            )
+        },
         Refusal::InFlight => Problem::new(
             StatusCode::CONFLICT,
             "in_flight",

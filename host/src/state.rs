@@ -40,18 +40,19 @@ pub enum Claim {
 #[async_trait]
 pub trait SharedState: Send + Sync {
     /// Counts one event in every bucket if all have room; else counts
-    /// nothing and names the first full one.
-    async fn admit(&self, buckets: &[Bucket]) -> Result<(), Full>;
+    /// nothing and names the first full one. An error: the store cannot be
+    /// reached, and nothing is known.
+    async fn admit(&self, buckets: &[Bucket]) -> anyhow::Result<Result<(), Full>>;
 
     /// Claims `key`, for the request whose fingerprint is `fingerprint`,
     /// for `ttl`, unless it is claimed or done.
-    async fn claim(&self, key: &str, fingerprint: &str, ttl: Duration) -> Claim;
+    async fn claim(&self, key: &str, fingerprint: &str, ttl: Duration) -> anyhow::Result<Claim>;
 
     /// Stores the result for `key`, kept for `ttl`.
-    async fn complete(&self, key: &str, result: Vec<u8>, ttl: Duration);
+    async fn complete(&self, key: &str, result: Vec<u8>, ttl: Duration) -> anyhow::Result<()>;
 
     /// Gives `key` up: the send failed, and a retry may send.
-    async fn release(&self, key: &str);
+    async fn release(&self, key: &str) -> anyhow::Result<()>;
 }
 
 /// The embedded store: exact sliding windows (one timestamp per event) and
@@ -88,7 +89,7 @@ impl MemoryState {
 
 #[async_trait]
 impl SharedState for MemoryState {
-    async fn admit(&self, buckets: &[Bucket]) -> Result<(), Full> {
+    async fn admit(&self, buckets: &[Bucket]) -> anyhow::Result<Result<(), Full>> {
         let now = Instant::now();
         self.maybe_sweep(now);
         let mut windows = self.windows.lock().unwrap();
@@ -100,20 +101,21 @@ impl SharedState for MemoryState {
             if events.len() >= bucket.limit as usize {
                 // Room again when the oldest event counted leaves the window.
                 let oldest = events[events.len() - bucket.limit as usize];
-                return Err(Full { index, retry_after: bucket.window.saturating_sub(now.duration_since(oldest)) });
+                let retry_after = bucket.window.saturating_sub(now.duration_since(oldest));
+                return Ok(Err(Full { index, retry_after }));
             }
         }
         for bucket in buckets {
             windows.entry(bucket.key.clone()).or_insert_with(|| (bucket.window, VecDeque::new())).1.push_back(now);
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
-    async fn claim(&self, key: &str, fingerprint: &str, ttl: Duration) -> Claim {
+    async fn claim(&self, key: &str, fingerprint: &str, ttl: Duration) -> anyhow::Result<Claim> {
         let now = Instant::now();
         self.maybe_sweep(now);
         let mut claims = self.claims.lock().unwrap();
-        match claims.get(key) {
+        Ok(match claims.get(key) {
             Some((held, _, expires)) if *expires > now && held != fingerprint => Claim::Conflict,
             Some((_, result, expires)) if *expires > now => match result {
                 Some(result) => Claim::Done(result.clone()),
@@ -123,18 +125,20 @@ impl SharedState for MemoryState {
                 claims.insert(key.to_string(), (fingerprint.to_string(), None, now + ttl));
                 Claim::New
             }
-        }
+        })
     }
 
-    async fn complete(&self, key: &str, result: Vec<u8>, ttl: Duration) {
+    async fn complete(&self, key: &str, result: Vec<u8>, ttl: Duration) -> anyhow::Result<()> {
         if let Some((_, held, expires)) = self.claims.lock().unwrap().get_mut(key) {
             *held = Some(result);
             *expires = Instant::now() + ttl;
         }
+        Ok(())
     }
 
-    async fn release(&self, key: &str) {
+    async fn release(&self, key: &str) -> anyhow::Result<()> {
         self.claims.lock().unwrap().remove(key);
+        Ok(())
     }
 }
 
@@ -150,42 +154,42 @@ mod tests {
     async fn a_full_bucket_refuses_and_counts_nothing_anywhere() {
         let store = MemoryState::default();
         let buckets = [bucket("route", 100, 60_000), bucket("number", 2, 60_000)];
-        assert_eq!(store.admit(&buckets).await, Ok(()));
-        assert_eq!(store.admit(&buckets).await, Ok(()));
-        let full = store.admit(&buckets).await.unwrap_err();
+        assert_eq!(store.admit(&buckets).await.unwrap(), Ok(()));
+        assert_eq!(store.admit(&buckets).await.unwrap(), Ok(()));
+        let full = store.admit(&buckets).await.unwrap().unwrap_err();
         assert_eq!(full.index, 1);
         assert!(full.retry_after > Duration::from_secs(59) && full.retry_after <= Duration::from_secs(60));
         // The refused event was not counted against the route.
         assert_eq!(store.windows.lock().unwrap()["route"].1.len(), 2);
         // Another number has its own bucket.
-        assert_eq!(store.admit(&[bucket("route", 100, 60_000), bucket("other", 2, 60_000)]).await, Ok(()));
+        assert_eq!(store.admit(&[bucket("route", 100, 60_000), bucket("other", 2, 60_000)]).await.unwrap(), Ok(()));
     }
 
     #[tokio::test]
     async fn the_window_slides() {
         let store = MemoryState::default();
         let b = [bucket("n", 1, 50)];
-        assert_eq!(store.admit(&b).await, Ok(()));
-        assert!(store.admit(&b).await.is_err());
+        assert_eq!(store.admit(&b).await.unwrap(), Ok(()));
+        assert!(store.admit(&b).await.unwrap().is_err());
         tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(store.admit(&b).await, Ok(()));
+        assert_eq!(store.admit(&b).await.unwrap(), Ok(()));
     }
 
     #[tokio::test]
     async fn a_claim_is_new_then_in_flight_then_done_or_released() {
         let store = MemoryState::default();
         let ttl = Duration::from_secs(60);
-        assert_eq!(store.claim("k", "f", ttl).await, Claim::New);
-        assert_eq!(store.claim("k", "f", ttl).await, Claim::InFlight);
-        store.complete("k", b"answer".to_vec(), ttl).await;
-        assert_eq!(store.claim("k", "f", ttl).await, Claim::Done(b"answer".to_vec()));
-        assert_eq!(store.claim("k", "other", ttl).await, Claim::Conflict, "a key stands for one request");
-        assert_eq!(store.claim("j", "f", ttl).await, Claim::New);
-        store.release("j").await;
-        assert_eq!(store.claim("j", "f", ttl).await, Claim::New);
+        assert_eq!(store.claim("k", "f", ttl).await.unwrap(), Claim::New);
+        assert_eq!(store.claim("k", "f", ttl).await.unwrap(), Claim::InFlight);
+        store.complete("k", b"answer".to_vec(), ttl).await.unwrap();
+        assert_eq!(store.claim("k", "f", ttl).await.unwrap(), Claim::Done(b"answer".to_vec()));
+        assert_eq!(store.claim("k", "other", ttl).await.unwrap(), Claim::Conflict, "a key stands for one request");
+        assert_eq!(store.claim("j", "f", ttl).await.unwrap(), Claim::New);
+        store.release("j").await.unwrap();
+        assert_eq!(store.claim("j", "f", ttl).await.unwrap(), Claim::New);
         // Expired entries are forgotten.
-        assert_eq!(store.claim("e", "f", ttl).await, Claim::New);
-        store.complete("e", b"old".to_vec(), Duration::ZERO).await;
-        assert_eq!(store.claim("e", "g", ttl).await, Claim::New);
+        assert_eq!(store.claim("e", "f", ttl).await.unwrap(), Claim::New);
+        store.complete("e", b"old".to_vec(), Duration::ZERO).await.unwrap();
+        assert_eq!(store.claim("e", "g", ttl).await.unwrap(), Claim::New);
     }
 }

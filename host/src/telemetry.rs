@@ -51,22 +51,32 @@ pub fn attempt(provider: &str, outcome: &'static str, took: Duration) {
     histogram!("smsbridge_provider_duration_seconds", "provider" => provider.to_string()).record(took);
 }
 
-/// A request refused before any provider was tried: `auth`, `invalid_phone`…
 /// A provider's circuit opened (skipped for a cool-down) or closed again.
 pub fn circuit(provider: &str, open: bool) {
     gauge!("smsbridge_circuit_open", "provider" => provider.to_string()).set(if open { 1.0 } else { 0.0 });
 }
 
+/// A request refused before any provider was tried: `auth`, `invalid_phone`…
 pub fn refused(route: &str, reason: &'static str) {
     counter!("smsbridge_refusals_total", "route" => route.to_string(), "reason" => reason).increment(1);
 }
 
-/// An adapter load from a file: `loaded`, `failed` or `unloaded`.
 /// A queue write or read that failed; `op` names it.
 pub fn queue_fault(op: &'static str) {
     metrics::counter!("smsbridge_queue_faults_total", "op" => op).increment(1);
 }
 
+/// Whether the shared state database answers (1) or not (0).
+pub fn state_up(up: bool) {
+    gauge!("smsbridge_state_up").set(if up { 1.0 } else { 0.0 });
+}
+
+/// A shared state operation that failed; `op` names it.
+pub fn state_error(op: &'static str) {
+    counter!("smsbridge_state_errors_total", "op" => op).increment(1);
+}
+
+/// An adapter load from a file: `loaded`, `failed` or `unloaded`.
 pub fn reload(adapter: &str, result: &'static str) {
     counter!("smsbridge_adapter_reloads_total", "adapter" => adapter.to_string(), "result" => result).increment(1);
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{request, serve};
+use common::{holding_provider, holding_provider_at, request, serve};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -194,69 +194,6 @@ fn the_systemd_unit_verifies() {
         .expect("systemd-analyze is installed (.ci/run installs systemd)");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
-}
-
-/// A provider on loopback that holds every request `hold` before answering
-/// 200, counting each message text it gets.
-fn holding_provider(hold: Duration) -> (String, std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>) {
-    holding_provider_at("127.0.0.1:0", hold)
-}
-
-/// [`holding_provider`] on `addr`.
-fn holding_provider_at(
-    addr: &str,
-    hold: Duration,
-) -> (String, std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>) {
-    let listener = TcpListener::bind(addr).unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let texts = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
-    let seen = texts.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                let mut data = Vec::new();
-                let mut buf = [0u8; 4096];
-                // Headers, then as much body as Content-Length says.
-                loop {
-                    let Ok(n) = stream.read(&mut buf) else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    data.extend_from_slice(&buf[..n]);
-                    let text = String::from_utf8_lossy(&data).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let length: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
-                            })
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
-                        if body.len() >= length {
-                            let fields: BTreeMap<String, String> =
-                                url::form_urlencoded::parse(body.as_bytes()).into_owned().collect();
-                            let n = {
-                                let mut seen = seen.lock().unwrap();
-                                *seen.entry(fields.get("text").cloned().unwrap_or_default()).or_insert(0) += 1;
-                                seen.values().sum::<u32>()
-                            };
-                            std::thread::sleep(hold);
-                            let answer = format!("{{\"id\":\"p-{n}\"}}");
-                            let _ = write!(
-                                stream,
-                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                                answer.len()
-                            );
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (addr, texts)
 }
 
 #[test]

@@ -38,6 +38,9 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The durable message record; none keeps no record.
     pub record: Option<RecordConfig>,
+    /// The PostgreSQL database several instances share: limits, repeats,
+    /// the record and the queue. None keeps them embedded.
+    pub state: Option<StateConfig>,
     /// Signs Digest nonces; instances behind one load balancer share it.
     /// Without it, a random key per process.
     pub digest_key: Option<Setting>,
@@ -46,10 +49,40 @@ pub struct Config {
 /// `[record]`: where the message record lives and how long it keeps messages.
 #[derive(Debug, Clone)]
 pub struct RecordConfig {
-    pub path: PathBuf,
+    /// The embedded (SQLite) record; none when `[state]` keeps it.
+    pub path: Option<PathBuf>,
     pub retention: Duration,
     /// Keys the number hashes; when absent, one is made and kept in the database.
     pub number_key: Option<Setting>,
+}
+
+/// `[state]`: the shared database.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// `postgres://…`; may carry a password, so it is a secret.
+    pub url: Setting,
+    /// What a non-queued route does with its limits and repeats while the
+    /// database cannot be reached.
+    pub on_failure: OnStateFailure,
+    /// PEM CA certificates the database's certificate must chain to;
+    /// without it, the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Connections per instance.
+    pub pool: usize,
+    /// Longest wait for one database operation, connecting included.
+    pub timeout: Duration,
+    /// How long a queued message claimed by an instance is its alone; an
+    /// instance that dies gives it up when this runs out.
+    pub lease: Duration,
+}
+
+/// See [`StateConfig::on_failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStateFailure {
+    /// Refuse the send (503): no limit can be checked, no repeat found.
+    Closed,
+    /// Send unchecked: logins keep working, the limits and repeats do not.
+    Open,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -350,6 +383,15 @@ mod defaults {
     pub fn tls_days() -> u32 {
         3650
     }
+    pub fn state_pool() -> usize {
+        16
+    }
+    pub fn state_timeout_ms() -> u64 {
+        2_000
+    }
+    pub fn lease_ms() -> u64 {
+        30_000
+    }
     pub fn admin_listen() -> SocketAddr {
         "127.0.0.1:8081".parse().unwrap()
     }
@@ -456,8 +498,9 @@ impl Config {
             providers.push(provider);
         }
         let mut routes = Vec::new();
+        let has_record = raw.record.is_some() || raw.state.is_some();
         for r in raw.routes {
-            let route = Route::from_raw(r.into_inner(), &providers, &routes, raw.record.is_some(), src)?;
+            let route = Route::from_raw(r.into_inner(), &providers, &routes, has_record, src)?;
             routes.push(route);
         }
         Ok(Config {
@@ -475,7 +518,8 @@ impl Config {
             adapters: raw.adapters,
             providers,
             routes,
-            record: raw.record.map(|r| RecordConfig::from_raw(r, src)).transpose()?,
+            record: RecordConfig::from_raw(raw.record, raw.state.is_some(), src)?,
+            state: raw.state.map(|s| StateConfig::from_raw(s, src)).transpose()?,
             digest_key: raw::digest_key(raw.auth.as_ref(), src)?,
         })
     }

@@ -4,7 +4,7 @@
 //! not reached, and a repeated request answered with its first result.
 
 use super::{Refusal, Sent};
-use crate::config::{Countries, Route};
+use crate::config::{Countries, OnStateFailure, Route};
 use crate::phone;
 use crate::state::{Bucket, Claim, SharedState};
 use sha2::{Digest, Sha256};
@@ -53,7 +53,12 @@ pub fn check(route: &Route, phone: &str, body: &str) -> Result<Admitted, Refusal
 }
 
 /// Counts the send against the route's limits, or names the one reached.
-pub async fn count(state: &dyn SharedState, route: &Route, admitted: &Admitted) -> Result<(), Refusal> {
+pub async fn count(
+    state: &dyn SharedState,
+    on_failure: OnStateFailure,
+    route: &Route,
+    admitted: &Admitted,
+) -> Result<(), Refusal> {
     let l = &route.limits;
     let (path, to, region) = (&route.path, &admitted.to, &admitted.region);
     // A prefix is the number without its last 4 digits: 10 000 numbers.
@@ -71,7 +76,14 @@ pub async fn count(state: &dyn SharedState, route: &Route, admitted: &Admitted) 
             names.push(name);
         }
     }
-    if let Err(full) = state.admit(&buckets).await {
+    if buckets.is_empty() {
+        return Ok(());
+    }
+    let full = match state.admit(&buckets).await {
+        Ok(full) => full,
+        Err(e) => return unreachable(on_failure, "limits", e),
+    };
+    if let Err(full) = full {
         let limit = names[full.index];
         tracing::warn!(route = %path, to = %phone::mask(to), limit, "refused: limit reached");
         return Err(Refusal::Limited { limit, retry_after: full.retry_after });
@@ -106,11 +118,23 @@ pub fn repeat_key(route: &Route, to: &str, body: &str, caller_key: Option<&str>)
 /// Owns `key`, or waits (within the route's deadline) for the identical
 /// request that owns it and returns its answer. A caller's key used for
 /// another request is refused.
-pub async fn claim(state: &dyn SharedState, repeat: &RepeatKey, route: &Route) -> Result<Option<Sent>, Refusal> {
-    let (key, window) = (repeat.key.as_str(), route.delivery.idempotency_window);
+pub async fn claim(
+    state: &dyn SharedState,
+    on_failure: OnStateFailure,
+    repeat: &RepeatKey,
+    route: &Route,
+) -> Result<Option<Sent>, Refusal> {
+    let key = repeat.key.as_str();
+    // Held while the send runs, which the route's deadline bounds: a claim
+    // left by an instance that died frees itself soon after.
+    let hold = route.delivery.idempotency_window.min(route.delivery.deadline + CLAIM_MARGIN);
     let until = Instant::now() + route.delivery.deadline;
     loop {
-        match state.claim(key, &repeat.fingerprint, window).await {
+        let claimed = match state.claim(key, &repeat.fingerprint, hold).await {
+            Ok(claimed) => claimed,
+            Err(e) => return unreachable(on_failure, "repeats", e).map(|()| None),
+        };
+        match claimed {
             Claim::Conflict => return Err(Refusal::KeyReused),
             Claim::New => return Ok(None),
             Claim::Done(stored) => {
@@ -119,7 +143,9 @@ pub async fn claim(state: &dyn SharedState, repeat: &RepeatKey, route: &Route) -
                     return Ok(Some(sent));
                 }
                 // Unreadable: better a second send than none.
-                state.release(key).await;
+                if let Err(e) = state.release(key).await {
+                    return unreachable(on_failure, "repeats", e).map(|()| None);
+                }
             }
             Claim::InFlight if Instant::now() < until => tokio::time::sleep(Duration::from_millis(25)).await,
             Claim::InFlight => return Err(Refusal::InFlight),
@@ -131,12 +157,29 @@ pub async fn claim(state: &dyn SharedState, repeat: &RepeatKey, route: &Route) -
 /// a failure, so a retry may send.
 pub async fn settle(state: &dyn SharedState, repeat: &RepeatKey, route: &Route, result: &Result<Sent, Refusal>) {
     let key = repeat.key.as_str();
-    match result {
+    let written = match result {
         Ok(sent) => {
             let window = route.delivery.idempotency_window;
             state.complete(key, serde_json::to_vec(sent).unwrap_or_default(), window).await
         }
         Err(_) => state.release(key).await,
+    };
+    // The send is done either way; a repeat meanwhile may send again.
+    if let Err(e) = written {
+        tracing::debug!(route = %route.path, "answer not kept for repeats: {e:#}");
+    }
+}
+
+/// Extra time an in-flight claim is held past the route's deadline.
+const CLAIM_MARGIN: Duration = Duration::from_secs(30);
+
+/// A send whose limits or repeats cannot be checked: refused, or sent
+/// unchecked, as `[state] on_failure` says. The store logs the outage.
+fn unreachable(on_failure: OnStateFailure, what: &str, e: anyhow::Error) -> Result<(), Refusal> {
+    tracing::debug!("shared state unreachable for {what}: {e:#}");
+    match on_failure {
+        OnStateFailure::Closed => Err(Refusal::StateDown),
+        OnStateFailure::Open => Ok(()),
     }
 }
 
@@ -145,6 +188,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::state::MemoryState;
+
+    const C: OnStateFailure = OnStateFailure::Closed;
 
     fn route(extra: &str) -> Route {
         let text = format!(
@@ -196,13 +241,13 @@ mod tests {
         let state = MemoryState::default();
         let a = check(&r, "+447400123456", "x").unwrap();
         let b = check(&r, "+447400123457", "x").unwrap();
-        count(&state, &r, &a).await.unwrap();
-        count(&state, &r, &a).await.unwrap();
-        let refused = count(&state, &r, &a).await.unwrap_err();
+        count(&state, C, &r, &a).await.unwrap();
+        count(&state, C, &r, &a).await.unwrap();
+        let refused = count(&state, C, &r, &a).await.unwrap_err();
         assert!(matches!(refused, Refusal::Limited { limit: "per_number", .. }), "{refused:?}");
         // The refused send did not count against the prefix: one more fits.
-        count(&state, &r, &b).await.unwrap();
-        assert!(matches!(count(&state, &r, &b).await, Err(Refusal::Limited { limit: "per_prefix", .. })));
+        count(&state, C, &r, &b).await.unwrap();
+        assert!(matches!(count(&state, C, &r, &b).await, Err(Refusal::Limited { limit: "per_prefix", .. })));
     }
 
     #[tokio::test(start_paused = true)]
@@ -216,20 +261,20 @@ mod tests {
         let k1 = repeat_key(&r, "+447400123456", "code 1", Some("k1")).unwrap();
         let k1_other = repeat_key(&r, "+447400654321", "code 1", Some("k1")).unwrap();
         assert_eq!(k1.key, k1_other.key);
-        assert!(claim(&state, &k1, &r).await.unwrap().is_none());
-        assert!(matches!(claim(&state, &k1_other, &r).await, Err(Refusal::KeyReused)));
-        assert!(claim(&state, &key, &r).await.unwrap().is_none(), "the first one owns the key");
+        assert!(claim(&state, C, &k1, &r).await.unwrap().is_none());
+        assert!(matches!(claim(&state, C, &k1_other, &r).await, Err(Refusal::KeyReused)));
+        assert!(claim(&state, C, &key, &r).await.unwrap().is_none(), "the first one owns the key");
         settle(&state, &key, &r, &Ok(sent("m1"))).await;
-        let again = claim(&state, &key, &r).await.unwrap().unwrap();
+        let again = claim(&state, C, &key, &r).await.unwrap().unwrap();
         assert_eq!((again.id.as_str(), again.replayed), ("m1", true));
 
         let other = repeat_key(&r, "+447400123456", "code 3", None).unwrap();
-        assert!(claim(&state, &other, &r).await.unwrap().is_none());
+        assert!(claim(&state, C, &other, &r).await.unwrap().is_none());
         settle(&state, &other, &r, &Err(Refusal::InFlight)).await;
-        assert!(claim(&state, &other, &r).await.unwrap().is_none(), "a failed send may be sent again");
+        assert!(claim(&state, C, &other, &r).await.unwrap().is_none(), "a failed send may be sent again");
         // While it is in flight, a repeat waits for the route's deadline.
         let started = Instant::now();
-        assert!(matches!(claim(&state, &other, &r).await, Err(Refusal::InFlight)));
+        assert!(matches!(claim(&state, C, &other, &r).await, Err(Refusal::InFlight)));
         assert!(started.elapsed() >= r.delivery.deadline);
         assert!(repeat_key(&route("idempotency_window_s = 0"), "+447400123456", "x", None).is_none());
     }

@@ -67,6 +67,9 @@ pub enum Refusal {
     InFlight,
     /// The caller's `Idempotency-Key` stands for another number or text.
     KeyReused,
+    /// The shared state (limits, repeats, the queue) cannot be reached, and
+    /// the route may not send without it.
+    StateDown,
     /// The last provider tried, what went wrong there, and every try.
     Provider {
         provider: String,

@@ -127,8 +127,7 @@ impl QueueWorker {
         let id = new_id();
         if let Err(e) = self.queue.enqueue(&id, &route.path, to, body, route.delivery.validity).await {
             tracing::error!(%id, "message not queued: {e:#}");
-            let failure = Failure::Fault("the message could not be queued".into());
-            return Err(Refusal::Provider { provider: String::new(), failure, attempts: Vec::new() });
+            return Err(Refusal::StateDown);
         }
         self.wake.notify_one();
         tracing::info!(%id, route = %route.path, to = %phone::mask(to), "queued");
@@ -174,11 +173,16 @@ impl QueueWorker {
     async fn dispatch(self: &Arc<Self>, courier: &Weak<Courier>, routes: &Weak<Routes>) {
         self.pay_owed().await;
         let mut busy = self.marker.delivering.lock().unwrap().clone();
-        let room = WORKERS.saturating_sub(busy.len());
+        busy.extend(self.owed.lock().unwrap().keys().cloned());
+        // Messages this instance holds keep their claims; failing, another
+        // instance takes them over when the leases run out, and the marks
+        // keep it from a provider that may have them.
+        let held: Vec<String> = busy.iter().cloned().collect();
+        let _ = self.marker.faults.check("renew", self.queue.renew(&held).await);
+        let room = WORKERS.saturating_sub(self.marker.delivering.lock().unwrap().len());
         if room == 0 {
             return;
         }
-        busy.extend(self.owed.lock().unwrap().keys().cloned());
         let due = self.queue.due(room, &busy).await;
         let Ok(due) = self.marker.faults.check("read", due) else { return };
         for q in due {

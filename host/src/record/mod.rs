@@ -11,7 +11,7 @@
 
 pub mod sqlite;
 
-use crate::outcome::{Attempt, DeliveryState};
+use crate::outcome::{Attempt, DeliveryState, Outcome};
 use anyhow::Result;
 use async_trait::async_trait;
 use serde::Serialize;
@@ -70,6 +70,25 @@ pub struct Entry<'a> {
     pub status: DeliveryState,
 }
 
+/// The keyed hash under which messages to `e164` are found: without the
+/// key, a hash of a phone number is a guessable lookup table away from it.
+pub fn number_hash(key: &[u8], e164: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(e164.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// An attempt's outcome as stored; a word from an older version reads as
+/// the closest one.
+pub fn stored_outcome(word: &str) -> Outcome {
+    match Outcome::parse(word) {
+        Some(o) => o,
+        None if word.starts_with("maybe_sent") => Outcome::MaybeSent,
+        None => Outcome::Fault,
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -103,11 +122,17 @@ pub trait Queue: Send + Sync {
     async fn enqueue(&self, id: &str, route: &str, to: &str, body: &str, validity: Duration) -> Result<()>;
     /// After a restart, marks requests that were on their way as uncertain.
     async fn recover(&self) -> Result<usize>;
-    /// Messages due now, oldest first, leaving out `busy` ones.
+    /// Claims messages due now, oldest first, leaving out `busy` ones: a
+    /// shared queue gives each to one instance, for a lease.
     async fn due(&self, limit: usize, busy: &HashSet<String>) -> Result<Vec<Queued>>;
+    /// Keeps the claims on `ids` (being delivered, or with a write owed)
+    /// from running out; called often, it writes only when due.
+    async fn renew(&self, _ids: &[String]) -> Result<()> {
+        Ok(())
+    }
     /// `provider` may get the message from here on.
     async fn mark_sending(&self, id: &str, provider: &str) -> Result<()>;
-    /// The attempt ended with an answer: no longer in doubt.
+    /// The attempt ended with a refusal: no longer in doubt.
     async fn clear_sending(&self, id: &str) -> Result<()>;
     /// Tries again after `wait`, never again at the `uncertain` providers
     /// (they may have it).

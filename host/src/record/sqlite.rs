@@ -1,12 +1,10 @@
 //! The embedded message record and queue: one SQLite database (WAL).
 
-use super::{Entry, LoggedMessage, MessageLog, Queue, Queued, StatusAt, now_ms};
-use crate::outcome::{Attempt, DeliveryState, Outcome};
+use super::{Entry, LoggedMessage, MessageLog, Queue, Queued, StatusAt, now_ms, stored_outcome};
+use crate::outcome::{Attempt, DeliveryState};
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use hmac::{Hmac, Mac};
 use rusqlite::{Connection, OptionalExtension, params};
-use sha2::Sha256;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Mutex;
@@ -125,19 +123,7 @@ impl SqliteRecord {
 
     /// The keyed hash under which messages to `e164` are found.
     pub fn number_hash(&self, e164: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(e164.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    }
-}
-
-/// An attempt's outcome as stored; a word from an older version reads as
-/// the closest one.
-fn stored_outcome(word: &str) -> Outcome {
-    match Outcome::parse(word) {
-        Some(o) => o,
-        None if word.starts_with("maybe_sent") => Outcome::MaybeSent,
-        None => Outcome::Fault,
+        super::number_hash(&self.key, e164)
     }
 }
 
@@ -353,6 +339,7 @@ impl Queue for SqliteRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Outcome;
 
     fn entry<'a>(id: &'a str, to: &'a str, attempts: &'a [Attempt]) -> Entry<'a> {
         Entry {

@@ -59,23 +59,31 @@ impl Postgres {
             .unwrap();
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let out = as_owner(&bin.join("pg_ctl"))
+        let server = Postgres { port, dir, bin };
+        server.start_again();
+        server
+    }
+
+    /// Starts the server again after [`Postgres::stop`], on the same port
+    /// and data.
+    pub fn start_again(&self) {
+        let dir = self.dir.path();
+        let out = as_owner(&self.bin.join("pg_ctl"))
             .arg("-D")
-            .arg(&data)
+            .arg(dir.join("data"))
             .arg("-l")
-            .arg(dir.path().join("server.log"))
+            .arg(dir.join("server.log"))
             .arg("-o")
-            .arg(format!("-p {port} -h 127.0.0.1 -k {}", dir.path().display()))
+            .arg(format!("-p {} -h 127.0.0.1 -k {}", self.port, dir.display()))
             .args(["-w", "start"])
             .output()
             .unwrap();
         assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(started.elapsed() < Duration::from_secs(30), "PostgreSQL listens");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Postgres { port, dir, bin }
     }
 
     pub fn url(&self) -> String {

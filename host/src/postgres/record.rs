@@ -1,0 +1,344 @@
+//! The message record and the queue, shared by every instance.
+//!
+//! A queued message is claimed by one instance at a time (`FOR UPDATE SKIP
+//! LOCKED`) for a lease, which the owner renews while it delivers. Every
+//! write about a claimed message names its owner: an instance whose lease
+//! ran out (it stalled, or lost the database) can no longer mark, reschedule
+//! or drop a message another instance has claimed since. A provider marked
+//! as `sending` when the claim passed on may have the message: the new owner
+//! counts it as uncertain and never sends it there.
+
+use super::Postgres;
+use super::state::millis;
+use crate::outcome::{Attempt, DeliveryState};
+use crate::record::{Entry, LoggedMessage, MessageLog, Queue, Queued, StatusAt, now_ms, number_hash, stored_outcome};
+use anyhow::{Result, bail};
+use async_trait::async_trait;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// The retention purge runs at most this often, across all instances.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+#[async_trait]
+impl MessageLog for Postgres {
+    async fn add(&self, entry: &Entry<'_>) -> Result<()> {
+        let hash = number_hash(&self.number_key, entry.to);
+        let masked = crate::phone::mask(entry.to);
+        let segments = entry.segments as i32;
+        self.run("record", async |c| {
+            let tx = c.transaction().await?;
+            tx.execute(
+                "INSERT INTO smsbridge.messages (id, created_ms, route, to_masked, number_hash, provider, provider_id, segments)
+                 VALUES ($1, smsbridge.now_ms(), $2, $3, $4, $5, $6, $7)",
+                &[&entry.id, &entry.route, &masked, &hash, &entry.provider, &entry.provider_id, &segments],
+            )
+            .await?;
+            for (n, a) in entry.attempts.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO smsbridge.attempts (message_id, n, provider, outcome, ms) VALUES ($1, $2, $3, $4, $5)",
+                    &[&entry.id, &(n as i32), &a.provider, &a.outcome.as_str(), &(a.ms as i64)],
+                )
+                .await?;
+            }
+            tx.execute(
+                "INSERT INTO smsbridge.statuses (message_id, status, at_ms) VALUES ($1, $2, smsbridge.now_ms())",
+                &[&entry.id, &entry.status.as_str()],
+            )
+            .await?;
+            tx.commit().await
+        })
+        .await
+    }
+
+    async fn update_status(&self, provider: &str, provider_id: &str, status: DeliveryState) -> Result<bool> {
+        let inserted = self
+            .run("record", async |c| {
+                c.execute(
+                    "INSERT INTO smsbridge.statuses (message_id, status, at_ms)
+                     SELECT id, $3, smsbridge.now_ms() FROM smsbridge.messages WHERE provider = $1 AND provider_id = $2",
+                    &[&provider, &provider_id, &status.as_str()],
+                )
+                .await
+            })
+            .await?;
+        Ok(inserted > 0)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<LoggedMessage>> {
+        self.run("record", async |c| {
+            let Some(row) = c
+                .query_opt(
+                    "SELECT id, route, to_masked, provider, provider_id, segments, created_ms
+                     FROM smsbridge.messages WHERE id = $1",
+                    &[&id],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let attempts = c
+                .query("SELECT provider, outcome, ms FROM smsbridge.attempts WHERE message_id = $1 ORDER BY n", &[&id])
+                .await?
+                .iter()
+                .map(|r| Attempt {
+                    provider: r.get(0),
+                    outcome: stored_outcome(r.get(1)),
+                    ms: r.get::<_, i64>(2) as u64,
+                })
+                .collect();
+            let statuses = c
+                .query("SELECT status, at_ms FROM smsbridge.statuses WHERE message_id = $1 ORDER BY seq", &[&id])
+                .await?
+                .iter()
+                .map(|r| StatusAt {
+                    // Only this module writes the column, from `DeliveryState`.
+                    status: DeliveryState::parse(r.get(0)).unwrap_or(DeliveryState::Queued),
+                    at_ms: r.get::<_, i64>(1) as u64,
+                })
+                .collect();
+            Ok(Some(LoggedMessage {
+                id: row.get(0),
+                route: row.get(1),
+                to: row.get(2),
+                provider: row.get(3),
+                provider_id: row.get(4),
+                segments: row.get::<_, i32>(5) as u32,
+                created_ms: row.get::<_, i64>(6) as u64,
+                attempts,
+                statuses,
+            }))
+        })
+        .await
+    }
+
+    async fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<LoggedMessage>> {
+        let hash = number_hash(&self.number_key, e164);
+        let limit = limit.min(10_000) as i64;
+        let ids: Vec<String> = self
+            .run("record", async |c| {
+                let rows = c
+                    .query(
+                        "SELECT id FROM smsbridge.messages WHERE number_hash = $1
+                         ORDER BY created_ms DESC, id DESC LIMIT $2",
+                        &[&hash, &limit],
+                    )
+                    .await?;
+                Ok(rows.iter().map(|r| r.get(0)).collect())
+            })
+            .await?;
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend(self.get(&id).await?);
+        }
+        Ok(out)
+    }
+
+    /// Purges for every instance, at most hourly: the instance that finds
+    /// the job due runs it, the others return 0.
+    async fn purge(&self, age: Duration) -> Result<usize> {
+        let (age, every) = (millis(age), millis(PURGE_EVERY));
+        self.run("purge", async |c| {
+            c.execute("INSERT INTO smsbridge.jobs (name, last_ms) VALUES ('purge', 0) ON CONFLICT DO NOTHING", &[])
+                .await?;
+            let won = c
+                .execute(
+                    "UPDATE smsbridge.jobs SET last_ms = smsbridge.now_ms()
+                     WHERE name = 'purge' AND last_ms <= smsbridge.now_ms() - $1",
+                    &[&every],
+                )
+                .await?;
+            if won == 0 {
+                return Ok(0);
+            }
+            let cutoff = "smsbridge.now_ms() - $1";
+            c.execute(&format!("DELETE FROM smsbridge.callbacks_seen WHERE at_ms < {cutoff}"), &[&age]).await?;
+            c.execute("DELETE FROM smsbridge.limit_events WHERE expires_ms < smsbridge.now_ms()", &[]).await?;
+            c.execute("DELETE FROM smsbridge.repeats WHERE expires_ms < smsbridge.now_ms()", &[]).await?;
+            c.execute("DELETE FROM smsbridge.instances WHERE seen_ms < smsbridge.now_ms() - 86400000", &[]).await?;
+            let n = c.execute(&format!("DELETE FROM smsbridge.messages WHERE created_ms < {cutoff}"), &[&age]).await?;
+            Ok(n as usize)
+        })
+        .await
+    }
+
+    async fn first_callback(&self, key: &str) -> Result<bool> {
+        let inserted = self
+            .run("record", async |c| {
+                c.execute(
+                    "INSERT INTO smsbridge.callbacks_seen (key, at_ms) VALUES ($1, smsbridge.now_ms())
+                     ON CONFLICT DO NOTHING",
+                    &[&key],
+                )
+                .await
+            })
+            .await?;
+        Ok(inserted == 1)
+    }
+}
+
+#[async_trait]
+impl Queue for Postgres {
+    async fn enqueue(&self, id: &str, route: &str, to: &str, body: &str, validity: Duration) -> Result<()> {
+        let validity = millis(validity);
+        self.run("enqueue", async |c| {
+            let stmt = c
+                .prepare_cached(
+                    "INSERT INTO smsbridge.queue (id, route, to_e164, body, expires_ms, next_ms)
+                     VALUES ($1, $2, $3, $4, smsbridge.now_ms() + $5, smsbridge.now_ms())",
+                )
+                .await?;
+            c.execute(&stmt, &[&id, &route, &to, &body, &validity]).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Nothing to do: a claim counts the previous owner's `sending` as
+    /// uncertain, so a message an instance left mid-send is safe as it is.
+    async fn recover(&self) -> Result<usize> {
+        Ok(0)
+    }
+
+    async fn due(&self, limit: usize, busy: &HashSet<String>) -> Result<Vec<Queued>> {
+        let (owner, lease, limit) = (self.owner.as_str(), millis(self.lease), limit as i64);
+        let busy: Vec<&str> = busy.iter().map(String::as_str).collect();
+        let rows = self
+            .run("claim", async |c| {
+                let stmt = c
+                    .prepare_cached(
+                        "WITH due AS (
+                             SELECT id FROM smsbridge.queue
+                             WHERE next_ms <= smsbridge.now_ms() AND lease_ms <= smsbridge.now_ms()
+                                 AND NOT (id = ANY($4))
+                             ORDER BY next_ms, id LIMIT $3
+                             FOR UPDATE SKIP LOCKED
+                         )
+                         UPDATE smsbridge.queue q
+                         SET owner = $1, lease_ms = smsbridge.now_ms() + $2, sending = NULL,
+                             uncertain = CASE
+                                 WHEN q.sending IS NULL OR q.sending = ANY(q.uncertain) THEN q.uncertain
+                                 ELSE array_append(q.uncertain, q.sending) END
+                         FROM due WHERE q.id = due.id
+                         RETURNING q.id, q.route, q.to_e164, q.body, q.expires_ms - smsbridge.now_ms(), q.tries,
+                             q.uncertain, q.next_ms",
+                    )
+                    .await?;
+                c.query(&stmt, &[&owner, &lease, &limit, &busy]).await
+            })
+            .await?;
+        *self.renewed.lock().unwrap() = Some(Instant::now());
+        let mut out: Vec<(i64, Queued)> = rows
+            .iter()
+            .map(|r| {
+                let left = r.get::<_, i64>(4).max(0) as u64;
+                let queued = Queued {
+                    id: r.get(0),
+                    route: r.get(1),
+                    to: r.get(2),
+                    body: r.get(3),
+                    // The database's expiry, on this instance's clock.
+                    expires_ms: now_ms() + left,
+                    tries: r.get::<_, i32>(5).max(0) as u32,
+                    uncertain: r.get(6),
+                };
+                (r.get::<_, i64>(7), queued)
+            })
+            .collect();
+        out.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));
+        Ok(out.into_iter().map(|(_, q)| q).collect())
+    }
+
+    /// Extends this instance's leases, a third of a lease after the last
+    /// extension at most.
+    async fn renew(&self, ids: &[String]) -> Result<()> {
+        let due = self.renewed.lock().unwrap().is_none_or(|at| at.elapsed() >= self.lease / 3);
+        if ids.is_empty() || !due {
+            return Ok(());
+        }
+        let (owner, lease) = (self.owner.as_str(), millis(self.lease));
+        self.run("renew", async |c| {
+            c.execute(
+                "UPDATE smsbridge.queue SET lease_ms = smsbridge.now_ms() + $2 WHERE owner = $1 AND id = ANY($3)",
+                &[&owner, &lease, &ids],
+            )
+            .await
+        })
+        .await?;
+        *self.renewed.lock().unwrap() = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Refused (so the request does not leave) unless this instance still
+    /// holds the message's lease.
+    async fn mark_sending(&self, id: &str, provider: &str) -> Result<()> {
+        let (owner, lease) = (self.owner.as_str(), millis(self.lease));
+        let marked = self
+            .run("mark", async |c| {
+                let stmt = c
+                    .prepare_cached(
+                        "UPDATE smsbridge.queue SET sending = $2,
+                             lease_ms = greatest(lease_ms, smsbridge.now_ms() + $4)
+                         WHERE id = $1 AND owner = $3 AND lease_ms > smsbridge.now_ms()",
+                    )
+                    .await?;
+                c.execute(&stmt, &[&id, &provider, &owner, &lease]).await
+            })
+            .await?;
+        if marked == 0 {
+            bail!("queued message {id}: this instance's claim ran out; another may deliver it");
+        }
+        Ok(())
+    }
+
+    async fn clear_sending(&self, id: &str) -> Result<()> {
+        let owner = self.owner.as_str();
+        self.owned_write("clear", "UPDATE smsbridge.queue SET sending = NULL WHERE id = $1 AND owner = $2", id, owner)
+            .await
+    }
+
+    async fn reschedule(&self, id: &str, wait: Duration, uncertain: &[String]) -> Result<()> {
+        let (owner, wait) = (self.owner.as_str(), millis(wait));
+        let n = self
+            .run("reschedule", async |c| {
+                let stmt = c
+                    .prepare_cached(
+                        "UPDATE smsbridge.queue SET next_ms = smsbridge.now_ms() + $3, tries = tries + 1,
+                             sending = NULL, uncertain = $4, owner = NULL, lease_ms = 0
+                         WHERE id = $1 AND owner = $2",
+                    )
+                    .await?;
+                c.execute(&stmt, &[&id, &owner, &wait, &uncertain]).await
+            })
+            .await?;
+        lost(id, n);
+        Ok(())
+    }
+
+    async fn dequeue(&self, id: &str) -> Result<()> {
+        let owner = self.owner.as_str();
+        self.owned_write("dequeue", "DELETE FROM smsbridge.queue WHERE id = $1 AND owner = $2", id, owner).await
+    }
+}
+
+impl Postgres {
+    /// A write about a message this instance claimed.
+    async fn owned_write(&self, op: &'static str, sql: &'static str, id: &str, owner: &str) -> Result<()> {
+        let n = self
+            .run(op, async |c| {
+                let stmt = c.prepare_cached(sql).await?;
+                c.execute(&stmt, &[&id, &owner]).await
+            })
+            .await?;
+        lost(id, n);
+        Ok(())
+    }
+}
+
+/// A write that found the message claimed by another instance (this one's
+/// lease ran out): the other instance decides now.
+fn lost(id: &str, rows: u64) {
+    if rows == 0 {
+        tracing::warn!(%id, "queued message claimed by another instance meanwhile; left to it");
+    }
+}

@@ -1,0 +1,149 @@
+//! The schema, created and migrated at start by numbered migrations, each
+//! applied once, in one transaction under an advisory lock: instances that
+//! start together wait for each other instead of racing.
+
+use anyhow::{Context, Result};
+
+/// Migration `n` is `MIGRATIONS[n - 1]`. Append only: an applied migration
+/// is never edited.
+const MIGRATIONS: &[&str] = &[
+    // 1: everything the first shared version keeps.
+    r#"
+CREATE TABLE smsbridge.instances (owner text PRIMARY KEY, seen_ms bigint NOT NULL);
+
+-- The database's clock, which every instance agrees on.
+CREATE FUNCTION smsbridge.now_ms() RETURNS bigint LANGUAGE sql VOLATILE
+    AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
+
+-- One row per send counted, per limit key: exact sliding windows.
+CREATE TABLE smsbridge.limit_events (
+    key text NOT NULL,
+    at_ms bigint NOT NULL,
+    expires_ms bigint NOT NULL
+);
+CREATE INDEX limit_events_by_key ON smsbridge.limit_events (key, at_ms);
+CREATE INDEX limit_events_by_expiry ON smsbridge.limit_events (expires_ms);
+
+-- Counts one send under every key if each has room; else counts nothing
+-- and returns the first full key's index (from 0) and when it has room.
+CREATE FUNCTION smsbridge.admit(keys text[], limits integer[], windows bigint[])
+RETURNS TABLE (full_index integer, retry_ms bigint) LANGUAGE plpgsql AS $$
+DECLARE
+    t_now bigint := smsbridge.now_ms();
+    h bigint;
+    n bigint;
+    nth bigint;
+BEGIN
+    -- The keys' locks, always in one order: two sends to one number
+    -- count one after the other, never both into the last place.
+    FOR h IN SELECT DISTINCT hashtextextended(k, 0) FROM unnest(keys) AS k ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(h);
+    END LOOP;
+    FOR i IN 1 .. coalesce(array_length(keys, 1), 0) LOOP
+        SELECT count(*) INTO n FROM smsbridge.limit_events e
+            WHERE e.key = keys[i] AND e.at_ms > t_now - windows[i];
+        IF n >= limits[i] THEN
+            -- Room again when the oldest send still counted leaves the window.
+            SELECT e.at_ms INTO nth FROM smsbridge.limit_events e
+                WHERE e.key = keys[i] AND e.at_ms > t_now - windows[i]
+                ORDER BY e.at_ms DESC OFFSET limits[i] - 1 LIMIT 1;
+            full_index := i - 1;
+            retry_ms := greatest(nth + windows[i] - t_now, 0);
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END LOOP;
+    INSERT INTO smsbridge.limit_events (key, at_ms, expires_ms)
+        SELECT keys[i], t_now, t_now + windows[i] FROM generate_subscripts(keys, 1) AS i;
+END $$;
+
+-- Answers kept for repeated requests; `result` is null while in flight.
+CREATE TABLE smsbridge.repeats (
+    key text PRIMARY KEY,
+    fingerprint text NOT NULL,
+    result bytea,
+    expires_ms bigint NOT NULL
+);
+CREATE INDEX repeats_by_expiry ON smsbridge.repeats (expires_ms);
+
+CREATE TABLE smsbridge.messages (
+    id text PRIMARY KEY,
+    created_ms bigint NOT NULL,
+    route text NOT NULL,
+    to_masked text NOT NULL,
+    number_hash text NOT NULL,
+    provider text NOT NULL,
+    provider_id text,
+    segments integer NOT NULL
+);
+CREATE INDEX messages_by_number ON smsbridge.messages (number_hash, created_ms);
+CREATE INDEX messages_by_provider_id ON smsbridge.messages (provider, provider_id);
+CREATE INDEX messages_by_age ON smsbridge.messages (created_ms);
+CREATE TABLE smsbridge.attempts (
+    message_id text NOT NULL REFERENCES smsbridge.messages (id) ON DELETE CASCADE,
+    n integer NOT NULL,
+    provider text NOT NULL,
+    outcome text NOT NULL,
+    ms bigint NOT NULL,
+    PRIMARY KEY (message_id, n)
+);
+CREATE TABLE smsbridge.statuses (
+    seq bigserial PRIMARY KEY,
+    message_id text NOT NULL REFERENCES smsbridge.messages (id) ON DELETE CASCADE,
+    status text NOT NULL,
+    at_ms bigint NOT NULL
+);
+CREATE INDEX statuses_by_message ON smsbridge.statuses (message_id);
+CREATE TABLE smsbridge.callbacks_seen (key text PRIMARY KEY, at_ms bigint NOT NULL);
+
+-- Queued messages not yet delivered. An instance claims a row for a lease
+-- (owner, lease_ms); `sending` names the provider a request may be on its
+-- way to, `uncertain` the providers that may have the message.
+CREATE TABLE smsbridge.queue (
+    id text PRIMARY KEY,
+    route text NOT NULL,
+    to_e164 text NOT NULL,
+    body text NOT NULL,
+    expires_ms bigint NOT NULL,
+    next_ms bigint NOT NULL,
+    tries integer NOT NULL DEFAULT 0,
+    sending text,
+    uncertain text[] NOT NULL DEFAULT '{}',
+    owner text,
+    lease_ms bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX queue_due ON smsbridge.queue (next_ms);
+
+-- Jobs that one instance runs for all (the retention purge), by last run.
+CREATE TABLE smsbridge.jobs (name text PRIMARY KEY, last_ms bigint NOT NULL);
+"#,
+];
+
+/// Brings the schema up to the newest migration this build knows.
+pub(super) async fn migrate(client: &mut deadpool_postgres::Client) -> Result<()> {
+    let tx = client.transaction().await?;
+    // Any constant: smsbridge's migrations, one at a time across instances.
+    tx.execute("SELECT pg_advisory_xact_lock(7013386)", &[]).await?;
+    tx.batch_execute(
+        "CREATE SCHEMA IF NOT EXISTS smsbridge;
+         CREATE TABLE IF NOT EXISTS smsbridge.migrations (version integer PRIMARY KEY, applied timestamptz NOT NULL DEFAULT now());",
+    )
+    .await
+    .context("state schema")?;
+    let applied: i32 =
+        tx.query_one("SELECT coalesce(max(version), 0) FROM smsbridge.migrations", &[]).await?.get(0);
+    let known = MIGRATIONS.len() as i32;
+    if applied > known {
+        // A newer smsbridge migrated it: migrations only add, so an older
+        // one rolling out beside it still works.
+        tracing::warn!(applied, known, "the state schema is newer than this smsbridge");
+    }
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        let version = n as i32 + 1;
+        tx.batch_execute(sql).await.with_context(|| format!("state schema migration {version}"))?;
+        tx.execute("INSERT INTO smsbridge.migrations (version) VALUES ($1)", &[&version]).await?;
+        tracing::info!(version, "state schema migrated");
+    }
+    tx.commit().await?;
+    Ok(())
+}
