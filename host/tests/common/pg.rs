@@ -90,6 +90,16 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The one number `sql` answers, through `psql`.
+    pub fn query_i64(&self, sql: &str) -> i64 {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-At", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
     /// Stops the server at once, as a crash would.
     pub fn stop(&self) {
         let _ = as_owner(&self.bin.join("pg_ctl"))

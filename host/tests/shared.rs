@@ -1,0 +1,346 @@
+//! Several smsbridge instances sharing one PostgreSQL database, through the
+//! real binary: limits exact across instances, one SMS for a key sent at
+//! two, a killed instance's queued messages delivered by the others and
+//! none twice, a Digest challenge answered at another instance, and the
+//! database stopped and started under load.
+
+mod common;
+
+use common::pg::Postgres;
+use common::{Running, holding_provider, request, serve};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PHONE: &str = "%2B447400123456";
+
+/// One instance: its process, folder, callers' and admin addresses, logs.
+struct Instance {
+    child: Running,
+    _dir: tempfile::TempDir,
+    addr: String,
+    admin: String,
+    logs: Mutex<std::sync::mpsc::Receiver<String>>,
+}
+
+impl Instance {
+    fn start(config: &str) -> Instance {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, addr, admin, logs) = serve(dir.path(), config);
+        let instance = Instance { child, _dir: dir, addr, admin, logs: Mutex::new(logs) };
+        instance.wait_healthy(Duration::from_secs(30));
+        instance
+    }
+
+    fn health(&self) -> (u16, String) {
+        request(&self.admin, "GET", "/admin/health", "", "")
+    }
+
+    fn wait_healthy(&self, within: Duration) {
+        let until = Instant::now() + within;
+        loop {
+            let (status, body) = self.health();
+            if status == 200 {
+                return;
+            }
+            assert!(Instant::now() < until, "instance never healthy: {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn send(&self, path: &str, code: &str, headers: &str) -> (u16, String) {
+        let form = format!("phone={PHONE}&message={}", code.replace(' ', "+"));
+        request(&self.addr, "POST", path, headers, &form)
+    }
+
+    /// Every log line so far; panics if one says smsbridge panicked.
+    fn logs(&self) -> Vec<String> {
+        let lines: Vec<String> = self.logs.lock().unwrap().try_iter().collect();
+        assert!(!lines.iter().any(|l| l.contains("panicked")), "a panic: {lines:?}");
+        lines
+    }
+}
+
+/// A config whose state is in `pg`, with a `/v1/send` route (plus `route`
+/// lines) and a queued `/v1/queued` route, both to a generic-http provider
+/// at `provider`.
+fn config(pg: &Postgres, provider: &str, route: &str, state: &str) -> String {
+    format!(
+        r#"
+[admin]
+[state]
+url = "{url}"
+lease_ms = 2000
+timeout_ms = 1000
+{state}
+[record]
+number_key = "shared-number-key-5d1c"
+[auth]
+digest_key = "shared-digest-key-77a1"
+[[provider]]
+name = "p"
+adapter = "generic-http"
+allow_hosts = ["http://{provider}"]
+[provider.config]
+url = "http://{provider}/send"
+params = "to={{to}}&text={{body}}"
+id_pointer = "/id"
+[[route]]
+path = "/v1/send"
+providers = ["p"]
+{route}
+[[route]]
+path = "/v1/queued"
+providers = ["p"]
+queued = true
+idempotency_window_s = 0
+limits = {{ per_number = "off", per_prefix = "off" }}
+"#,
+        url = pg.url()
+    )
+}
+
+fn sum(texts: &Mutex<BTreeMap<String, u32>>) -> u32 {
+    texts.lock().unwrap().values().sum()
+}
+
+#[test]
+fn a_per_number_limit_is_exact_across_three_instances() {
+    let pg = Postgres::start();
+    let (provider, texts) = holding_provider(Duration::ZERO);
+    let route = "limits = { per_number = \"5/10m\", per_prefix = \"off\" }\nidempotency_window_s = 0";
+    let config = config(&pg, &provider, route, "");
+    let instances: Vec<Arc<Instance>> = (0..3).map(|_| Arc::new(Instance::start(&config))).collect();
+    // Ten sends to one number at once, round-robin over the three.
+    let sends: Vec<_> = (0..10)
+        .map(|i| {
+            let instance = instances[i % 3].clone();
+            std::thread::spawn(move || instance.send("/v1/send", &format!("Your code is {i:06}"), "").0)
+        })
+        .collect();
+    let mut statuses: Vec<u16> = sends.into_iter().map(|t| t.join().unwrap()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429, 429, 429]);
+    assert_eq!(sum(&texts), 5, "{:?}", texts.lock().unwrap());
+    // Another number has its own count, at any instance.
+    let other = request(&instances[1].addr, "POST", "/v1/send", "", "phone=%2B447400123457&message=Your+code+is+1");
+    assert_eq!(other.0, 200, "{}", other.1);
+}
+
+#[test]
+fn one_idempotency_key_sent_at_two_instances_at_once_sends_one_sms() {
+    let pg = Postgres::start();
+    // Slow enough that the second request arrives while the first is sent.
+    let (provider, texts) = holding_provider(Duration::from_millis(700));
+    let config = config(&pg, &provider, "", "");
+    let (a, b) = (Arc::new(Instance::start(&config)), Arc::new(Instance::start(&config)));
+    let key = "Idempotency-Key: login-7f3a-0001\r\n";
+    let answers: Vec<(u16, String)> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|instance| std::thread::spawn(move || instance.send("/v1/send", "Your code is 424242", key)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(sum(&texts), 1, "{:?}", texts.lock().unwrap());
+    let json: Vec<serde_json::Value> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 200, "{body}");
+            serde_json::from_str(body).unwrap()
+        })
+        .collect();
+    for field in ["id", "provider_id", "provider"] {
+        assert_eq!(json[0][field], json[1][field], "{field}: {answers:?}");
+    }
+    // Later, at a third instance: the same first answer.
+    let c = Instance::start(&config);
+    let (status, body) = c.send("/v1/send", "Your code is 424242", key);
+    assert_eq!(status, 200, "{body}");
+    let again: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((again["id"].clone(), again["replayed"].clone()), (json[0]["id"].clone(), true.into()));
+    assert_eq!(sum(&texts), 1);
+}
+
+#[test]
+fn queued_messages_of_a_killed_instance_are_delivered_by_the_others_and_none_twice() {
+    let pg = Postgres::start();
+    let (provider, texts) = holding_provider(Duration::from_millis(1500));
+    let config = config(&pg, &provider, "", "");
+    let mut a = Instance::start(&config);
+    let codes: Vec<String> = (0..50).map(|i| format!("Your code is 5{i:05}")).collect();
+    let mut ids = Vec::new();
+    for code in &codes {
+        let (status, body) = a.send("/v1/queued", code, "");
+        assert_eq!(status, 202, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        ids.push(json["id"].as_str().unwrap().to_string());
+    }
+    // A delivers eight at a time, each held at the provider: kill -9 then.
+    let until = Instant::now() + Duration::from_secs(20);
+    while sum(&texts) < 8 {
+        assert!(Instant::now() < until, "A never delivered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.child.0.kill().unwrap();
+    a.child.0.wait().unwrap();
+    let at_kill = sum(&texts);
+    assert!(at_kill < 50, "A delivered everything before the kill: {at_kill}");
+
+    let (b, c) = (Instance::start(&config), Instance::start(&config));
+    let until = Instant::now() + Duration::from_secs(60);
+    while texts.lock().unwrap().len() < codes.len() {
+        assert!(Instant::now() < until, "not every message arrived: {} of 50", texts.lock().unwrap().len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Past the leases of what A held: nothing arrives a second time.
+    std::thread::sleep(Duration::from_millis(3000));
+    let seen = texts.lock().unwrap().clone();
+    for code in &codes {
+        assert_eq!(seen.get(code), Some(&1), "{code} reached the provider {:?} times", seen.get(code));
+    }
+    // Every message is in the record, read at either instance, and none
+    // is left in the queue.
+    for (n, id) in ids.iter().enumerate() {
+        let at = if n % 2 == 0 { &b } else { &c };
+        let (status, body) = request(&at.admin, "GET", &format!("/admin/messages/{id}"), "", "");
+        assert_eq!(status, 200, "{id}: {body}");
+    }
+    let left = pg.query_i64("SELECT count(*) FROM smsbridge.queue");
+    assert_eq!(left, 0, "messages left in the queue");
+    b.logs();
+    c.logs();
+}
+
+#[test]
+fn a_digest_challenge_from_one_instance_is_answered_at_another() {
+    let pg = Postgres::start();
+    let (provider, texts) = holding_provider(Duration::ZERO);
+    let password = "digest-pass-shared-9e2a";
+    let route = format!("auth = {{ digest = {{ user = \"linotp\", password = \"{password}\" }} }}");
+    let config = config(&pg, &provider, &route, "");
+    let (a, b) = (Instance::start(&config), Instance::start(&config));
+    let (status, _) = a.send("/v1/send", "Your code is 1", "");
+    assert_eq!(status, 401);
+    let challenge = raw_header(&a.addr, "/v1/send", "www-authenticate: digest");
+    let nonce = challenge.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let h = |text: String| hex(&Sha256::digest(text.as_bytes()));
+    let (realm, uri, cnonce, nc) = ("smsbridge", "/v1/send", "0a4f113b", "00000001");
+    let ha1 = h(format!("linotp:{realm}:{password}"));
+    let ha2 = h(format!("POST:{uri}"));
+    let response = h(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+    let authorization = format!(
+        "Authorization: Digest username=\"linotp\", realm=\"{realm}\", uri=\"{uri}\", algorithm=SHA-256, nonce=\"{nonce}\", nc={nc}, cnonce=\"{cnonce}\", qop=auth, response=\"{response}\"\r\n"
+    );
+    let (status, body) = b.send("/v1/send", "Your code is 2", &authorization);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sum(&texts), 1);
+}
+
+#[test]
+fn the_database_stopped_and_started_under_load() {
+    let pg = Postgres::start();
+    let (provider, texts) = holding_provider(Duration::ZERO);
+    let route = "limits = { per_number = \"off\", per_prefix = \"off\" }";
+    let closed = Arc::new(Instance::start(&config(&pg, &provider, route, "")));
+    let open = Arc::new(Instance::start(&config(&pg, &provider, route, "on_failure = \"open\"")));
+
+    // Load on both instances, both routes, throughout.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    type Seen = Arc<Mutex<Vec<(&'static str, &'static str, u16, String, String)>>>;
+    let seen: Seen = Default::default();
+    let load: Vec<_> = [("closed", closed.clone()), ("open", open.clone())]
+        .into_iter()
+        .flat_map(|(name, instance)| {
+            ["/v1/send", "/v1/queued"].map(|path| {
+                let (instance, stop, seen) = (instance.clone(), stop.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        n += 1;
+                        let code = format!("{name}{path} {n}");
+                        let (status, body) = instance.send(path, &code, "");
+                        let path = if path == "/v1/send" { "send" } else { "queued" };
+                        seen.lock().unwrap().push((name, path, status, code, body));
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                })
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    pg.stop();
+    let stopped_at = seen.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(3000));
+    let (status, body) = closed.health();
+    assert_eq!(status, 503, "health while the database is down: {body}");
+    assert!(body.contains("\"up\":false"), "{body}");
+    let (_, metrics) = request(&closed.admin, "GET", "/metrics", "", "");
+    assert!(metrics.contains("smsbridge_state_up 0"), "{metrics}");
+    let down_len = seen.lock().unwrap().len();
+    pg.start_again();
+    let restarted_at = Instant::now();
+    closed.wait_healthy(Duration::from_secs(20));
+    open.wait_healthy(Duration::from_secs(20));
+    let recovered = restarted_at.elapsed();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+
+    // While down (answers well after the stop, before the restart): the
+    // documented behaviour of each kind of route.
+    let settle = stopped_at + (down_len - stopped_at) / 2;
+    let down = &seen[settle..down_len];
+    let of = |name: &str, path: &str| -> Vec<u16> {
+        down.iter().filter(|s| s.0 == name && s.1 == path).map(|s| s.2).collect()
+    };
+    assert!(!of("closed", "send").is_empty() && !of("open", "send").is_empty(), "load ran while down");
+    assert!(of("closed", "send").iter().all(|s| *s == 503), "closed: {:?}", of("closed", "send"));
+    assert!(of("open", "send").iter().all(|s| *s == 200), "open: {:?}", of("open", "send"));
+    for name in ["closed", "open"] {
+        assert!(of(name, "queued").iter().all(|s| *s == 503), "{name} queued: {:?}", of(name, "queued"));
+    }
+    for s in down.iter().filter(|s| s.2 == 503) {
+        assert!(s.4.contains("state_unavailable"), "{s:?}");
+    }
+    // After: full service on both.
+    let last: Vec<_> = seen.iter().rev().take(8).collect();
+    assert!(last.iter().all(|s| s.2 == 200 || s.2 == 202), "after recovery ({recovered:?}): {last:?}");
+    // No accepted queued message is lost.
+    let until = Instant::now() + Duration::from_secs(20);
+    let accepted: Vec<String> = seen.iter().filter(|s| s.2 == 202).map(|s| s.3.clone()).collect();
+    while accepted.iter().any(|code| !texts.lock().unwrap().contains_key(code)) {
+        assert!(Instant::now() < until, "an accepted queued message never arrived");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs = closed.logs();
+    let outages = logs.iter().filter(|l| l.contains("state database unreachable")).count();
+    assert_eq!(outages, 1, "the outage is logged once: {outages}");
+    assert!(logs.iter().any(|l| l.contains("state database reachable")));
+    open.logs();
+}
+
+/// The first header line of an unauthenticated POST that starts with
+/// `prefix` (lowercase).
+fn raw_header(addr: &str, path: &str, prefix: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let body = format!("phone={PHONE}&message=x");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.lines().find(|l| l.to_ascii_lowercase().starts_with(prefix)).unwrap_or_default().to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
