@@ -5,12 +5,12 @@
 //!
 //! The rules live in `delivery`; the routes and adapters in `routing`.
 
+use crate::config::OnStateFailure;
 use crate::config::{Config, Route};
 use crate::delivery::bulkhead::Wait;
 use crate::delivery::queue::QueueWorker;
 use crate::delivery::{Courier, Refusal, Sent, Via, admission, new_id};
 use crate::outcome::{Callback, ReceiptRefusal};
-use crate::config::OnStateFailure;
 use crate::postgres::Postgres;
 use crate::record::{MessageLog, Queue, SqliteRecord};
 use crate::registry::{Change, Registry};

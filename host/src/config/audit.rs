@@ -43,6 +43,18 @@ pub fn risks(config: &Config, secret_keys: impl Fn(&str) -> Vec<String>) -> Vec<
     if config.admin.as_ref().and_then(|a| a.token.as_ref()).is_some_and(|t| !t.from_env) {
         risks.push("admin token is written inline; read it with { env = \"NAME\" }".into());
     }
+    if let Some(state) = &config.state {
+        let pg: Option<tokio_postgres::Config> = state.url.value.parse().ok();
+        if !state.url.from_env && pg.as_ref().is_some_and(|c| c.get_password().is_some()) {
+            risks.push("state `url` holds a password inline; read the URL with { env = \"NAME\" }".into());
+        }
+        if pg.is_some_and(|c| c.get_ssl_mode() != tokio_postgres::config::SslMode::Require) {
+            risks.push(
+                "state `url` does not set sslmode=require: limits, repeats and queued codes may cross the network in clear"
+                    .into(),
+            );
+        }
+    }
     risks
 }
 
@@ -88,5 +100,21 @@ auth = { bearer = { token = { env = "SMSBRIDGE_AUDIT_TOKEN" } } }
         assert!(!has("account_sid"), "{found:?}");
         assert!(has("admin token is written inline"), "{found:?}");
         assert_eq!(found.len(), 5, "{found:?}");
+    }
+
+    #[test]
+    fn a_state_url_with_an_inline_password_or_without_tls_is_flagged() {
+        let found = |url: &str| {
+            let text = format!("[record]\nnumber_key = \"number-key-123456\"\n[state]\nurl = \"{url}\"\n");
+            risks(&Config::parse(&text, "t.toml").unwrap(), |_| vec![])
+        };
+        let inline = found("postgres://sb:pw-inline-1@db.example/sb?sslmode=require");
+        assert_eq!(inline.len(), 1, "{inline:?}");
+        assert!(inline[0].contains("holds a password inline"), "{inline:?}");
+        assert!(!inline[0].contains("pw-inline-1"), "the password is not repeated: {inline:?}");
+        let plain = found("postgres://sb@db.example/sb");
+        assert_eq!(plain.len(), 1, "{plain:?}");
+        assert!(plain[0].contains("sslmode=require"), "{plain:?}");
+        assert!(found("postgres://sb@db.example/sb?sslmode=require").is_empty());
     }
 }

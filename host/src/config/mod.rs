@@ -645,4 +645,32 @@ mod tests {
         assert!(s["token"].from_env && s["token"].value == "s3cret");
         assert!(!format!("{c:?}").contains("s3cret"));
     }
+
+    #[test]
+    fn state_errors_name_the_key_and_never_echo_the_url() {
+        let err = |text: &str| Config::parse(text, "gw.toml").unwrap_err().to_string();
+        let key = "[record]\nnumber_key = \"number-key-123456\"\n";
+        let ok = Config::parse(&format!("{key}[state]\nurl = \"postgres://sb@db/sb\"\n"), "gw.toml").unwrap();
+        let state = ok.state.unwrap();
+        assert_eq!((state.on_failure, state.pool, state.lease), (OnStateFailure::Closed, 16, Duration::from_secs(30)));
+        assert_eq!(ok.record.unwrap().path, None);
+        let e = err("[state]\nurl = \"postgres://sb@db/sb\"\n");
+        assert!(e.contains("set [record] `number_key`"), "{e}");
+        let e =
+            err("[record]\npath = \"m.db\"\nnumber_key = \"number-key-123456\"\n[state]\nurl = \"postgres://db/sb\"\n");
+        assert!(e.contains("remove `path`"), "{e}");
+        let e = err(&format!("{key}[state]\nurl = \"mysql://u:hunter2-secret@db/sb\"\n"));
+        assert!(e.contains("gw.toml:4: state `url` must start with postgres://") && !e.contains("hunter2"), "{e}");
+        let e = err(&format!("{key}[state]\nurl = \"postgres://u:hunter2-secret@db/sb?sslmode=sometimes\"\n"));
+        assert!(e.contains("state `url` is not a PostgreSQL URL") && !e.contains("hunter2"), "{e}");
+        let e = err(&format!("{key}[state]\nurl = \"postgres://db/sb\"\non_failure = \"maybe\"\n"));
+        assert!(e.contains("gw.toml:5: state `on_failure` must be \"closed\" or \"open\""), "{e}");
+        let e = err(&format!("{key}[state]\nurl = \"postgres://db/sb\"\nlease_ms = 10\n"));
+        assert!(e.contains("state `lease_ms` must be 1000 to 600000 (got 10)"), "{e}");
+        let e = err("[record]\nretention_days = 3\n");
+        assert!(e.contains("[record] needs `path`"), "{e}");
+        // A queued route needs a record, which [state] provides.
+        let queued = "[[provider]]\nname = \"a\"\nadapter = \"outbox\"\n[[route]]\npath = \"/q\"\nproviders = [\"a\"]\nqueued = true\n";
+        Config::parse(&format!("{key}[state]\nurl = \"postgres://db/sb\"\n{queued}"), "gw.toml").unwrap();
+    }
 }

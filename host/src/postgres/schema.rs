@@ -130,8 +130,7 @@ pub(super) async fn migrate(client: &mut deadpool_postgres::Client) -> Result<()
     )
     .await
     .context("state schema")?;
-    let applied: i32 =
-        tx.query_one("SELECT coalesce(max(version), 0) FROM smsbridge.migrations", &[]).await?.get(0);
+    let applied: i32 = tx.query_one("SELECT coalesce(max(version), 0) FROM smsbridge.migrations", &[]).await?.get(0);
     let known = MIGRATIONS.len() as i32;
     if applied > known {
         // A newer smsbridge migrated it: migrations only add, so an older

@@ -4,11 +4,11 @@
 
 pub mod pg;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// One HTTP/1.1 request over a plain socket: status and body.
