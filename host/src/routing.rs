@@ -182,6 +182,11 @@ impl Routes {
         if config.record.as_ref().map(|r| &r.path) != old.config.record.as_ref().map(|r| &r.path) {
             tracing::warn!("[record] changes only on restart");
         }
+        let state =
+            |c: &Config| c.state.as_ref().map(|s| (s.url.value.clone(), s.ca.clone(), s.pool, s.timeout, s.lease));
+        if state(&config) != state(&old.config) {
+            tracing::warn!("[state] changes only on restart, except on_failure, which applies now");
+        }
         let (wanted, slots) = (config.sends_in_flight(), self.registry.runtime().slots());
         if wanted > slots {
             tracing::warn!(

@@ -126,6 +126,43 @@ fn a_per_number_limit_is_exact_across_three_instances() {
     // Another number has its own count, at any instance.
     let other = request(&instances[1].addr, "POST", "/v1/send", "", "phone=%2B447400123457&message=Your+code+is+1");
     assert_eq!(other.0, 200, "{}", other.1);
+    // Every instance's record lookup by number sees all five sends.
+    for instance in &instances {
+        let (status, body) = request(&instance.admin, "GET", "/admin/messages?number=%2B447400123456", "", "");
+        assert_eq!(status, 200, "{body}");
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(list["messages"].as_array().unwrap().len(), 5, "{body}");
+    }
+}
+
+#[test]
+fn retention_purges_once_an_hour_for_all_instances() {
+    let pg = Postgres::start();
+    let (provider, _texts) = holding_provider(Duration::ZERO);
+    let config = config(&pg, &provider, "", "");
+    let _a = Instance::start(&config);
+    let old = |id: &str| {
+        format!(
+            "INSERT INTO smsbridge.messages (id, created_ms, route, to_masked, number_hash, provider, segments) \
+             VALUES ('{id}', 0, '/v1/send', '+4474****3456', 'h', 'p', 1)"
+        )
+    };
+    let count = |id: &str| pg.query_i64(&format!("SELECT count(*) FROM smsbridge.messages WHERE id = '{id}'"));
+    // As if the last purge were long ago: the next instance to start purges.
+    pg.execute(&old("old-1"));
+    pg.execute("UPDATE smsbridge.jobs SET last_ms = 0 WHERE name = 'purge'");
+    let _b = Instance::start(&config);
+    let until = Instant::now() + Duration::from_secs(10);
+    while count("old-1") == 1 {
+        assert!(Instant::now() < until, "B never purged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Within the hour, another instance's start does not purge again.
+    pg.execute(&old("old-2"));
+    let c = Instance::start(&config);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(count("old-2"), 1, "purged a second time within the hour");
+    c.logs();
 }
 
 #[test]

@@ -165,22 +165,31 @@ pub struct Load {
 /// Runs `load` against `url`, sampling the resident memory of `pid` every
 /// 20 ms. Throughput counts 200 answers; every other answer is an error.
 pub async fn closed_loop(client: &reqwest::Client, url: &str, load: Load, pid: u32) -> Run {
+    closed_loop_over(client, &[url], load, &[pid]).await
+}
+
+/// [`closed_loop`] over several instances: caller `i` sends to `urls[i %
+/// n]`, as a load balancer spreads connections; the memory is the sum of
+/// `pids`.
+pub async fn closed_loop_over(client: &reqwest::Client, urls: &[&str], load: Load, pids: &[u32]) -> Run {
     let issued = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let peak_rss = Arc::new(AtomicU64::new(0));
     let sampler = {
-        let (stop, peak_rss) = (stop.clone(), peak_rss.clone());
+        let (stop, peak_rss, pids) = (stop.clone(), peak_rss.clone(), pids.to_vec());
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                peak_rss.fetch_max((super::rss_mib(pid) * 1024.0) as u64, Ordering::Relaxed);
+                let rss: f64 = pids.iter().map(|p| super::rss_mib(*p)).sum();
+                peak_rss.fetch_max((rss * 1024.0) as u64, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
     };
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..load.clients {
-        let (client, url, issued, stop) = (client.clone(), url.to_string(), issued.clone(), stop.clone());
+    for i in 0..load.clients {
+        let url = urls[i % urls.len()].to_string();
+        let (client, issued, stop) = (client.clone(), issued.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
             let (mut latencies, mut errors) = (Vec::new(), 0);
             loop {

@@ -25,6 +25,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 /// How often the heartbeat probes the database.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
+/// The longest the retention purge may take.
+const PURGE_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// An instance seen within this is counted as alive in `/admin/health`.
 const ALIVE_WITHIN: Duration = Duration::from_secs(10);
 
@@ -153,9 +156,11 @@ impl Postgres {
             self.migrated.get_or_try_init(|| schema::migrate(&mut client)).await?;
             f(&mut client).await.map_err(|e| anyhow!("{}", describe(&e)))
         };
-        let result = match tokio::time::timeout(self.timeout, work).await {
+        // The hourly purge may delete a day of messages: minutes, not seconds.
+        let limit = if op == "purge" { PURGE_TIMEOUT } else { self.timeout };
+        let result = match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
-            Err(_) => Err(anyhow!("the state database did not answer within {} ms", self.timeout.as_millis())),
+            Err(_) => Err(anyhow!("the state database did not answer within {} ms", limit.as_millis())),
         };
         match &result {
             Ok(_) => self.mark(true, op, None),

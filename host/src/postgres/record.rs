@@ -153,7 +153,8 @@ impl MessageLog for Postgres {
             }
             let cutoff = "smsbridge.now_ms() - $1";
             c.execute(&format!("DELETE FROM smsbridge.callbacks_seen WHERE at_ms < {cutoff}"), &[&age]).await?;
-            c.execute("DELETE FROM smsbridge.limit_events WHERE expires_ms < smsbridge.now_ms()", &[]).await?;
+            // A thousand keys a call: each holds a lock until the call ends.
+            while c.query_one("SELECT smsbridge.purge_limits()", &[]).await?.get::<_, i32>(0) == 1000 {}
             c.execute("DELETE FROM smsbridge.repeats WHERE expires_ms < smsbridge.now_ms()", &[]).await?;
             c.execute("DELETE FROM smsbridge.instances WHERE seen_ms < smsbridge.now_ms() - 86400000", &[]).await?;
             let n = c.execute(&format!("DELETE FROM smsbridge.messages WHERE created_ms < {cutoff}"), &[&age]).await?;

@@ -15,14 +15,17 @@ CREATE TABLE smsbridge.instances (owner text PRIMARY KEY, seen_ms bigint NOT NUL
 CREATE FUNCTION smsbridge.now_ms() RETURNS bigint LANGUAGE sql VOLATILE
     AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint $$;
 
--- One row per send counted, per limit key: exact sliding windows.
+-- One row per send counted, per limit key: exact sliding windows. A key's
+-- expired rows go as it is next counted, so `limit_counts.n` (the rows a
+-- key has) stays at most its limit, and a count is one row's update.
 CREATE TABLE smsbridge.limit_events (
     key text NOT NULL,
     at_ms bigint NOT NULL,
     expires_ms bigint NOT NULL
 );
 CREATE INDEX limit_events_by_key ON smsbridge.limit_events (key, at_ms);
-CREATE INDEX limit_events_by_expiry ON smsbridge.limit_events (expires_ms);
+CREATE TABLE smsbridge.limit_counts (key text PRIMARY KEY, n integer NOT NULL, expires_ms bigint NOT NULL);
+CREATE INDEX limit_counts_by_expiry ON smsbridge.limit_counts (expires_ms);
 
 -- Counts one send under every key if each has room; else counts nothing
 -- and returns the first full key's index (from 0) and when it has room.
@@ -31,30 +34,58 @@ RETURNS TABLE (full_index integer, retry_ms bigint) LANGUAGE plpgsql AS $$
 DECLARE
     t_now bigint := smsbridge.now_ms();
     h bigint;
-    n bigint;
-    nth bigint;
+    gone integer;
+    n integer;
+    oldest bigint;
 BEGIN
+    -- A count lost with the database's last moments is a send allowed
+    -- twice, not a message lost: the commit need not wait for the disk,
+    -- and the keys' locks are held that much shorter.
+    PERFORM set_config('synchronous_commit', 'off', true);
     -- The keys' locks, always in one order: two sends to one number
     -- count one after the other, never both into the last place.
     FOR h IN SELECT DISTINCT hashtextextended(k, 0) FROM unnest(keys) AS k ORDER BY 1 LOOP
         PERFORM pg_advisory_xact_lock(h);
     END LOOP;
     FOR i IN 1 .. coalesce(array_length(keys, 1), 0) LOOP
-        SELECT count(*) INTO n FROM smsbridge.limit_events e
-            WHERE e.key = keys[i] AND e.at_ms > t_now - windows[i];
+        WITH expired AS (
+            DELETE FROM smsbridge.limit_events e WHERE e.key = keys[i] AND e.at_ms <= t_now - windows[i] RETURNING 1
+        ) SELECT count(*) INTO gone FROM expired;
+        INSERT INTO smsbridge.limit_counts AS c (key, n, expires_ms) VALUES (keys[i], 0, t_now + windows[i])
+            ON CONFLICT (key) DO UPDATE SET n = greatest(c.n - gone, 0)
+            RETURNING c.n INTO n;
         IF n >= limits[i] THEN
             -- Room again when the oldest send still counted leaves the window.
-            SELECT e.at_ms INTO nth FROM smsbridge.limit_events e
-                WHERE e.key = keys[i] AND e.at_ms > t_now - windows[i]
-                ORDER BY e.at_ms DESC OFFSET limits[i] - 1 LIMIT 1;
+            SELECT e.at_ms INTO oldest FROM smsbridge.limit_events e WHERE e.key = keys[i]
+                ORDER BY e.at_ms OFFSET n - limits[i] LIMIT 1;
             full_index := i - 1;
-            retry_ms := greatest(nth + windows[i] - t_now, 0);
+            retry_ms := greatest(coalesce(oldest, t_now) + windows[i] - t_now, 0);
             RETURN NEXT;
             RETURN;
         END IF;
     END LOOP;
     INSERT INTO smsbridge.limit_events (key, at_ms, expires_ms)
         SELECT keys[i], t_now, t_now + windows[i] FROM generate_subscripts(keys, 1) AS i;
+    UPDATE smsbridge.limit_counts c SET n = c.n + 1, expires_ms = t_now + w.window_ms
+        FROM unnest(keys, windows) AS w(key, window_ms) WHERE c.key = w.key;
+END $$;
+
+-- Forgets up to 1000 keys whose every send has left its window, each under
+-- its lock; how many it forgot.
+CREATE FUNCTION smsbridge.purge_limits() RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    k text;
+    forgot integer := 0;
+BEGIN
+    FOR k IN SELECT c.key FROM smsbridge.limit_counts c WHERE c.expires_ms < smsbridge.now_ms() LIMIT 1000 LOOP
+        PERFORM pg_advisory_xact_lock(hashtextextended(k, 0));
+        DELETE FROM smsbridge.limit_counts c WHERE c.key = k AND c.expires_ms < smsbridge.now_ms();
+        IF FOUND THEN
+            DELETE FROM smsbridge.limit_events e WHERE e.key = k;
+            forgot := forgot + 1;
+        END IF;
+    END LOOP;
+    RETURN forgot;
 END $$;
 
 -- Answers kept for repeated requests; `result` is null while in flight.

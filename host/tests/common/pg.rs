@@ -90,6 +90,26 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Runs `sql`, through `psql`.
+    pub fn execute(&self, sql: &str) {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// The one number `sql` answers, through `psql`.
     pub fn query_i64(&self, sql: &str) -> i64 {
         let out = Command::new(self.bin.join("psql"))
