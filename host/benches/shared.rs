@@ -20,7 +20,7 @@ use common::{KillOnDrop, free_addr, ms, start_smsbridge};
 use std::time::Duration;
 
 const RUNS: usize = 3;
-const LOAD: Load = Load { clients: 64, messages: 20_000, longest: Duration::from_secs(10) };
+const LOAD: Load = Load { clients: 64, messages: 60_000, longest: Duration::from_secs(10) };
 /// Every limit on, none reached: distinct numbers, wide prefix, country
 /// and route limits.
 const ROUTE: &str = "limits = { per_number = \"5/10m\", per_prefix = \"1000000/10m\", per_country = \"10000000/10m\", per_route = \"10000000/10m\" }\n";
@@ -36,12 +36,49 @@ fn config(dir: &std::path::Path, mock: std::net::SocketAddr, state: &str) -> std
     )
 }
 
-fn row(name: &str, runs: &[Run], base: f64) -> String {
-    let rps = median(runs.iter().map(|r| r.rps).collect());
-    let p50 = median(runs.iter().map(|r| r.p50).collect());
-    let p99 = median(runs.iter().map(|r| r.p99).collect());
-    let errors: usize = runs.iter().map(|r| r.errors).sum();
-    format!("| {name} | {rps:.0} | {:.2}× | {} | {} | {errors} |", rps / base, ms(p50), ms(p99))
+/// CPU time used so far by process `pid`, in seconds.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name in parentheses: utime and stime are fields 14
+    // and 15, counted from 1.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    ticks / 100.0
+}
+
+/// CPU time used so far by every PostgreSQL process.
+fn postgres_cpu_s() -> f64 {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .map(cpu_s)
+        .sum()
+}
+
+/// One run's figures and the CPU time per message of smsbridge and of
+/// PostgreSQL.
+#[derive(Clone, Copy)]
+struct Measured {
+    run: Run,
+    smsbridge_us: f64,
+    postgres_us: f64,
+}
+
+fn row(name: &str, runs: &[Measured], base: f64) -> String {
+    let rps = median(runs.iter().map(|r| r.run.rps).collect());
+    let p50 = median(runs.iter().map(|r| r.run.p50).collect());
+    let p99 = median(runs.iter().map(|r| r.run.p99).collect());
+    let errors: usize = runs.iter().map(|r| r.run.errors).sum();
+    let bridge = median(runs.iter().map(|r| r.smsbridge_us).collect());
+    let pg = median(runs.iter().map(|r| r.postgres_us).collect());
+    format!(
+        "| {name} | {rps:.0} | {:.2}× | {} | {} | {bridge:.0} µs | {pg:.0} µs | {errors} |",
+        rps / base,
+        ms(p50),
+        ms(p99)
+    )
 }
 
 #[tokio::main]
@@ -68,24 +105,34 @@ async fn main() {
     ];
 
     let client = twilio::client(LOAD.clients);
-    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); setups.len()];
+    let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); setups.len()];
     for round in 0..=RUNS {
         for (i, (name, instances)) in setups.iter().enumerate() {
             let urls: Vec<&str> = instances.iter().map(|(_, url)| url.as_str()).collect();
             let pids: Vec<u32> = instances.iter().map(|(child, _)| child.0.id()).collect();
             eprintln!("{name}, round {round}");
+            let before = (pids.iter().map(|p| cpu_s(*p)).sum::<f64>(), postgres_cpu_s());
             let run = closed_loop_over(&client, &urls, LOAD, &pids).await;
+            let after = (pids.iter().map(|p| cpu_s(*p)).sum::<f64>(), postgres_cpu_s());
+            let sent = (run.rps * run.elapsed.as_secs_f64()).max(1.0);
+            let per = |cpu: f64| cpu / sent * 1e6;
             // Round 0 warms every setup up.
             if round > 0 {
-                runs[i].push(run);
+                runs[i].push(Measured {
+                    run,
+                    smsbridge_us: per(after.0 - before.0),
+                    postgres_us: per(after.1 - before.1),
+                });
             }
         }
     }
-    let base = median(runs[0].iter().map(|r| r.rps).collect());
+    let base = median(runs[0].iter().map(|r| r.run.rps).collect());
     println!("{} callers, closed loop, provider answering at once; median of {RUNS} runs", LOAD.clients);
     println!();
-    println!("| setup | msg/s | vs embedded | p50 | p99 | errors |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| setup | msg/s | vs embedded | p50 | p99 | smsbridge CPU per message | PostgreSQL CPU per message | errors |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for ((name, _), runs) in setups.iter().zip(&runs) {
         println!("{}", row(name, runs, base));
     }

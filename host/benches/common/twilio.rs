@@ -149,7 +149,12 @@ pub struct Run {
     pub max: Duration,
     pub errors: usize,
     pub peak_rss_mib: f64,
+    /// How long the run took.
+    pub elapsed: Duration,
 }
+
+/// The next number a closed loop sends to, across runs.
+static NUMBERS: AtomicUsize = AtomicUsize::new(0);
 
 /// What a closed loop does: `clients` callers, each sending as soon as its
 /// last answer came, to numbers that differ per message.
@@ -197,7 +202,9 @@ pub async fn closed_loop_over(client: &reqwest::Client, urls: &[&str], load: Loa
                 if n >= load.messages || stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let phone = format!("+4474{:08}", n % 100_000_000);
+                // A number no earlier run used: a repeat would be answered
+                // from the stored answers, not sent.
+                let phone = format!("+4474{:08}", NUMBERS.fetch_add(1, Ordering::Relaxed) % 100_000_000);
                 let sent = Instant::now();
                 let ok = match client
                     .post(&url)
@@ -253,6 +260,7 @@ impl Run {
             max: latencies.last().copied().unwrap_or_default(),
             errors,
             peak_rss_mib,
+            elapsed,
         }
     }
 }

@@ -26,27 +26,46 @@ impl MessageLog for Postgres {
         let hash = number_hash(&self.number_key, entry.to);
         let masked = crate::phone::mask(entry.to);
         let segments = entry.segments as i32;
+        let providers: Vec<&str> = entry.attempts.iter().map(|a| a.provider.as_str()).collect();
+        let outcomes: Vec<&str> = entry.attempts.iter().map(|a| a.outcome.as_str()).collect();
+        let took: Vec<i64> = entry.attempts.iter().map(|a| a.ms as i64).collect();
         self.run("record", async |c| {
-            let tx = c.transaction().await?;
-            tx.execute(
-                "INSERT INTO smsbridge.messages (id, created_ms, route, to_masked, number_hash, provider, provider_id, segments)
-                 VALUES ($1, smsbridge.now_ms(), $2, $3, $4, $5, $6, $7)",
-                &[&entry.id, &entry.route, &masked, &hash, &entry.provider, &entry.provider_id, &segments],
-            )
-            .await?;
-            for (n, a) in entry.attempts.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO smsbridge.attempts (message_id, n, provider, outcome, ms) VALUES ($1, $2, $3, $4, $5)",
-                    &[&entry.id, &(n as i32), &a.provider, &a.outcome.as_str(), &(a.ms as i64)],
+            // One statement, so one round trip and all or nothing.
+            let stmt = c
+                .prepare_cached(
+                    "WITH m AS (
+                         INSERT INTO smsbridge.messages
+                             (id, created_ms, route, to_masked, number_hash, provider, provider_id, segments)
+                         VALUES ($1, smsbridge.now_ms(), $2, $3, $4, $5, $6, $7)
+                         RETURNING id, created_ms
+                     ), a AS (
+                         INSERT INTO smsbridge.attempts (message_id, n, provider, outcome, ms)
+                         SELECT m.id, t.n - 1, t.provider, t.outcome, t.ms
+                         FROM m, unnest($9::text[], $10::text[], $11::bigint[]) WITH ORDINALITY
+                             AS t(provider, outcome, ms, n)
+                     )
+                     INSERT INTO smsbridge.statuses (message_id, status, at_ms) SELECT m.id, $8, m.created_ms FROM m",
                 )
                 .await?;
-            }
-            tx.execute(
-                "INSERT INTO smsbridge.statuses (message_id, status, at_ms) VALUES ($1, $2, smsbridge.now_ms())",
-                &[&entry.id, &entry.status.as_str()],
+            let status = entry.status.as_str();
+            c.execute(
+                &stmt,
+                &[
+                    &entry.id,
+                    &entry.route,
+                    &masked,
+                    &hash,
+                    &entry.provider,
+                    &entry.provider_id,
+                    &segments,
+                    &status,
+                    &providers,
+                    &outcomes,
+                    &took,
+                ],
             )
-            .await?;
-            tx.commit().await
+            .await
+            .map(|_| ())
         })
         .await
     }
@@ -54,12 +73,14 @@ impl MessageLog for Postgres {
     async fn update_status(&self, provider: &str, provider_id: &str, status: DeliveryState) -> Result<bool> {
         let inserted = self
             .run("record", async |c| {
-                c.execute(
-                    "INSERT INTO smsbridge.statuses (message_id, status, at_ms)
-                     SELECT id, $3, smsbridge.now_ms() FROM smsbridge.messages WHERE provider = $1 AND provider_id = $2",
-                    &[&provider, &provider_id, &status.as_str()],
-                )
-                .await
+                let stmt = c
+                    .prepare_cached(
+                        "INSERT INTO smsbridge.statuses (message_id, status, at_ms)
+                         SELECT id, $3, smsbridge.now_ms() FROM smsbridge.messages
+                         WHERE provider = $1 AND provider_id = $2",
+                    )
+                    .await?;
+                c.execute(&stmt, &[&provider, &provider_id, &status.as_str()]).await
             })
             .await?;
         Ok(inserted > 0)
@@ -166,12 +187,13 @@ impl MessageLog for Postgres {
     async fn first_callback(&self, key: &str) -> Result<bool> {
         let inserted = self
             .run("record", async |c| {
-                c.execute(
-                    "INSERT INTO smsbridge.callbacks_seen (key, at_ms) VALUES ($1, smsbridge.now_ms())
-                     ON CONFLICT DO NOTHING",
-                    &[&key],
-                )
-                .await
+                let stmt = c
+                    .prepare_cached(
+                        "INSERT INTO smsbridge.callbacks_seen (key, at_ms) VALUES ($1, smsbridge.now_ms())
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .await?;
+                c.execute(&stmt, &[&key]).await
             })
             .await?;
         Ok(inserted == 1)
