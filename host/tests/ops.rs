@@ -299,19 +299,13 @@ fn queued_config(provider: &str, extra: &str) -> String {
         r#"
 [record]
 path = "{{dir}}/messages.db"
-[[provider]]
-name = "p"
-adapter = "generic-http"
-allow_hosts = ["http://{provider}"]
-[provider.config]
-url = "http://{provider}/send"
-params = "to={{to}}&text={{body}}"
-id_pointer = "/id"
+{}
 [[route]]
 path = "/v1/send"
 providers = ["p"]
 queued = true
 idempotency_window_s = 0
-{extra}"#
+{extra}"#,
+        common::generic_provider(provider)
     )
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use common::pg::Postgres;
-use common::{Running, holding_provider, request, serve};
+use common::{Running, exchange, holding_provider, request, serve};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -78,14 +78,7 @@ timeout_ms = 1000
 number_key = "shared-number-key-5d1c"
 [auth]
 digest_key = "shared-digest-key-77a1"
-[[provider]]
-name = "p"
-adapter = "generic-http"
-allow_hosts = ["http://{provider}"]
-[provider.config]
-url = "http://{provider}/send"
-params = "to={{to}}&text={{body}}"
-id_pointer = "/id"
+{provider}
 [[route]]
 path = "/v1/send"
 providers = ["p"]
@@ -97,7 +90,8 @@ queued = true
 idempotency_window_s = 0
 limits = {{ per_number = "off", per_prefix = "off" }}
 "#,
-        url = pg.url()
+        url = pg.url(),
+        provider = common::generic_provider(provider),
     )
 }
 
@@ -260,7 +254,8 @@ fn a_digest_challenge_from_one_instance_is_answered_at_another() {
     let (a, b) = (Instance::start(&config), Instance::start(&config));
     let (status, _) = a.send("/v1/send", "Your code is 1", "");
     assert_eq!(status, 401);
-    let challenge = raw_header(&a.addr, "/v1/send", "www-authenticate: digest");
+    let (_, headers, _) = exchange(&a.addr, "POST", "/v1/send", "", &format!("phone={PHONE}&message=x"));
+    let challenge = headers.iter().find(|h| h.to_ascii_lowercase().starts_with("www-authenticate: digest")).unwrap();
     let nonce = challenge.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
     let h = |text: String| hex(&Sha256::digest(text.as_bytes()));
     let (realm, uri, cnonce, nc) = ("smsbridge", "/v1/send", "0a4f113b", "00000001");
@@ -359,23 +354,6 @@ fn the_database_stopped_and_started_under_load() {
     assert_eq!(outages, 1, "the outage is logged once: {outages}");
     assert!(logs.iter().any(|l| l.contains("state database reachable")));
     open.logs();
-}
-
-/// The first header line of an unauthenticated POST that starts with
-/// `prefix` (lowercase).
-fn raw_header(addr: &str, path: &str, prefix: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    let body = format!("phone={PHONE}&message=x");
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer.lines().find(|l| l.to_ascii_lowercase().starts_with(prefix)).unwrap_or_default().to_string()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -13,6 +13,12 @@ use std::time::{Duration, Instant};
 
 /// One HTTP/1.1 request over a plain socket: status and body.
 pub fn request(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = exchange(addr, method, path, headers, body);
+    (status, body)
+}
+
+/// [`request`], with the answer's header lines too.
+pub fn exchange(addr: &str, method: &str, path: &str, headers: &str, body: &str) -> (u16, Vec<String>, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(
@@ -24,7 +30,24 @@ pub fn request(addr: &str, method: &str, path: &str, headers: &str, body: &str) 
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     let status = answer[9..12].parse().unwrap();
-    (status, answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (status, head.lines().skip(1).map(String::from).collect(), body.to_string())
+}
+
+/// A `[[provider]]` named `p`: generic-http, posting `to` and `text` to a
+/// [`holding_provider`] at `addr`, which answers `{"id": …}`.
+pub fn generic_provider(addr: &str) -> String {
+    format!(
+        r#"[[provider]]
+name = "p"
+adapter = "generic-http"
+allow_hosts = ["http://{addr}"]
+[provider.config]
+url = "http://{addr}/send"
+params = "to={{to}}&text={{body}}"
+id_pointer = "/id"
+"#
+    )
 }
 
 pub fn free_addr() -> SocketAddr {
