@@ -105,7 +105,16 @@ fn a_per_number_limit_is_exact_across_three_instances() {
     let (provider, texts) = holding_provider(Duration::ZERO);
     let route = "limits = { per_number = \"5/10m\", per_prefix = \"off\" }\nidempotency_window_s = 0";
     let config = config(&pg, &provider, route, "");
-    let instances: Vec<Arc<Instance>> = (0..3).map(|_| Arc::new(Instance::start(&config))).collect();
+    // Started together on an empty database: each migrates under the lock,
+    // and the schema is created once.
+    let starting: Vec<_> = (0..3)
+        .map(|_| {
+            let config = config.clone();
+            std::thread::spawn(move || Arc::new(Instance::start(&config)))
+        })
+        .collect();
+    let instances: Vec<Arc<Instance>> = starting.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(pg.query_i64("SELECT count(*) FROM smsbridge.migrations"), 1);
     // Ten sends to one number at once, round-robin over the three.
     let sends: Vec<_> = (0..10)
         .map(|i| {
@@ -358,4 +367,40 @@ fn the_database_stopped_and_started_under_load() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn the_database_is_reached_over_tls_and_its_certificate_is_verified() {
+    let (pg, ca) = Postgres::start_tls();
+    let (provider, texts) = holding_provider(Duration::ZERO);
+    let tls = |ca: &std::path::Path| {
+        config(&pg, &provider, "", &format!("ca = \"{}\"", ca.display()))
+            .replace(&format!("url = \"{}\"", pg.url()), &format!("url = \"{}?sslmode=require\"", pg.url()))
+    };
+    let a = Instance::start(&tls(&ca));
+    let (status, body) = a.send("/v1/send", "Your code is 1", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sum(&texts), 1);
+    let encrypted = pg.query_i64(
+        "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'smsbridge' AND s.ssl",
+    );
+    assert!(encrypted > 0, "no TLS connection from smsbridge");
+
+    // A certificate the configured CA did not sign: never trusted.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = other.path().join("stranger.pem");
+    let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    std::fs::write(&stranger, pair.cert.pem()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_child, addr, admin, logs) = serve(dir.path(), &tls(&stranger));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, body) = request(&admin, "GET", "/admin/health", "", "");
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = request(&addr, "POST", "/v1/send", "", &format!("phone={PHONE}&message=Your+code+is+2"));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("state_unavailable"), "{body}");
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(lines.iter().any(|l| l.contains("state database unreachable")), "{lines:?}");
+    assert_eq!(sum(&texts), 1);
 }

@@ -11,6 +11,8 @@ pub struct Postgres {
     pub port: u16,
     dir: tempfile::TempDir,
     bin: PathBuf,
+    /// Extra server options (`-c name=value …`).
+    options: String,
 }
 
 /// The folder of the newest installed server's programs.
@@ -45,9 +47,33 @@ impl Postgres {
     /// Initialises and starts a server; its superuser is `postgres`, with
     /// trust authentication on loopback.
     pub fn start() -> Postgres {
+        Self::start_with(|_| String::new())
+    }
+
+    /// A server that also accepts TLS, with a certificate for 127.0.0.1
+    /// signed by itself; the path of that certificate, the CA to trust.
+    pub fn start_tls() -> (Postgres, PathBuf) {
+        let mut ca = PathBuf::new();
+        let server = Self::start_with(|dir| {
+            let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+            let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::write(&cert, pair.cert.pem()).unwrap();
+            std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            ca = cert.clone();
+            format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", cert.display(), key.display())
+        });
+        (server, ca)
+    }
+
+    /// Initialises and starts a server with the options `prepare` returns,
+    /// given the server's folder before it is handed to its owner.
+    fn start_with(prepare: impl FnOnce(&Path) -> String) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        let options = prepare(dir.path());
         if is_root() {
             let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
             assert!(status.success());
@@ -59,7 +85,7 @@ impl Postgres {
             .unwrap();
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let server = Postgres { port, dir, bin };
+        let server = Postgres { port, dir, bin, options };
         server.start_again();
         server
     }
@@ -74,7 +100,7 @@ impl Postgres {
             .arg("-l")
             .arg(dir.join("server.log"))
             .arg("-o")
-            .arg(format!("-p {} -h 127.0.0.1 -k {}", self.port, dir.display()))
+            .arg(format!("-p {} -h 127.0.0.1 -k {}{}", self.port, dir.display(), self.options))
             .args(["-w", "start"])
             .output()
             .unwrap();
