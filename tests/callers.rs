@@ -2,7 +2,7 @@
 //! request it sends, and the exact rule it judges the answer by.
 
 use regex::Regex;
-use smsbridge_tests::Bridge;
+use smsbridge_tests::{Bridge, python};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -12,6 +12,30 @@ const SECRETS: &[(&str, &str)] = &[
     ("AA_GATEWAY_PASSWORD", "aa-basic-pass-41c8"),
     ("PRIVACYIDEA_GATEWAY_PASSWORD", "pi-basic-pass-93ab"),
     ("LINOTP_GATEWAY_PASSWORD", "lo-digest-pass-2b7d"),
+    ("OKTA_HOOK_SECRET", "okta-hook-secret-5e1d7a"),
+    ("SUPABASE_HOOK_SECRET", "v1,whsec_c21zYnJpZGdlLXN1cGFiYXNlLWhvb2stc2VjcmV0"),
+    ("AUTH0_GATEWAY_SECRET", "auth0-gateway-secret-0123456789abcdef"),
+    ("AUTHENTIK_GATEWAY_TOKEN", "authentik-token-8c2f41"),
+    ("KEYCLOAK_GATEWAY_TOKEN", "keycloak-token-31b7e9"),
+    ("FORTIAUTH_GATEWAY_PASSWORD", "fortiauth-pass-6a0c"),
+    ("PINGONE_GATEWAY_TOKEN", "pingone-token-9d4e22"),
+    ("ISE_GATEWAY_PASSWORD", "cisco-ise-pass-17f3"),
+];
+
+/// Every guide in docs/callers/, by file name.
+const GUIDES: &[&str] = &[
+    "rsa-authentication-manager",
+    "advanced-authentication",
+    "privacyidea",
+    "linotp",
+    "okta",
+    "supabase",
+    "auth0",
+    "authentik",
+    "keycloak",
+    "fortiauthenticator",
+    "pingone",
+    "cisco-ise",
 ];
 
 /// The `[[route]]` tables of a guide in docs/callers/, pasted as written,
@@ -38,10 +62,7 @@ fn guide_routes(guide: &str) -> String {
 /// The guides' routes, with a mock Twilio Verify as provider `verify` and an
 /// outbox as provider `sms`, plus routes for bearer tokens and networks.
 fn config(verify: &MockServer) -> String {
-    let guides: String = ["rsa-authentication-manager", "advanced-authentication", "privacyidea", "linotp"]
-        .iter()
-        .map(|g| guide_routes(g))
-        .collect();
+    let guides: String = GUIDES.iter().map(|g| guide_routes(g)).collect();
     format!(
         r#"
 [[provider]]
@@ -285,4 +306,280 @@ async fn bearer_tokens_and_caller_networks() {
     let outside = bridge.post_form("/v1/internal", &form).await;
     outside.assert_failed(401, "unauthorized");
     assert_eq!(bridge.outbox("outbox").len(), 1);
+}
+
+fn secret(var: &str) -> &'static str {
+    SECRETS.iter().find(|(v, _)| *v == var).unwrap().1
+}
+
+/// Okta's documented sample request of the telephony inline hook.
+fn okta_sample(channel: &str) -> serde_json::Value {
+    serde_json::json!({
+        "eventId": "2FP7Ay8UTJa4chOYa-1Zdw",
+        "eventTime": "2022-01-28T21:57:43.000Z",
+        "eventType": "com.okta.telephony.provider",
+        "eventTypeVersion": "1.0",
+        "contentType": "application/json",
+        "cloudEventVersion": "0.1",
+        "source": "https://example.okta.com/api/v1/inlineHooks/cal3ughy17pylLxQB357",
+        "requestType": "com.okta.user.telephony.pre-enrollment",
+        "data": {
+            "context": {
+                "request": {
+                    "id": "reqRgSk8IBBRhuo0YdlEDTmUw",
+                    "method": "POST",
+                    "url": {"value": "/api/internal/v1/inlineHooks/com.okta.telephony.provider/generatePreview"},
+                    "ipAddress": "127.0.0.1"
+                }
+            },
+            "userProfile": {
+                "firstName": "test",
+                "lastName": "user",
+                "login": "test.user@okta.com",
+                "userId": "00uyxxSknGtK8022a2p6"
+            },
+            "messageProfile": {
+                "msgTemplate": "(Preview) Your Okta verification code is 411435",
+                "phoneNumber": "2015550123",
+                "otpExpires": "2022-01-28T22:02:44.000Z",
+                "deliveryChannel": channel,
+                "otpCode": "411435",
+                "locale": "EN-US"
+            }
+        }
+    })
+}
+
+/// Okta's rule: a 200 whose first command is a telephony action with status
+/// SUCCESSFUL or PENDING; an `error` object fails the OTP; anything else
+/// sends Okta to its own providers.
+#[derive(Debug, PartialEq)]
+enum OktaReads {
+    Delivered,
+    FailsTheOtp,
+    FallsBack,
+}
+
+fn okta_reads(status: u16, body: &serde_json::Value) -> OktaReads {
+    let action = &body["commands"][0];
+    let delivered = action["type"] == "com.okta.telephony.action"
+        && ["SUCCESSFUL", "PENDING"].contains(&action["value"][0]["status"].as_str().unwrap_or(""));
+    match status {
+        200 if delivered => OktaReads::Delivered,
+        200 if body["error"]["errorSummary"].is_string() => OktaReads::FailsTheOtp,
+        _ => OktaReads::FallsBack,
+    }
+}
+
+#[tokio::test]
+async fn okta_telephony_inline_hook() {
+    let (bridge, _verify) = start().await;
+    let hook = |body: serde_json::Value, auth: &'static str| {
+        let req = bridge.client.post(bridge.url("/v1/okta")).json(&body);
+        async move {
+            let resp = req.header("Authorization", auth).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let auth = secret("OKTA_HOOK_SECRET");
+    let (status, body) = hook(okta_sample("SMS"), auth).await;
+    assert_eq!(okta_reads(status, &body), OktaReads::Delivered, "{status} {body}");
+    let action = &body["commands"][0]["value"][0];
+    assert_eq!(action["status"], "SUCCESSFUL", "{body}");
+    assert_eq!(action["provider"], "sms");
+    let sent = bridge.outbox("outbox");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["to"], "+12015550123", "the national number read in the route's default country");
+    assert_eq!(sent[0]["body"], "(Preview) Your Okta verification code is 411435");
+    assert_eq!(action["transactionId"], sent[0]["id"]);
+
+    // A template Okta did not fill in: the route's own text, with the code.
+    let mut unfilled = okta_sample("SMS");
+    unfilled["data"]["messageProfile"]["msgTemplate"] = "Your code is ${code}".into();
+    unfilled["data"]["messageProfile"]["otpCode"] = "902117".into();
+    let (status, body) = hook(unfilled, auth).await;
+    assert_eq!(okta_reads(status, &body), OktaReads::Delivered, "{status} {body}");
+    assert_eq!(bridge.outbox("outbox")[1]["body"], "Your verification code is 902117");
+
+    // A voice call: Okta places it through its own provider.
+    let (status, body) = hook(okta_sample("CALL"), auth).await;
+    assert_eq!(okta_reads(status, &body), OktaReads::FallsBack, "{status} {body}");
+    // An invalid number fails the OTP rather than going to Okta's providers.
+    let mut invalid = okta_sample("SMS");
+    invalid["data"]["messageProfile"]["phoneNumber"] = "12".into();
+    let (status, body) = hook(invalid, auth).await;
+    assert_eq!(okta_reads(status, &body), OktaReads::FailsTheOtp, "{status} {body}");
+    assert_eq!(body["error"]["errorCauses"][0]["reason"], "invalid_phone");
+    let (status, _) = hook(okta_sample("SMS"), "wrong-secret").await;
+    assert_eq!(status, 401);
+    assert_eq!(bridge.outbox("outbox").len(), 2, "nothing else was sent");
+}
+
+/// A Supabase Send SMS hook request, signed by the `standardwebhooks`
+/// package under `key` (`whsec_…`) with id `id` at `timestamp`.
+fn supabase_signed(key: &str, id: &str, timestamp: u64, body: &str) -> String {
+    let script = "import sys, datetime\nfrom standardwebhooks.webhooks import Webhook\nat = datetime.datetime.fromtimestamp(int(sys.argv[3]), tz=datetime.timezone.utc)\nprint(Webhook(sys.argv[1]).sign(sys.argv[2], at, sys.argv[4]))";
+    python(script, &[key, id, &timestamp.to_string(), body])
+}
+
+#[tokio::test]
+async fn supabase_send_sms_hook() {
+    let (bridge, _verify) = start().await;
+    let key = secret("SUPABASE_HOOK_SECRET").trim_start_matches("v1,");
+    let body = serde_json::json!({
+        "user": {"id": "8f3a2c1e-0000-4000-8000-000000000001", "aud": "authenticated", "role": "authenticated",
+                 "phone": "447400123456", "app_metadata": {"provider": "phone", "providers": ["phone"]},
+                 "user_metadata": {}, "identities": [], "created_at": "2024-05-01T10:00:00Z"},
+        "sms": {"otp": "561166"}
+    })
+    .to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let post = |id: &str, at: u64, signature: String| {
+        let req = bridge
+            .client
+            .post(bridge.url("/v1/supabase"))
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", at.to_string())
+            .header("webhook-signature", signature)
+            .body(body.clone());
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, answer) = post("msg_1", now, supabase_signed(key, "msg_1", now, &body)).await;
+    assert_eq!((status, answer.as_str()), (200, "{}"));
+    let sent = bridge.outbox("outbox");
+    assert_eq!(
+        (sent[0]["to"].as_str(), sent[0]["body"].as_str()),
+        (Some("+447400123456"), Some("Your code is 561166"))
+    );
+
+    // Refused, each with nothing sent.
+    let stranger = "whsec_c29tZW9uZS1lbHNlcy13ZWJob29rLXNlY3JldA==";
+    let cases = [
+        ("a replayed webhook-id", post("msg_1", now, supabase_signed(key, "msg_1", now, &body)).await),
+        ("another secret's signature", post("msg_2", now, supabase_signed(stranger, "msg_2", now, &body)).await),
+        ("a stale timestamp", post("msg_3", now - 600, supabase_signed(key, "msg_3", now - 600, &body)).await),
+        ("a signature for another id", post("msg_4", now, supabase_signed(key, "msg_5", now, &body)).await),
+        ("no signature", post("msg_6", now, String::new()).await),
+    ];
+    for (what, (status, answer)) in cases {
+        assert_eq!(status, 401, "{what}: {answer}");
+        let error: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(error["error"]["http_code"], 401, "{what}: Supabase's error shape");
+    }
+    assert_eq!(bridge.outbox("outbox").len(), 1);
+}
+
+/// A gateway token as Auth0 makes it, by PyJWT.
+fn auth0_token(claims: serde_json::Value, key: &str, alg: &str) -> String {
+    let script = "import sys, json, jwt\nkey = None if sys.argv[3] == 'none' else sys.argv[2]\nprint(jwt.encode(json.loads(sys.argv[1]), key, algorithm=sys.argv[3]))";
+    python(script, &[&claims.to_string(), key, alg])
+}
+
+#[tokio::test]
+async fn auth0_passwordless_sms_gateway() {
+    let (bridge, _verify) = start().await;
+    let key = secret("AUTH0_GATEWAY_SECRET");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = |aud: &str, exp: u64| serde_json::json!({"sub": "urn:Auth0", "aud": aud, "iat": now, "exp": exp});
+    let body = serde_json::json!({"recipient": "+447400123456", "body": "Your verification code is: 730551", "sender": "MyBank"});
+    let post = |token: String| {
+        let req = bridge.client.post(bridge.url("/v1/auth0")).bearer_auth(token).json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    // Auth0 counts any 2xx.
+    let status = post(auth0_token(claims("urn:smsbridge", now + 60), key, "HS256")).await;
+    assert!((200..300).contains(&status), "{status}");
+    assert_eq!(bridge.outbox("outbox")[0]["body"], "Your verification code is: 730551");
+    let refused = [
+        ("wrong audience", auth0_token(claims("urn:other", now + 60), key, "HS256")),
+        ("expired", auth0_token(claims("urn:smsbridge", now - 120), key, "HS256")),
+        ("alg none", auth0_token(claims("urn:smsbridge", now + 60), key, "none")),
+        ("another key", auth0_token(claims("urn:smsbridge", now + 60), "another-secret-0123456789abcdef", "HS256")),
+        ("wrong subject", {
+            let mut c = claims("urn:smsbridge", now + 60);
+            c["sub"] = "urn:someone".into();
+            auth0_token(c, key, "HS256")
+        }),
+    ];
+    for (what, token) in refused {
+        assert_eq!(post(token).await, 401, "{what}");
+    }
+    assert_eq!(bridge.outbox("outbox").len(), 1, "nothing sent for a refused token");
+}
+
+#[tokio::test]
+async fn authentik_keycloak_pingone_fortiauthenticator_and_cisco_ise() {
+    let (bridge, _verify) = start().await;
+    let ok = |status: u16| (200..300).contains(&status);
+    // Authentik's generic provider: Body is the code, Message the text.
+    let authentik = serde_json::json!({"From": "MyBank", "To": "+447400123456", "Body": "220814", "Message": "Your authentik code is 220814"});
+    let status = bridge
+        .client
+        .post(bridge.url("/v1/authentik"))
+        .bearer_auth(secret("AUTHENTIK_GATEWAY_TOKEN"))
+        .json(&authentik)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(ok(status.as_u16()), "authentik: {status}");
+    // Keycloak: the admin's field names, JSON, a token header.
+    let keycloak = serde_json::json!({"to": "+447400123457", "text": "Your Keycloak code is 775100"});
+    let send = |key: &'static str| {
+        bridge.client.post(bridge.url("/v1/keycloak")).header("X-Api-Key", key).json(&keycloak).send()
+    };
+    assert!(ok(send(secret("KEYCLOAK_GATEWAY_TOKEN")).await.unwrap().status().as_u16()));
+    assert_eq!(send("wrong-token").await.unwrap().status().as_u16(), 401);
+    // PingOne: the guide's body template, filled in.
+    let pingone = r#"{"to": "+447400123458", "message": "Your PingOne code is 118902"}"#;
+    let status = bridge
+        .client
+        .post(bridge.url("/v1/pingone"))
+        .bearer_auth(secret("PINGONE_GATEWAY_TOKEN"))
+        .header("content-type", "application/json")
+        .body(pingone)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(ok(status.as_u16()), "pingone: {status}");
+    // FortiAuthenticator and Cisco ISE: the guides' URL templates, filled in.
+    let forti = "/v1/fortiauthenticator?to=%2B447400123459&text=Your%20FortiToken%20code%20is%20650113";
+    let status = bridge
+        .client
+        .get(bridge.url(forti))
+        .basic_auth("fortiauthenticator", Some(secret("FORTIAUTH_GATEWAY_PASSWORD")))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(ok(status.as_u16()), "fortiauthenticator: {status}");
+    let ise = "/v1/ise?to=%2B447400123450&text=Your%20guest%20password%20is%20k7Q2p";
+    let status = bridge
+        .client
+        .get(bridge.url(ise))
+        .basic_auth("cisco-ise", Some(secret("ISE_GATEWAY_PASSWORD")))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(ok(status.as_u16()), "cisco ise: {status}");
+    let refused = bridge.client.get(bridge.url(ise)).basic_auth("cisco-ise", Some("wrong")).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    let texts: Vec<String> = bridge.outbox("outbox").iter().map(|m| m["body"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        texts,
+        [
+            "Your authentik code is 220814",
+            "Your Keycloak code is 775100",
+            "Your PingOne code is 118902",
+            "Your FortiToken code is 650113",
+            "Your guest password is k7Q2p",
+        ]
+    );
 }

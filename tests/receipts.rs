@@ -4,9 +4,7 @@
 //! and changes nothing. And adapters built for the contract before receipts
 //! keep loading.
 
-use smsbridge_tests::{Bridge, artifacts};
-use std::path::Path;
-use std::process::Command;
+use smsbridge_tests::{Bridge, artifacts, python};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -22,20 +20,6 @@ fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
     let params: serde_json::Map<String, serde_json::Value> =
         params.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
     python(script, &[TOKEN, url, &serde_json::Value::Object(params).to_string()])
-}
-
-/// What `script` prints, run by the Python that scripts/test sets up with
-/// the providers' own libraries (tests/requirements.txt).
-fn python(script: &str, args: &[&str]) -> String {
-    let python = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("venv/bin/python");
-    let out = Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test installs it", python.display()));
-    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// The status words of message `id`'s timeline, from the admin listener.

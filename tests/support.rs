@@ -183,3 +183,20 @@ impl Answer {
             .collect()
     }
 }
+
+/// What `script` prints, run by the Python that scripts/test sets up in
+/// `target/venv` with independent libraries (tests/requirements.txt).
+pub fn python(script: &str, args: &[&str]) -> String {
+    // Test binaries are in target/<profile>/deps/.
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap();
+    let python = target.join("venv/bin/python");
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test installs it", python.display()));
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

@@ -115,6 +115,87 @@ impl Nonces {
     }
 }
 
+/// Standard Webhooks: one of the `v1,` signatures in `webhook-signature` is
+/// the HMAC-SHA256 of `id.timestamp.body`, and the timestamp is within
+/// `tolerance` of now either way. A replayed id is caught by the route's
+/// repeats, where it is the idempotency key.
+fn webhook(
+    secret: &crate::config::Setting,
+    tolerance: std::time::Duration,
+    req: &Request<'_>,
+) -> Result<(), &'static str> {
+    use hmac::{Hmac, Mac};
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let (Some(id), Some(timestamp), Some(signatures)) =
+        (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"))
+    else {
+        return Err("no webhook signature");
+    };
+    let Ok(at) = timestamp.parse::<u64>() else { return Err("malformed webhook timestamp") };
+    if (now_ms() / 1000).abs_diff(at) > tolerance.as_secs() {
+        return Err("webhook timestamp outside the tolerance");
+    }
+    let key = crate::config::webhook_key(&secret.value).unwrap_or_default();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(req.body);
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let mut found = false;
+    for signature in signatures.split(' ').filter_map(|s| s.strip_prefix("v1,")) {
+        found |= eq(signature, &expected);
+    }
+    if found { Ok(()) } else { Err("wrong webhook signature") }
+}
+
+/// Clock difference tolerated on a JWT's `exp` and `nbf`.
+const JWT_LEEWAY_S: u64 = 30;
+
+/// A compact JWS signed with HS256 under `key`: any other `alg` (`none`
+/// first of all) is refused before the signature is looked at; `exp` must
+/// be there and in the future, `nbf` (if any) past, `aud` must name
+/// `audience` and `sub` must be `subject` when one is configured.
+fn jwt(token: &str, key: &[u8], audience: &str, subject: Option<&str>) -> Result<(), &'static str> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{Hmac, Mac};
+    let mut parts = token.split('.');
+    let (Some(head), Some(body), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("malformed token");
+    };
+    let json =
+        |part: &str| -> Option<serde_json::Value> { serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok() };
+    let header = json(head).ok_or("malformed token")?;
+    if header["alg"] != "HS256" {
+        return Err("token algorithm is not HS256");
+    }
+    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| "malformed token")?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(format!("{head}.{body}").as_bytes());
+    mac.verify_slice(&signature).map_err(|_| "wrong token signature")?;
+    let claims = json(body).ok_or("malformed token")?;
+    let now = now_ms() / 1000;
+    match claims["exp"].as_f64() {
+        Some(exp) if (now as f64) < exp + JWT_LEEWAY_S as f64 => {}
+        Some(_) => return Err("expired token"),
+        None => return Err("token without exp"),
+    }
+    if claims["nbf"].as_f64().is_some_and(|nbf| ((now + JWT_LEEWAY_S) as f64) < nbf) {
+        return Err("token not valid yet");
+    }
+    let aud_ok = match &claims["aud"] {
+        serde_json::Value::String(a) => a == audience,
+        serde_json::Value::Array(list) => list.iter().any(|a| a == audience),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err("wrong token audience");
+    }
+    if subject.is_some_and(|s| claims["sub"] != s) {
+        return Err("wrong token subject");
+    }
+    Ok(())
+}
+
 /// Milliseconds since the Unix epoch: nonces are compared across instances.
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -130,6 +211,8 @@ pub struct Request<'a> {
     /// Path and query, as sent.
     pub uri: &'a str,
     pub headers: &'a HeaderMap,
+    /// The body as sent: webhook signatures cover it.
+    pub body: &'a [u8],
 }
 
 /// Checks `req` against `auth`. For a field secret, the credential fields
@@ -160,6 +243,22 @@ pub fn check(
             Some(_) => refuse("wrong bearer token", vec!["Bearer".into()]),
             None => refuse("no bearer token", vec!["Bearer".into()]),
         },
+        CallerAuth::Header { name, value } => match req.headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
+            Some(offered) if eq(offered.trim(), &value.value) => Ok(()),
+            Some(_) => refuse("wrong auth header", Vec::new()),
+            None => refuse("no auth header", Vec::new()),
+        },
+        CallerAuth::Webhook { secret, tolerance } => {
+            webhook(secret, *tolerance, req).map_err(|reason| Refused { reason, challenges: Vec::new() })
+        }
+        CallerAuth::Jwt { secret, base64, audience, subject } => {
+            let Some(token) = authorization.strip_prefix("Bearer ") else {
+                return refuse("no bearer token", vec!["Bearer".into()]);
+            };
+            let key = crate::config::jwt_key(&secret.value, *base64).unwrap_or_default();
+            jwt(token.trim(), &key, audience, subject.as_deref())
+                .map_err(|reason| Refused { reason, challenges: vec!["Bearer".into()] })
+        }
         CallerAuth::FormSecret { user_field, secret_field, user, secret } => {
             let u = fields.remove(user_field).unwrap_or_default();
             let s = fields.remove(secret_field).unwrap_or_default();
@@ -272,7 +371,7 @@ mod tests {
         );
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, header.parse().unwrap());
-        let req = Request { method: &method, uri, headers: &headers };
+        let req = Request { method: &method, uri, headers: &headers, body: b"" };
         assert!(check(&auth, &req, &mut HashMap::new(), &nonces).is_ok());
         let replay = check(&auth, &req, &mut HashMap::new(), &nonces).unwrap_err();
         assert_eq!(replay.reason, "replayed digest request");
@@ -296,7 +395,7 @@ mod tests {
         let auth = CallerAuth::Digest { user: "u".into(), password: secret("a-long-password"), realm: "r".into() };
         let nonces = Nonces::default();
         let headers = HeaderMap::new();
-        let req = Request { method: &Method::POST, uri: "/", headers: &headers };
+        let req = Request { method: &Method::POST, uri: "/", headers: &headers, body: b"" };
         for _ in 0..1000 {
             let refused = check(&auth, &req, &mut HashMap::new(), &nonces).unwrap_err();
             assert!(refused.challenges[0].contains("nonce="));
@@ -313,7 +412,7 @@ mod tests {
             secret: secret("s3cret"),
         };
         let headers = HeaderMap::new();
-        let req = Request { method: &Method::POST, uri: "/", headers: &headers };
+        let req = Request { method: &Method::POST, uri: "/", headers: &headers, body: b"" };
         let mut fields: HashMap<String, String> =
             [("verify_sid", "VA1"), ("api_secret", "wrong"), ("To", "+1")].map(|(k, v)| (k.into(), v.into())).into();
         assert!(check(&auth, &req, &mut fields, &Nonces::default()).is_err());
@@ -351,7 +450,7 @@ mod properties {
             headers.insert(header::AUTHORIZATION, value);
             let nonces = Nonces::default();
             let _ = nonces.issue();
-            let req = Request { method: &Method::POST, uri: "/v1/send", headers: &headers };
+            let req = Request { method: &Method::POST, uri: "/v1/send", headers: &headers, body: b"" };
             for auth in [
                 CallerAuth::Basic { user: "aa".into(), password: secret("s3cret-basic"), realm: "r".into() },
                 CallerAuth::Bearer { token: secret("tok-7f3a9c2e") },

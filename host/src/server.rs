@@ -7,10 +7,11 @@
 //! never echoes a secret.
 
 use crate::auth;
-use crate::config::{Method as RouteMethod, Route};
+use crate::config::{Answer, CallerAuth, Method as RouteMethod, Route};
 use crate::delivery::Refusal;
 use crate::gateway::Gateway;
 use crate::outcome::{Callback, Failure, ReceiptRefusal};
+use crate::routing::Routing;
 use crate::telemetry;
 use axum::Router;
 use axum::body::Body;
@@ -72,11 +73,21 @@ struct Problem {
     retry_after: Option<u32>,
     /// `WWW-Authenticate` values, for a 401.
     challenges: Vec<String>,
+    /// The caller's shape the answer takes.
+    shape: Answer,
 }
 
 impl Problem {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Problem {
-        Problem { status, code, message: message.into(), extra: Vec::new(), retry_after: None, challenges: Vec::new() }
+        Problem {
+            status,
+            code,
+            message: message.into(),
+            extra: Vec::new(),
+            retry_after: None,
+            challenges: Vec::new(),
+            shape: Answer::Json,
+        }
     }
 
     fn with(mut self, key: &'static str, value: impl Into<Value>) -> Problem {
@@ -101,9 +112,36 @@ pub fn refusal_answer(route: &Route, refusal: Refusal) -> (u16, Value) {
     (problem.status.as_u16(), problem.body())
 }
 
+/// Refusals about the user's number or its limits: Okta is told to fail
+/// the OTP, not to send it through its own providers instead (which would
+/// let a pumping attack through). Every other failure lets it fall back.
+const OKTA_FAILS_THE_OTP: &[&str] =
+    &["invalid_phone", "invalid_recipient", "limit_exceeded", "country_not_allowed", "number_type_not_allowed"];
+
+impl Problem {
+    /// The status and body in the caller's shape.
+    fn shaped(&self) -> (StatusCode, Value) {
+        match self.shape {
+            Answer::Json => (self.status, self.body()),
+            Answer::Okta => {
+                let cause = json!({"errorSummary": self.message, "reason": self.code, "domain": "end-user"});
+                let body = json!({"error": {"errorSummary": self.message, "errorCauses": [cause]}});
+                // Okta reads an error object only in a 200; any other status
+                // makes it fall back to its own providers.
+                let status = if OKTA_FAILS_THE_OTP.contains(&self.code) { StatusCode::OK } else { self.status };
+                (status, body)
+            }
+            Answer::Supabase => {
+                (self.status, json!({"error": {"http_code": self.status.as_u16(), "message": self.message}}))
+            }
+        }
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, axum::Json(self.body())).into_response();
+        let mut resp = axum::Json(self.shaped().1).into_response();
+        *resp.status_mut() = self.shaped().0;
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -212,13 +250,19 @@ const REFUSALS: &[&str] = &[
 ];
 
 async fn send(front: &Front, req: Request) -> Result<Response, Problem> {
-    let gateway = &front.gateway;
     let path = req.uri().path().to_string();
-    let routing = gateway.routing();
+    let routing = front.gateway.routing();
     let route = routing
         .config
         .route(&path)
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "unknown_route", format!("no route for {path}")))?;
+    send_on(front, &routing, route, req).await.map_err(|p| Problem { shape: route.answer, ..p })
+}
+
+/// A send on `route`, answered in smsbridge's shape (the caller's is put on
+/// by [`send`]).
+async fn send_on(front: &Front, routing: &Routing, route: &Route, req: Request) -> Result<Response, Problem> {
+    let gateway = &front.gateway;
     let method = match *req.method() {
         Method::GET => RouteMethod::Get,
         Method::POST => RouteMethod::Post,
@@ -234,10 +278,11 @@ async fn send(front: &Front, req: Request) -> Result<Response, Problem> {
         return Err(unauthorized(route, remote, "caller network not allowed", Vec::new()));
     }
     let (parts, body) = req.into_parts();
-    let mut fields = read_fields(&parts, body, &routing.config.server).await?;
+    let body = read_body(body, &routing.config.server).await?;
+    let mut fields = read_fields(&parts, &body)?;
     if let Some(auth) = &route.auth {
         let uri = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let request = auth::Request { method: &parts.method, uri, headers: &parts.headers };
+        let request = auth::Request { method: &parts.method, uri, headers: &parts.headers, body: &body };
         auth::check(auth, &request, &mut fields, &front.nonces)
             .map_err(|refused| unauthorized(route, remote, refused.reason, refused.challenges))?;
     }
@@ -247,10 +292,30 @@ async fn send(front: &Front, req: Request) -> Result<Response, Problem> {
                 .with("field", name)
         })
     };
-    let phone = field(&route.fields.phone)?;
-    let message = field(&route.fields.message)?;
+    let mut phone = field(&route.fields.phone)?.clone();
+    if route.international_numbers && !phone.trim_start().starts_with('+') {
+        phone = format!("+{}", phone.trim_start());
+    }
+    let phone = phone.as_str();
+    let message = text(route, &fields)?;
+    let message = message.as_str();
+    if route.answer == Answer::Okta
+        && fields.get("data.messageProfile.deliveryChannel").is_some_and(|c| c.eq_ignore_ascii_case("call"))
+    {
+        // No voice provider here: any status but 200 has Okta place the
+        // call through its own.
+        return Err(Problem::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "voice_not_supported",
+            "smsbridge delivers SMS only; Okta places this call through its own provider",
+        ));
+    }
 
-    let idempotency_key = match parts.headers.get("idempotency-key") {
+    // A webhook's id is its idempotency key: a caller's retry is not sent
+    // twice, and a replayed request is refused below.
+    let webhook = matches!(route.auth, Some(CallerAuth::Webhook { .. }));
+    let key_header = if webhook { "webhook-id" } else { "idempotency-key" };
+    let idempotency_key = match parts.headers.get(key_header) {
         None => None,
         Some(v) => match v.to_str() {
             Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Some(k.trim()),
@@ -264,10 +329,31 @@ async fn send(front: &Front, req: Request) -> Result<Response, Problem> {
         },
     };
     let sent = gateway
-        .send(&routing, route, phone, message, idempotency_key)
+        .send(routing, route, phone, message, idempotency_key)
         .await
         .map_err(|refusal| refusal_problem(route, refusal))?;
+    if webhook && sent.replayed {
+        return Err(unauthorized(route, remote, "replayed webhook", Vec::new()));
+    }
     let replayed = [(HeaderName::from_static("idempotent-replayed"), if sent.replayed { "true" } else { "false" })];
+    match route.answer {
+        Answer::Json => {}
+        Answer::Okta => {
+            // SUCCESSFUL once a provider took it; PENDING while only the
+            // queue has it, or when the provider never confirmed it.
+            let status = if sent.queued || sent.unconfirmed { "PENDING" } else { "SUCCESSFUL" };
+            let provider = if sent.provider.is_empty() { "smsbridge" } else { sent.provider.as_str() };
+            let action = json!({
+                "status": status,
+                "provider": provider,
+                "transactionId": sent.id,
+                "transactionMetadata": sent.provider_id,
+            });
+            let body = json!({"commands": [{"type": "com.okta.telephony.action", "value": [action]}]});
+            return Ok((replayed, axum::Json(body)).into_response());
+        }
+        Answer::Supabase => return Ok((replayed, axum::Json(json!({}))).into_response()),
+    }
     Ok(match &route.success_body {
         Some(template) => {
             let text = template
@@ -307,6 +393,25 @@ async fn send(front: &Front, req: Request) -> Result<Response, Problem> {
     })
 }
 
+/// The message: the caller's own text; or, when it sends only a code (or a
+/// text without the code in it, such as a template it did not fill in), the
+/// route's template filled with the code.
+fn text(route: &Route, fields: &HashMap<String, String>) -> Result<String, Problem> {
+    let given = |name: &String| fields.get(name).filter(|v| !v.trim().is_empty());
+    let own = given(&route.fields.message);
+    let code = route.fields.code.as_ref().and_then(given);
+    match (own, code, &route.template) {
+        (Some(own), Some(code), _) if own.contains(code.as_str()) => Ok(own.clone()),
+        (_, Some(code), Some(template)) => Ok(template.replace("{code}", code)),
+        (Some(own), _, _) => Ok(own.clone()),
+        _ => {
+            let name = route.fields.code.as_ref().unwrap_or(&route.fields.message);
+            Err(Problem::new(StatusCode::BAD_REQUEST, "missing_field", format!("field `{name}` is required"))
+                .with("field", name.clone()))
+        }
+    }
+}
+
 /// A 401 that tells the caller nothing but the challenge; the audit log
 /// gets the route, the caller's address and the reason, never the credential.
 fn unauthorized(route: &Route, remote: Option<SocketAddr>, reason: &str, challenges: Vec<String>) -> Problem {
@@ -332,22 +437,17 @@ fn method_not_allowed(route: &Route, method: &Method) -> Problem {
 }
 
 /// The caller's fields: the query string, then the body's fields over it.
-async fn read_fields(
-    parts: &Parts,
-    body: Body,
-    server: &crate::config::Server,
-) -> Result<HashMap<String, String>, Problem> {
+fn read_fields(parts: &Parts, body: &[u8]) -> Result<HashMap<String, String>, Problem> {
     let mut fields: HashMap<String, String> =
         url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
     let content_type = content_type(&parts.headers);
-    let body = read_body(body, server).await?;
     if body.is_empty() {
         return Ok(fields);
     }
     match content_type.as_deref() {
-        Some("application/x-www-form-urlencoded") => fields.extend(url::form_urlencoded::parse(&body).into_owned()),
-        Some("application/json") => fields.extend(json_fields(&body)?),
-        Some("application/xml" | "text/xml") => fields.extend(xml_fields(&body)?),
+        Some("application/x-www-form-urlencoded") => fields.extend(url::form_urlencoded::parse(body).into_owned()),
+        Some("application/json") => fields.extend(json_fields(body)?),
+        Some("application/xml" | "text/xml") => fields.extend(xml_fields(body)?),
         other => {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -391,23 +491,34 @@ fn content_type(headers: &HeaderMap) -> Option<String> {
 fn json_fields(body: &[u8]) -> Result<HashMap<String, String>, Problem> {
     let bad = |why: String| Problem::new(StatusCode::BAD_REQUEST, "invalid_json", why);
     let value: Value = serde_json::from_slice(body).map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
-    let Value::Object(map) = value else {
+    if !value.is_object() {
         return Err(bad("body must be a JSON object".into()));
-    };
-    let mut fields = HashMap::new();
-    for (k, v) in map {
-        let text = match v {
-            Value::String(s) => s,
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            Value::Null => continue,
-            _ => {
-                return Err(bad(format!("field `{k}` must be a string, not an array or object")).with("field", k));
-            }
-        };
-        fields.insert(k, text);
     }
+    let mut fields = HashMap::new();
+    flatten(&value, &mut String::new(), &mut fields);
     Ok(fields)
+}
+
+/// Every scalar of `value` under its dotted path (`data.messageProfile.
+/// phoneNumber`, `items.0.id`): identity products nest their fields.
+fn flatten(value: &Value, path: &mut String, fields: &mut HashMap<String, String>) {
+    let children: Vec<(String, &Value)> = match value {
+        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        Value::Array(items) => items.iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect(),
+        Value::String(s) => return drop(fields.insert(path.clone(), s.clone())),
+        Value::Number(n) => return drop(fields.insert(path.clone(), n.to_string())),
+        Value::Bool(b) => return drop(fields.insert(path.clone(), b.to_string())),
+        Value::Null => return,
+    };
+    for (key, child) in children {
+        let len = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(&key);
+        flatten(child, path, fields);
+        path.truncate(len);
+    }
 }
 
 /// Every element's text, by the element's local name: RSA AM's XML method

@@ -21,7 +21,8 @@ pub fn risks(config: &Config, secret_keys: impl Fn(&str) -> Vec<String>) -> Vec<
             }
             Some(CallerAuth::Basic { password: s, .. } | CallerAuth::Digest { password: s, .. }) => !s.from_env,
             Some(CallerAuth::FormSecret { secret, .. }) => !secret.from_env,
-            Some(CallerAuth::Bearer { token }) => !token.from_env,
+            Some(CallerAuth::Bearer { token: s } | CallerAuth::Header { value: s, .. }) => !s.from_env,
+            Some(CallerAuth::Webhook { secret, .. } | CallerAuth::Jwt { secret, .. }) => !secret.from_env,
         };
         if inline {
             risks.push(format!(

@@ -56,6 +56,26 @@ pub struct RecordConfig {
     pub number_key: Option<Setting>,
 }
 
+/// The HMAC key of a Standard Webhooks secret: base64 after any `v1,` and
+/// `whsec_`.
+pub fn webhook_key(secret: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let text = secret.trim();
+    let text = text.strip_prefix("v1,").unwrap_or(text);
+    let text = text.strip_prefix("whsec_").unwrap_or(text);
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+/// The HMAC key of a JWT secret: its bytes, or their base64 decoding.
+pub fn jwt_key(secret: &str, base64: bool) -> Option<Vec<u8>> {
+    use base64::Engine;
+    if !base64 {
+        return Some(secret.as_bytes().to_vec());
+    }
+    let engines = [base64::engine::general_purpose::STANDARD, base64::engine::general_purpose::URL_SAFE];
+    engines.iter().find_map(|e| e.decode(secret.trim()).ok())
+}
+
 /// `[state]`: the shared database.
 #[derive(Debug, Clone)]
 pub struct StateConfig {
@@ -251,8 +271,27 @@ pub struct Route {
     pub allow_networks: Vec<ipnet::IpNet>,
     /// A text answer on success instead of JSON, e.g. `RESULT:OK {id}`.
     pub success_body: Option<String>,
+    /// The text built from `fields.code` when the caller sends only a
+    /// code: `Your code is {code}`.
+    pub template: Option<String>,
+    /// The shape of the answers.
+    pub answer: Answer,
+    /// Digits without `+` are read as an international number.
+    pub international_numbers: bool,
     pub delivery: Delivery,
     pub limits: Limits,
+}
+
+/// The shape of a route's answers: smsbridge's own, or the caller's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    #[default]
+    Json,
+    /// Okta's telephony inline hook: `commands` with a status, or an `error`.
+    Okta,
+    /// Supabase's Send SMS hook: `{}`, or `{"error": {"http_code", "message"}}`.
+    Supabase,
 }
 
 /// How hard a route tries: retries, failover and their deadline.
@@ -344,6 +383,29 @@ pub enum CallerAuth {
     Bearer {
         token: Setting,
     },
+    /// A header the caller sends with a secret value (Okta's `authScheme`,
+    /// Keycloak, PingOne): `name` in lower case.
+    Header {
+        name: String,
+        value: Setting,
+    },
+    /// Standard Webhooks signatures (Supabase): HMAC-SHA256 of
+    /// `id.timestamp.body` under `key`, the timestamp within `tolerance`.
+    /// A `webhook-id` answered before is refused (see the route's repeats).
+    Webhook {
+        /// As the caller shows it (`v1,whsec_<base64>`); checked at load.
+        secret: Setting,
+        tolerance: Duration,
+    },
+    /// A bearer JWT signed with HS256 under `secret` (Auth0): the algorithm
+    /// pinned, `exp` required, `aud` and (when set) `sub` checked.
+    Jwt {
+        secret: Setting,
+        /// The secret is base64 (Auth0's `secret_base64_encoded`).
+        base64: bool,
+        audience: String,
+        subject: Option<String>,
+    },
 }
 
 /// The names of the caller's fields: every MFA product lets its admin choose.
@@ -352,11 +414,14 @@ pub enum CallerAuth {
 pub struct Fields {
     pub phone: String,
     pub message: String,
+    /// The field with the one-time code alone, for callers that send no
+    /// text (the route's `template` makes it).
+    pub code: Option<String>,
 }
 
 impl Default for Fields {
     fn default() -> Fields {
-        Fields { phone: defaults::phone_field(), message: defaults::message_field() }
+        Fields { phone: defaults::phone_field(), message: defaults::message_field(), code: None }
     }
 }
 

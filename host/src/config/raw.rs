@@ -131,8 +131,13 @@ pub(super) struct RawRoute {
     #[serde(default)]
     pub(super) allow_networks: Vec<Spanned<String>>,
     pub(super) success_body: Option<String>,
-    #[serde(default = "defaults::deadline_ms")]
-    pub(super) deadline_ms: u64,
+    pub(super) template: Option<String>,
+    pub(super) answer: Option<Answer>,
+    /// A product whose request and answer shapes the route takes.
+    pub(super) caller: Option<Spanned<String>>,
+    /// Digits without `+` are an international number (Supabase drops the `+`).
+    pub(super) international_numbers: Option<bool>,
+    pub(super) deadline_ms: Option<u64>,
     #[serde(default = "defaults::retries")]
     pub(super) retries: u32,
     #[serde(default = "defaults::backoff_ms")]
@@ -143,8 +148,7 @@ pub(super) struct RawRoute {
     pub(super) failover_on_unknown: bool,
     #[serde(default)]
     pub(super) on_unknown: OnUnknown,
-    #[serde(default = "defaults::idempotency_window_s")]
-    pub(super) idempotency_window_s: u64,
+    pub(super) idempotency_window_s: Option<u64>,
     pub(super) limits: Option<Spanned<RawLimits>>,
     #[serde(default)]
     pub(super) queued: bool,
@@ -171,6 +175,9 @@ pub(super) enum RawAuth {
     Digest { user: String, password: Spanned<RawSetting>, realm: Option<String> },
     FormSecret { user_field: String, secret_field: String, user: String, secret: Spanned<RawSetting> },
     Bearer { token: Spanned<RawSetting> },
+    Header { name: String, value: Spanned<RawSetting> },
+    Webhook { secret: Spanned<RawSetting>, tolerance_s: Option<u64> },
+    Jwt { secret: Spanned<RawSetting>, secret_base64: Option<bool>, audience: String, subject: Option<String> },
 }
 
 /// The longest duration any setting may name: an OTP is long useless by
@@ -271,12 +278,17 @@ impl Provider {
 impl Route {
     /// Checks one `[[route]]` against the providers and the routes before it.
     pub(super) fn from_raw(
-        r: RawRoute,
+        mut r: RawRoute,
         providers: &[Provider],
         defined: &[Route],
         has_record: bool,
         src: Source,
     ) -> Result<Route> {
+        if let Some(caller) = r.caller.take() {
+            preset(&mut r, caller.get_ref()).map_err(|e| anyhow!("{}: route: {e}", src.at(caller.span())))?;
+        }
+        let deadline_ms = r.deadline_ms.unwrap_or_else(defaults::deadline_ms);
+        let idempotency_window_s = r.idempotency_window_s.unwrap_or_else(defaults::idempotency_window_s);
         let path = r.path.get_ref().clone();
         let at_path = || src.at(r.path.span());
         if !path.starts_with('/') {
@@ -324,13 +336,37 @@ impl Route {
             bail!("{}: route `{path}`: `methods` must not be empty", at_path());
         }
         let what = || format!("{}: route `{path}`", at_path());
-        let deadline = duration_ms("deadline_ms", r.deadline_ms, what)?;
+        let deadline = duration_ms("deadline_ms", deadline_ms, what)?;
         let backoff = duration_ms("backoff_ms", r.backoff_ms.max(1), what)?;
         let idempotency_window =
-            duration_ms("idempotency_window_s", r.idempotency_window_s.max(1).saturating_mul(1000), what)?;
+            duration_ms("idempotency_window_s", idempotency_window_s.max(1).saturating_mul(1000), what)?;
         let validity = duration_ms("validity_s", r.validity_s.max(1).saturating_mul(1000), what)?;
         let limits_span = r.limits.as_ref().map(|l| l.span()).unwrap_or(r.path.span());
         let limits = Limits::from_raw(r.limits.map(Spanned::into_inner).unwrap_or_default(), &path, limits_span, src)?;
+        if let Some(CallerAuth::Webhook { tolerance, .. }) = &auth
+            && idempotency_window_s < tolerance.as_secs()
+        {
+            bail!(
+                "{}: route `{path}`: `idempotency_window_s` ({idempotency_window_s}) must be at least the webhook \
+                 `tolerance_s` ({}): a replayed webhook-id is caught by the repeats",
+                at_path(),
+                tolerance.as_secs()
+            );
+        }
+        let fields = r.fields.unwrap_or_default();
+        match (&fields.code, &r.template) {
+            (Some(_), None) => bail!(
+                "{}: route `{path}`: `fields.code` needs a `template` for the text, such as \"Your code is {{code}}\"",
+                at_path()
+            ),
+            (_, Some(t)) if !t.contains("{code}") => {
+                bail!("{}: route `{path}`: `template` must contain {{code}}", at_path())
+            }
+            (None, Some(_)) => {
+                bail!("{}: route `{path}`: `template` needs `fields.code`, the field the code is in", at_path())
+            }
+            _ => {}
+        }
         if r.queued && !has_record {
             bail!(
                 "{}: route `{path}`: `queued = true` keeps messages in the message record: add a [record] section",
@@ -339,7 +375,10 @@ impl Route {
         }
         Ok(Route {
             methods: r.methods,
-            fields: r.fields.unwrap_or_default(),
+            fields,
+            template: r.template,
+            answer: r.answer.unwrap_or_default(),
+            international_numbers: r.international_numbers.unwrap_or(false),
             providers: r.providers.into_inner().into_iter().map(Spanned::into_inner).collect(),
             default_country,
             sender: r.sender,
@@ -354,7 +393,7 @@ impl Route {
                 failover_on_unknown: r.failover_on_unknown,
                 on_unknown: r.on_unknown,
                 // Zero turns repeated-request answers off.
-                idempotency_window: if r.idempotency_window_s == 0 { Duration::ZERO } else { idempotency_window },
+                idempotency_window: if idempotency_window_s == 0 { Duration::ZERO } else { idempotency_window },
                 queued: r.queued,
                 validity,
             },
@@ -428,6 +467,41 @@ impl CallerAuth {
                 secret: secret("secret", s)?,
             },
             RawAuth::Bearer { token } => CallerAuth::Bearer { token: secret("token", token)? },
+            RawAuth::Header { name, value } => {
+                let Ok(name) = axum::http::HeaderName::from_bytes(name.as_bytes()) else {
+                    bail!("{}: route `{path}`: auth header `name` {name:?} is not a header name", src.at(value.span()));
+                };
+                CallerAuth::Header { name: name.as_str().to_string(), value: secret("value", value)? }
+            }
+            RawAuth::Jwt { secret: s, secret_base64, audience, subject } => {
+                let setting = secret("secret", s)?;
+                let base64 = secret_base64.unwrap_or(false);
+                if base64 && jwt_key(&setting.value, true).is_none() {
+                    bail!("{}: route `{path}`: auth `secret` is not base64 (`secret_base64 = true`)", src.at(s.span()));
+                }
+                if audience.trim().is_empty() {
+                    bail!("{}: route `{path}`: auth `audience` is empty", src.at(s.span()));
+                }
+                CallerAuth::Jwt { secret: setting, base64, audience: audience.clone(), subject: subject.clone() }
+            }
+            RawAuth::Webhook { secret: s, tolerance_s } => {
+                let setting = secret("secret", s)?;
+                let at = || format!("{}: route `{path}`: auth `secret`", src.at(s.span()));
+                let Some(key) = webhook_key(&setting.value) else {
+                    bail!("{}: write it as v1,whsec_<base64>, as the caller shows it", at());
+                };
+                if key.len() < 16 {
+                    bail!("{}: the key is {} bytes; a webhook secret needs at least 16", at(), key.len());
+                }
+                let tolerance = tolerance_s.unwrap_or(300);
+                if !(1..=3600).contains(&tolerance) {
+                    bail!(
+                        "{}: route `{path}`: auth `tolerance_s` must be 1 to 3600 (got {tolerance})",
+                        src.at(s.span())
+                    );
+                }
+                CallerAuth::Webhook { secret: setting, tolerance: Duration::from_secs(tolerance) }
+            }
         })
     }
 }
@@ -556,4 +630,51 @@ fn parse_rate(text: &str) -> Result<Option<Rate>, String> {
         return Err(format!("`{text}`: count and window must be greater than 0 (use off for no limit)"));
     }
     Ok(Some(Rate { limit, window }))
+}
+
+/// The request and answer shapes of a product that calls smsbridge, filled
+/// in where the route leaves them out: every one can be overridden.
+fn preset(r: &mut RawRoute, caller: &str) -> Result<(), String> {
+    let fields = |phone: &str, message: &str, code: &str| Fields {
+        phone: phone.into(),
+        message: message.into(),
+        code: Some(code.into()),
+    };
+    match caller {
+        "okta" => {
+            r.fields.get_or_insert_with(|| {
+                fields(
+                    "data.messageProfile.phoneNumber",
+                    "data.messageProfile.msgTemplate",
+                    "data.messageProfile.otpCode",
+                )
+            });
+            r.template.get_or_insert_with(|| "Your verification code is {code}".into());
+            r.answer.get_or_insert(Answer::Okta);
+            // Okta falls back to its own providers after 3 s.
+            r.deadline_ms.get_or_insert(2500);
+        }
+        "supabase" => {
+            r.fields.get_or_insert_with(|| fields("user.phone", "sms.message", "sms.otp"));
+            r.template.get_or_insert_with(|| "Your code is {code}".into());
+            r.answer.get_or_insert(Answer::Supabase);
+            r.international_numbers.get_or_insert(true);
+            // Supabase gives up after 5 s.
+            r.deadline_ms.get_or_insert(4000);
+            // A replayed webhook-id is refused for as long as a signature is valid.
+            r.idempotency_window_s.get_or_insert(300);
+        }
+        "auth0" => {
+            r.fields.get_or_insert_with(|| Fields { phone: "recipient".into(), message: "body".into(), code: None });
+        }
+        "authentik" => {
+            // `Body` is the code alone, `Message` the whole text.
+            r.fields.get_or_insert_with(|| fields("To", "Message", "Body"));
+            r.template.get_or_insert_with(|| "Your code is {code}".into());
+        }
+        other => {
+            return Err(format!("`caller` `{other}` is not a known product (okta, supabase, auth0, authentik)"));
+        }
+    }
+    Ok(())
 }
