@@ -738,4 +738,36 @@ mod tests {
         let queued = "[[provider]]\nname = \"a\"\nadapter = \"outbox\"\n[[route]]\npath = \"/q\"\nproviders = [\"a\"]\nqueued = true\n";
         Config::parse(&format!("{key}[state]\nurl = \"postgres://db/sb\"\n{queued}"), "gw.toml").unwrap();
     }
+
+    #[test]
+    fn presets_fill_what_a_route_leaves_out_and_yield_to_what_it_sets() {
+        let base = "[[provider]]\nname = \"a\"\nadapter = \"outbox\"\n[[route]]\npath = \"/o\"\nproviders = [\"a\"]\n";
+        let route = |extra: &str| Config::parse(&format!("{base}{extra}"), "gw.toml").map(|mut c| c.routes.remove(0));
+        let okta = route("caller = \"okta\"\n").unwrap();
+        assert_eq!(okta.fields.phone, "data.messageProfile.phoneNumber");
+        assert_eq!(okta.fields.code.as_deref(), Some("data.messageProfile.otpCode"));
+        assert_eq!((okta.answer, okta.delivery.deadline), (Answer::Okta, Duration::from_millis(2500)));
+        let own = route("caller = \"okta\"\ndeadline_ms = 2000\ntemplate = \"Code: {code}\"\n").unwrap();
+        assert_eq!(
+            (own.delivery.deadline, own.template.as_deref()),
+            (Duration::from_millis(2000), Some("Code: {code}"))
+        );
+        let supabase = route("caller = \"supabase\"\n").unwrap();
+        assert!(supabase.international_numbers);
+        assert_eq!(
+            (supabase.answer, supabase.delivery.idempotency_window),
+            (Answer::Supabase, Duration::from_secs(300))
+        );
+        let err = |extra: &str| route(extra).unwrap_err().to_string();
+        assert!(err("caller = \"nokia\"\n").contains("gw.toml:7: route: `caller` `nokia` is not a known product"));
+        assert!(err("fields = { code = \"otp\" }\n").contains("`fields.code` needs a `template`"));
+        assert!(err("fields = { code = \"otp\" }\ntemplate = \"Hi\"\n").contains("`template` must contain {code}"));
+        let webhook = "auth = { webhook = { secret = \"v1,whsec_c21zYnJpZGdlLXN1cGFiYXNlLWhvb2stc2VjcmV0\" } }\n";
+        assert!(err(webhook).contains("`idempotency_window_s` (60) must be at least the webhook `tolerance_s` (300)"));
+        assert!(route(&format!("caller = \"supabase\"\n{webhook}")).is_ok());
+        let bad = "auth = { webhook = { secret = \"v1,whsec_not base64!!\" } }\nidempotency_window_s = 300\n";
+        assert!(err(bad).contains("write it as v1,whsec_<base64>"));
+        let jwt = "auth = { jwt = { secret = \"auth0-secret-0123456789\", audience = \"\" } }\n";
+        assert!(err(jwt).contains("auth `audience` is empty"));
+    }
 }
