@@ -549,25 +549,14 @@ async fn authentik_keycloak_pingone_fortiauthenticator_and_cisco_ise() {
         .status();
     assert!(ok(status.as_u16()), "pingone: {status}");
     // FortiAuthenticator and Cisco ISE: the guides' URL templates, filled in.
+    let get = |url: &str, user: &'static str, var: &str| {
+        bridge.client.get(bridge.url(url)).basic_auth(user, Some(secret(var))).send()
+    };
     let forti = "/v1/fortiauthenticator?to=%2B447400123459&text=Your%20FortiToken%20code%20is%20650113";
-    let status = bridge
-        .client
-        .get(bridge.url(forti))
-        .basic_auth("fortiauthenticator", Some(secret("FORTIAUTH_GATEWAY_PASSWORD")))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = get(forti, "fortiauthenticator", "FORTIAUTH_GATEWAY_PASSWORD").await.unwrap().status();
     assert!(ok(status.as_u16()), "fortiauthenticator: {status}");
     let ise = "/v1/ise?to=%2B447400123450&text=Your%20guest%20password%20is%20k7Q2p";
-    let status = bridge
-        .client
-        .get(bridge.url(ise))
-        .basic_auth("cisco-ise", Some(secret("ISE_GATEWAY_PASSWORD")))
-        .send()
-        .await
-        .unwrap()
-        .status();
+    let status = get(ise, "cisco-ise", "ISE_GATEWAY_PASSWORD").await.unwrap().status();
     assert!(ok(status.as_u16()), "cisco ise: {status}");
     let refused = bridge.client.get(bridge.url(ise)).basic_auth("cisco-ise", Some("wrong")).send().await.unwrap();
     assert_eq!(refused.status().as_u16(), 401);
