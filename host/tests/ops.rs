@@ -104,6 +104,20 @@ providers = ["box"]
     assert_eq!(sample(&samples, "smsbridge_in_flight_requests", &[]), 0.0);
     let total: f64 = samples.iter().filter(|(n, _, _)| n == sends).map(|(_, _, v)| v).sum();
     assert_eq!(total, 5.0, "every send counted once");
+    // The Grafana dashboard queries only what /metrics exposes.
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/grafana/smsbridge.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let exposed: std::collections::BTreeSet<&str> = samples.iter().map(|(n, _, _)| n.as_str()).collect();
+    let mut queried = 0;
+    for target in dashboard["panels"].as_array().unwrap().iter().flat_map(|p| p["targets"].as_array().unwrap()) {
+        let expr = target["expr"].as_str().unwrap();
+        for (at, _) in expr.match_indices("smsbridge_") {
+            let name: String = expr[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            assert!(exposed.contains(name.as_str()), "the dashboard queries {name}, which /metrics does not expose");
+            queried += 1;
+        }
+    }
+    assert!(queried >= 6, "the dashboard has its queries: {queried}");
     for (name, labels, _) in &samples {
         for value in labels.values() {
             let longest_digits = value.split(|c: char| !c.is_ascii_digit()).map(str::len).max().unwrap_or(0);
