@@ -286,12 +286,7 @@ async fn send_on(front: &Front, routing: &Routing, route: &Route, req: Request) 
         auth::check(auth, &request, &mut fields, &front.nonces)
             .map_err(|refused| unauthorized(route, remote, refused.reason, refused.challenges))?;
     }
-    let field = |name: &str| {
-        fields.get(name).ok_or_else(|| {
-            Problem::new(StatusCode::BAD_REQUEST, "missing_field", format!("field `{name}` is required"))
-                .with("field", name)
-        })
-    };
+    let field = |name: &str| fields.get(name).ok_or_else(|| missing(name, &fields));
     let mut phone = field(&route.fields.phone)?.clone();
     if route.international_numbers && !phone.trim_start().starts_with('+') {
         phone = format!("+{}", phone.trim_start());
@@ -397,19 +392,26 @@ async fn send_on(front: &Front, routing: &Routing, route: &Route, req: Request) 
 /// text without the code in it, such as a template it did not fill in), the
 /// route's template filled with the code.
 fn text(route: &Route, fields: &HashMap<String, String>) -> Result<String, Problem> {
-    let given = |name: &String| fields.get(name).filter(|v| !v.trim().is_empty());
-    let own = given(&route.fields.message);
-    let code = route.fields.code.as_ref().and_then(given);
+    // A blank text is the caller's own: admission refuses it as empty.
+    let own = fields.get(&route.fields.message);
+    let code = route.fields.code.as_ref().and_then(|name| fields.get(name)).filter(|c| !c.trim().is_empty());
     match (own, code, &route.template) {
         (Some(own), Some(code), _) if own.contains(code.as_str()) => Ok(own.clone()),
         (_, Some(code), Some(template)) => Ok(template.replace("{code}", code)),
         (Some(own), _, _) => Ok(own.clone()),
-        _ => {
-            let name = route.fields.code.as_ref().unwrap_or(&route.fields.message);
-            Err(Problem::new(StatusCode::BAD_REQUEST, "missing_field", format!("field `{name}` is required"))
-                .with("field", name.clone()))
-        }
+        _ => Err(missing(route.fields.code.as_ref().unwrap_or(&route.fields.message), fields)),
     }
+}
+
+/// The answer for a field the request lacks: an object or array of JSON
+/// where a text was expected, or nothing at all.
+fn missing(name: &str, fields: &HashMap<String, String>) -> Problem {
+    let inside = format!("{name}.");
+    if fields.keys().any(|k| k.starts_with(&inside)) {
+        let why = format!("field `{name}` must be a string, not an array or object");
+        return Problem::new(StatusCode::BAD_REQUEST, "invalid_json", why).with("field", name);
+    }
+    Problem::new(StatusCode::BAD_REQUEST, "missing_field", format!("field `{name}` is required")).with("field", name)
 }
 
 /// A 401 that tells the caller nothing but the challenge; the audit log
