@@ -22,6 +22,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/admin/adapters", get(adapters))
         .route("/admin/health", get(health))
+        .route("/admin/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/admin/messages", get(messages_by_number))
         .route("/admin/messages/{id}", get(message))
@@ -128,6 +129,44 @@ async fn adapters(State(gateway): State<Arc<Gateway>>) -> axum::Json<Value> {
         }
     }
     axum::Json(json!({ "adapters": list }))
+}
+
+/// `GET /admin/stats`: the last 5 and 60 minutes per provider and route,
+/// from the process itself, and each configured provider's circuit and
+/// sends in flight against its limit.
+async fn stats(State(gateway): State<Arc<Gateway>>) -> axum::Json<Value> {
+    let snapshot = crate::stats::Stats::global().snapshot();
+    let routing = gateway.routing();
+    let providers: Vec<Value> = routing
+        .config
+        .providers
+        .iter()
+        .map(|p| {
+            let (circuit_open, in_flight) = gateway.provider_now(&p.name);
+            json!({
+                "name": p.name,
+                "adapter": p.adapter,
+                "circuit_open": circuit_open,
+                "in_flight": in_flight,
+                "max_in_flight": p.max_in_flight,
+                "attempts": snapshot.providers.get(&p.name),
+            })
+        })
+        .collect();
+    let routes: Vec<Value> = routing
+        .config
+        .routes
+        .iter()
+        .map(|r| {
+            json!({
+                "path": r.path,
+                "providers": r.providers,
+                "sends": snapshot.routes.get(&r.path),
+                "refusals": snapshot.refusals.get(&r.path),
+            })
+        })
+        .collect();
+    axum::Json(json!({ "providers": providers, "routes": routes }))
 }
 
 async fn metrics() -> Response {

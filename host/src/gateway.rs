@@ -92,6 +92,11 @@ impl Gateway {
         Ok((shared, Some(log), Some(Arc::new(QueueWorker::new(queue)))))
     }
 
+    /// `provider` now: whether its circuit is open, and its sends in flight.
+    pub fn provider_now(&self, provider: &str) -> (bool, u32) {
+        self.courier.provider_now(provider)
+    }
+
     /// The shared database, when there is one.
     pub fn shared(&self) -> Option<&Arc<Postgres>> {
         self.shared.as_ref()

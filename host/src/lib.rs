@@ -21,6 +21,7 @@ pub mod runtime;
 pub mod scaffold;
 pub mod server;
 pub mod state;
+pub mod stats;
 pub mod telemetry;
 pub mod tls;
 pub mod watch;

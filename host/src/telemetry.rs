@@ -41,6 +41,7 @@ pub fn render() -> String {
 pub fn send(route: &str, provider: &str, outcome: &'static str, took: Duration) {
     counter!("smsbridge_sends_total", "route" => route.to_string(), "provider" => provider.to_string(), "outcome" => outcome)
         .increment(1);
+    crate::stats::Stats::global().send(route, outcome, took);
     histogram!("smsbridge_send_duration_seconds", "route" => route.to_string()).record(took);
 }
 
@@ -48,6 +49,7 @@ pub fn send(route: &str, provider: &str, outcome: &'static str, took: Duration) 
 pub fn attempt(provider: &str, outcome: &'static str, took: Duration) {
     counter!("smsbridge_provider_attempts_total", "provider" => provider.to_string(), "outcome" => outcome)
         .increment(1);
+    crate::stats::Stats::global().attempt(provider, outcome, took);
     histogram!("smsbridge_provider_duration_seconds", "provider" => provider.to_string()).record(took);
 }
 
@@ -59,6 +61,7 @@ pub fn circuit(provider: &str, open: bool) {
 /// A request refused before any provider was tried: `auth`, `invalid_phone`…
 pub fn refused(route: &str, reason: &'static str) {
     counter!("smsbridge_refusals_total", "route" => route.to_string(), "reason" => reason).increment(1);
+    crate::stats::Stats::global().refused(route, reason);
 }
 
 /// A queue write or read that failed; `op` names it.

@@ -104,6 +104,31 @@ providers = ["box"]
     assert_eq!(sample(&samples, "smsbridge_in_flight_requests", &[]), 0.0);
     let total: f64 = samples.iter().filter(|(n, _, _)| n == sends).map(|(_, _, v)| v).sum();
     assert_eq!(total, 5.0, "every send counted once");
+    // The same sequence in the process's own windows, which need no Prometheus.
+    let (status, text) = request(&admin, "GET", "/admin/stats", "", "");
+    assert_eq!(status, 200, "{text}");
+    let stats: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let provider =
+        |name: &str| stats["providers"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap().clone();
+    let route = |path: &str| stats["routes"].as_array().unwrap().iter().find(|r| r["path"] == path).unwrap().clone();
+    let (box_, broken) = (provider("box"), provider("broken"));
+    assert_eq!(box_["attempts"]["last_5m"]["outcomes"]["accepted"], 3, "{stats}");
+    assert!(box_["attempts"]["last_60m"]["p99_ms"].as_f64().is_some(), "{stats}");
+    assert_eq!(broken["attempts"]["last_60m"]["outcomes"]["fault"], 2, "{stats}");
+    assert_eq!(
+        (box_["circuit_open"].clone(), box_["in_flight"].clone(), box_["max_in_flight"].clone()),
+        (false.into(), 0.into(), 1000.into())
+    );
+    assert_eq!(route("/ok")["sends"]["last_5m"]["total"], 3, "{stats}");
+    assert_eq!(route("/ok")["refusals"]["last_5m"]["outcomes"]["invalid_phone"], 1, "{stats}");
+    assert_eq!(route("/auth")["refusals"]["last_60m"]["outcomes"]["unauthorized"], 2, "{stats}");
+    // One minute, or two if the sends straddled a minute's end.
+    let minutes = route("/ok")["sends"]["per_minute"].as_array().unwrap().clone();
+    assert!((1..=2).contains(&minutes.len()), "{stats}");
+    let counted: u64 = minutes.iter().map(|m| m["outcomes"]["accepted"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(counted, 3, "{stats}");
+    assert!(!text.contains("447400123456") && !text.contains("48291"), "no number or text in the stats");
+
     // The Grafana dashboard queries only what /metrics exposes.
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/grafana/smsbridge.json");
     let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();

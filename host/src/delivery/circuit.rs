@@ -57,14 +57,14 @@ impl Circuits {
         }
     }
 
-    /// Counts an attempt at `provider` that ended at `now`: `transient` when
-    /// the provider failed in a way that says it is unwell.
     /// Whether `provider`'s circuit is open now (no probe is let through).
     pub fn is_open(&self, provider: &str, now: Instant) -> bool {
         let circuits = self.by_provider.lock().unwrap();
         circuits.get(provider).and_then(|c| c.open_until).is_some_and(|until| now < until)
     }
 
+    /// Counts an attempt at `provider` that ended at `now`: `transient` when
+    /// the provider failed in a way that says it is unwell.
     pub fn record(&self, provider: &str, trip: Trip, transient: bool, now: Instant) {
         let mut circuits = self.by_provider.lock().unwrap();
         let circuit = circuits.entry(provider.to_string()).or_default();

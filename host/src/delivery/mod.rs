@@ -97,6 +97,11 @@ impl Courier {
         &self.bulkheads
     }
 
+    /// `provider` now: whether its circuit is open, and its sends in flight.
+    pub fn provider_now(&self, provider: &str) -> (bool, u32) {
+        (self.circuits.is_open(provider, Instant::now().into()), self.bulkheads.in_flight(provider))
+    }
+
     /// Tries `route`'s providers in order until one accepts, within the
     /// route's deadline, as message `id`.
     pub async fn deliver(
