@@ -247,6 +247,11 @@ fn queued_messages_of_a_killed_instance_are_delivered_by_the_others_and_none_twi
         let (status, body) = request(&at.admin, "GET", &format!("/admin/messages/{id}"), "", "");
         assert_eq!(status, 200, "{id}: {body}");
     }
+    let (status, body) = request(&c.admin, "GET", "/admin/messages", "", "");
+    assert_eq!(status, 200, "{body}");
+    let recent: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(recent["messages"].as_array().unwrap().len(), 50, "the latest sends of every instance");
+    assert!(!body.contains("447400123456"), "masked");
     let left = pg.query_i64("SELECT count(*) FROM smsbridge.queue");
     assert_eq!(left, 0, "messages left in the queue");
     b.logs();

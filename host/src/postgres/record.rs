@@ -148,11 +148,20 @@ impl MessageLog for Postgres {
                 Ok(rows.iter().map(|r| r.get(0)).collect())
             })
             .await?;
-        let mut out = Vec::new();
-        for id in ids {
-            out.extend(self.get(&id).await?);
-        }
-        Ok(out)
+        self.get_all(ids).await
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<LoggedMessage>> {
+        let limit = limit.min(10_000) as i64;
+        let ids: Vec<String> = self
+            .run("record", async |c| {
+                let rows = c
+                    .query("SELECT id FROM smsbridge.messages ORDER BY created_ms DESC, id DESC LIMIT $1", &[&limit])
+                    .await?;
+                Ok(rows.iter().map(|r| r.get(0)).collect())
+            })
+            .await?;
+        self.get_all(ids).await
     }
 
     /// Purges for every instance, at most hourly: the instance that finds

@@ -105,6 +105,16 @@ pub trait MessageLog: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<LoggedMessage>>;
     /// The latest `limit` messages to `e164`, newest first.
     async fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<LoggedMessage>>;
+    /// The latest `limit` messages to any number, newest first.
+    async fn recent(&self, limit: usize) -> Result<Vec<LoggedMessage>>;
+    /// The messages `ids` name, in that order; ids not found are left out.
+    async fn get_all(&self, ids: Vec<String>) -> Result<Vec<LoggedMessage>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.get(&id).await?);
+        }
+        Ok(out)
+    }
     /// Deletes messages (and callbacks seen) older than `age`; returns how
     /// many messages.
     async fn purge(&self, age: Duration) -> Result<usize>;

@@ -232,11 +232,16 @@ impl MessageLog for SqliteRecord {
                 .prepare("SELECT id FROM messages WHERE number_hash = ?1 ORDER BY created_ms DESC, id DESC LIMIT ?2")?;
             q.query_map(params![hash, limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?
         };
-        let mut out = Vec::new();
-        for id in ids {
-            out.extend(self.get(&id).await?);
-        }
-        Ok(out)
+        self.get_all(ids).await
+    }
+
+    async fn recent(&self, limit: usize) -> Result<Vec<LoggedMessage>> {
+        let ids: Vec<String> = {
+            let db = self.db.lock().unwrap();
+            let mut q = db.prepare("SELECT id FROM messages ORDER BY created_ms DESC, id DESC LIMIT ?1")?;
+            q.query_map(params![limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?
+        };
+        self.get_all(ids).await
     }
 
     /// Deletes messages older than `age`; returns how many.
@@ -369,7 +374,8 @@ mod tests {
         assert_eq!(m.attempts, attempts);
         let timeline: Vec<&str> = m.statuses.iter().map(|s| s.status.as_str()).collect();
         assert_eq!(timeline, ["queued", "delivered"]);
-        assert_eq!(record.by_number("+447400123456", 10).await.unwrap(), vec![m]);
+        assert_eq!(record.by_number("+447400123456", 10).await.unwrap(), vec![m.clone()]);
+        assert_eq!(record.recent(10).await.unwrap(), vec![m]);
         assert!(record.by_number("+447400123457", 10).await.unwrap().is_empty());
         drop(record);
 
