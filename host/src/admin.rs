@@ -27,7 +27,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/messages", get(messages_by_number))
         .route("/admin/messages/{id}", get(message))
         .layer(middleware::from_fn_with_state(gateway.clone(), require_token))
-        .with_state(gateway)
+        .with_state(gateway.clone())
+        .merge(crate::console::router(gateway))
 }
 
 async fn require_token(State(gateway): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
@@ -39,7 +40,10 @@ async fn require_token(State(gateway): State<Arc<Gateway>>, req: Request, next: 
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !bool::from(offered.as_bytes().ct_eq(token.as_bytes())) {
+        // A console session counts too: the console's pages read the API.
+        if !bool::from(offered.as_bytes().ct_eq(token.as_bytes()))
+            && !crate::console::signed_in(Some(token), req.headers())
+        {
             return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "unauthorized"}))).into_response();
         }
     }

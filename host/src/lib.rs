@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod delivery;
 pub mod fixture;
 pub mod gateway;

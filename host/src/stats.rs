@@ -130,7 +130,12 @@ pub struct Stats {
     providers: Mutex<HashMap<String, Series>>,
     routes: Mutex<HashMap<String, Series>>,
     refusals: Mutex<HashMap<String, Series>>,
+    /// The latest adapter loads from files: when, which, and the result.
+    reloads: Mutex<VecDeque<(SystemTime, String, &'static str)>>,
 }
+
+/// Adapter reloads kept for the console.
+const RELOADS: usize = 20;
 
 /// Everything, as the console reads it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -172,6 +177,19 @@ impl Stats {
 
     pub fn refused(&self, route: &str, reason: &'static str) {
         Self::record(&self.refusals, route, minute_now(), reason, None);
+    }
+
+    pub fn reload(&self, adapter: &str, result: &'static str) {
+        let mut reloads = self.reloads.lock().unwrap();
+        if reloads.len() == RELOADS {
+            reloads.pop_front();
+        }
+        reloads.push_back((SystemTime::now(), adapter.to_string(), result));
+    }
+
+    /// The latest adapter reloads, oldest first.
+    pub fn reloads(&self) -> Vec<(SystemTime, String, &'static str)> {
+        self.reloads.lock().unwrap().iter().cloned().collect()
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -82,6 +82,7 @@ pub fn state_error(op: &'static str) {
 /// An adapter load from a file: `loaded`, `failed` or `unloaded`.
 pub fn reload(adapter: &str, result: &'static str) {
     counter!("smsbridge_adapter_reloads_total", "adapter" => adapter.to_string(), "result" => result).increment(1);
+    crate::stats::Stats::global().reload(adapter, result);
 }
 
 /// Counts a request in flight while it lives.
