@@ -90,6 +90,20 @@ from = "+15005550006"
     group.bench_function("classify_new_number", |b| b.iter(|| smsbridge::phone::classify(&next())));
     group.finish();
 
+    // What the console's windows add to every send: one attempt and one
+    // finished send recorded, beside the send itself (send/twilio above).
+    let mut group = c.benchmark_group("stats");
+    group.measurement_time(Duration::from_secs(2)).sample_size(30);
+    let stats = smsbridge::stats::Stats::default();
+    let took = Duration::from_millis(12);
+    group.bench_function("record_send", |b| {
+        b.iter(|| {
+            stats.attempt("twilio", "accepted", took);
+            stats.send("/v1/send", "accepted", took);
+        })
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("info");
     group.measurement_time(Duration::from_secs(1)).sample_size(20);
     for (name, _) in BUNDLED {

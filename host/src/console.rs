@@ -15,7 +15,7 @@ use crate::gateway::Gateway;
 use crate::record::LoggedMessage;
 use crate::stats::{Stats, View};
 use axum::Router;
-use axum::extract::{Form, Query, Request, State};
+use axum::extract::{Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,7 +38,7 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; f
 /// The console's routes; they check the session themselves.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/admin/", get(page))
+        .route("/admin/", get(page).post(search))
         .route("/admin/console.css", get(css))
         .route("/admin/login", post(login))
         .route("/admin/logout", post(logout))
@@ -204,27 +204,42 @@ fn redirect(to: &'static str, cookie: Option<String>) -> Response {
     resp
 }
 
-#[derive(Deserialize)]
-struct PageQuery {
-    number: Option<String>,
+async fn page(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    render(&gateway, &headers, None).await
 }
 
-async fn page(State(gateway): State<Arc<Gateway>>, Query(q): Query<PageQuery>, req: Request) -> Response {
-    let token = admin_token(&gateway);
-    if !signed_in(token.as_deref(), req.headers()) {
+#[derive(Deserialize)]
+struct SearchForm {
+    #[serde(default)]
+    csrf: String,
+    number: String,
+}
+
+/// The console with the messages to one number: a POST, so the number is
+/// in no URL, no history and no proxy log.
+async fn search(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, Form(form): Form<SearchForm>) -> Response {
+    if !csrf_ok(admin_token(&gateway).as_deref(), &headers, &form.csrf) {
+        return (StatusCode::FORBIDDEN, "bad CSRF token").into_response();
+    }
+    render(&gateway, &headers, Some(&form.number)).await
+}
+
+async fn render(gateway: &Gateway, headers: &HeaderMap, number: Option<&str>) -> Response {
+    let token = admin_token(gateway);
+    if !signed_in(token.as_deref(), headers) {
         return sign_in_page(StatusCode::OK, None);
     }
-    let csrf = csrf(token.as_deref(), &session(req.headers()).unwrap_or_default());
+    let csrf = csrf(token.as_deref(), &session(headers).unwrap_or_default());
     let mut body = String::new();
     let _ = write!(
         body,
         "<header><h1>smsbridge</h1><form method=\"post\" action=\"/admin/logout\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\">Sign out</button></form></header><main>"
     );
-    body.push_str(&now_section(&gateway));
-    body.push_str(&send_section(&gateway, &csrf, None));
-    body.push_str(&messages_section(&gateway, q.number.as_deref(), &csrf).await);
-    body.push_str(&adapters_section(&gateway));
+    body.push_str(&now_section(gateway));
+    body.push_str(&send_section(gateway, &csrf, None));
+    body.push_str(&messages_section(gateway, number, &csrf).await);
+    body.push_str(&adapters_section(gateway));
     body.push_str("</main>");
     html(StatusCode::OK, "Console", &body)
 }
@@ -406,7 +421,7 @@ fn attempts_list<'a>(attempts: impl Iterator<Item = (&'a str, &'a str, u64)>) ->
 
 async fn messages_section(gateway: &Gateway, number: Option<&str>, csrf: &str) -> String {
     let mut out = format!(
-        "<section id=\"messages\"><h2>Messages</h2><form method=\"get\" action=\"/admin/\">\
+        "<section id=\"messages\"><h2>Messages</h2><form method=\"post\" action=\"/admin/\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <label>Number <input name=\"number\" inputmode=\"tel\" placeholder=\"+44…\"></label>\
          <button type=\"submit\">Find</button></form>",

@@ -45,6 +45,7 @@ with sync_playwright() as p:
     page.fill("#messages input[name=number]", "+447400123456")
     page.click("#messages button[type=submit]")
     seen["found"] = page.locator("tr.message").all_inner_texts()
+    seen["search_url"] = page.url
     page.fill("#messages input[name=number]", "+447400999999")
     page.click("#messages button[type=submit]")
     seen["found_other"] = page.locator("tr.message").count()
@@ -100,6 +101,7 @@ providers = ["box"]
     assert!(messages[0].as_str().unwrap().contains("+4474****3456"), "{messages:?}");
     assert_eq!(seen["found"].as_array().unwrap().len(), 1, "search by number: {}", seen["found"]);
     assert_eq!(seen["found_other"], 0, "another number has no messages");
+    assert!(!seen["search_url"].as_str().unwrap().contains("447400"), "the number is in no URL");
     for page in [&seen["html"], &seen["result_html"]] {
         let html = page.as_str().unwrap();
         assert!(!html.contains("447400123456"), "a full number on the page");
