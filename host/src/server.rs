@@ -140,8 +140,8 @@ impl Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let mut resp = axum::Json(self.shaped().1).into_response();
-        *resp.status_mut() = self.shaped().0;
+        let (status, body) = self.shaped();
+        let mut resp = (status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

@@ -85,20 +85,6 @@ impl Postgres {
         self.health.load(Ordering::Relaxed) == UP
     }
 
-    /// Waits until the database answers, or `within` passes.
-    pub async fn wait_up(&self, within: Duration) -> bool {
-        let until = Instant::now() + within;
-        loop {
-            if self.probe().await {
-                return true;
-            }
-            if Instant::now() >= until {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
     /// Probes the database every second while `this` lives, so that health
     /// follows it even with no traffic.
     pub fn start_probe(this: &Arc<Postgres>) {
