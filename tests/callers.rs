@@ -476,8 +476,13 @@ async fn supabase_send_sms_hook() {
 
 /// A gateway token as Auth0 makes it, by PyJWT.
 fn auth0_token(claims: serde_json::Value, key: &str, alg: &str) -> String {
-    let script = "import sys, json, jwt\nkey = None if sys.argv[3] == 'none' else sys.argv[2]\nprint(jwt.encode(json.loads(sys.argv[1]), key, algorithm=sys.argv[3]))";
-    python(script, &[&claims.to_string(), key, alg])
+    token_with_header(claims, key, alg, serde_json::json!({}))
+}
+
+/// A token by PyJWT with `header` fields added to its JOSE header.
+fn token_with_header(claims: serde_json::Value, key: &str, alg: &str, header: serde_json::Value) -> String {
+    let script = "import sys, json, jwt\nkey = None if sys.argv[3] == 'none' else sys.argv[2]\nprint(jwt.encode(json.loads(sys.argv[1]), key, algorithm=sys.argv[3], headers=json.loads(sys.argv[4])))";
+    python(script, &[&claims.to_string(), key, alg, &header.to_string()])
 }
 
 #[tokio::test]
@@ -510,6 +515,87 @@ async fn auth0_passwordless_sms_gateway() {
         assert_eq!(post(token).await, 401, "{what}");
     }
     assert_eq!(bridge.outbox("outbox").len(), 1, "nothing sent for a refused token");
+}
+
+#[tokio::test]
+async fn a_captured_jwt_authorises_one_request_and_no_more() {
+    let (bridge, _verify) = start().await;
+    let key = secret("AUTH0_GATEWAY_SECRET");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = |iat: Option<u64>, exp: u64, jti: &str| {
+        let mut c = serde_json::json!({"sub": "urn:Auth0", "aud": "urn:smsbridge", "exp": exp, "jti": jti});
+        if let Some(iat) = iat {
+            c["iat"] = iat.into();
+        }
+        c
+    };
+    let post = |scheme: &'static str, token: String, to: &'static str, text: &'static str| {
+        let body = serde_json::json!({"recipient": to, "body": text});
+        let req = bridge.client.post(bridge.url("/v1/auth0")).header("authorization", format!("{scheme} {token}"));
+        let req = req.json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let captured = auth0_token(claims(Some(now), now + 60, "t1"), key, "HS256");
+    assert_eq!(post("Bearer", captured.clone(), "+447400123456", "Your code is 404111").await, 200);
+    // The same token again, for another number and text: refused.
+    assert_eq!(post("Bearer", captured, "+447400654321", "Your code is 404112").await, 401, "a replayed token");
+    let refused = [
+        ("no iat", auth0_token(claims(None, now + 60, "t2"), key, "HS256")),
+        ("a lifetime of a day", auth0_token(claims(Some(now), now + 86_400, "t3"), key, "HS256")),
+        ("a crit header", {
+            let header = serde_json::json!({"crit": ["exp"]});
+            token_with_header(claims(Some(now), now + 60, "t4"), key, "HS256", header)
+        }),
+    ];
+    for (what, token) in refused {
+        assert_eq!(post("Bearer", token, "+447400654322", "Your code is 404113").await, 401, "{what}");
+    }
+    // The scheme's name is not case-sensitive (RFC 9110).
+    let fresh = auth0_token(claims(Some(now), now + 60, "t5"), key, "HS256");
+    assert_eq!(post("bearer", fresh, "+447400654323", "Your code is 404114").await, 200);
+    let texts: Vec<String> = bridge.outbox("outbox").iter().map(|m| m["body"].as_str().unwrap().to_string()).collect();
+    assert_eq!(texts, ["Your code is 404111", "Your code is 404114"]);
+}
+
+/// A Standard Webhooks request stays acceptable until its timestamp plus
+/// the tolerance, and its id is refused for as long: a request dated ahead
+/// is not sent again once the route's own window has passed.
+#[tokio::test]
+async fn a_webhook_dated_ahead_is_not_sent_again_after_the_window() {
+    let config = r#"
+[[provider]]
+name = "sms"
+adapter = "outbox"
+data_dir = "{dir}/outbox"
+[[route]]
+path = "/v1/hook"
+caller = "supabase"
+auth = { webhook = { secret = "v1,whsec_c21zYnJpZGdlLXN1cGFiYXNlLWhvb2stc2VjcmV0", tolerance_s = 5 } }
+idempotency_window_s = 5
+limits = { per_number = "off", per_prefix = "off" }
+providers = ["sms"]
+"#;
+    let bridge = Bridge::start(config).await;
+    let key = secret("SUPABASE_HOOK_SECRET").trim_start_matches("v1,");
+    let body = serde_json::json!({"user": {"phone": "447400123456"}, "sms": {"otp": "771203"}}).to_string();
+    let ahead = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 4;
+    let signature = supabase_signed(key, "msg_ahead", ahead, &body);
+    let post = || {
+        bridge
+            .client
+            .post(bridge.url("/v1/hook"))
+            .header("content-type", "application/json")
+            .header("webhook-id", "msg_ahead")
+            .header("webhook-timestamp", ahead.to_string())
+            .header("webhook-signature", signature.clone())
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(post().await.unwrap().status().as_u16(), 200);
+    // Past the route's 5 s window, still within the timestamp's tolerance.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(post().await.unwrap().status().as_u16(), 401, "the replay");
+    assert_eq!(bridge.outbox("outbox").len(), 1, "one SMS");
 }
 
 #[tokio::test]

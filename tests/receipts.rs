@@ -106,6 +106,15 @@ providers = ["twilio"]
     assert_eq!(answer["updated"], 1);
     assert_eq!(timeline(&bridge, &id).await, ["queued", "delivered"]);
 
+    // The same callback with its fields in another order (the signature
+    // still holds: Twilio signs the sorted fields) is the same callback.
+    let mut reordered = params;
+    reordered.reverse();
+    let resp = post(form(&reordered), Some(twilio_signature(&url, &reordered))).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["updated"], 0, "applied once");
+    assert_eq!(timeline(&bridge, &id).await, ["queued", "delivered"]);
+
     // Twilio may sign the URL with its default port written out.
     let failed = [("MessageSid", "SM5a1b"), ("MessageStatus", "undelivered"), ("ErrorCode", "30003")];
     let with_port = twilio_signature(&format!("{PUBLIC}:443/callbacks/twilio"), &failed);

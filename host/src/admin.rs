@@ -28,21 +28,37 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/messages/{id}", get(message))
         .layer(middleware::from_fn_with_state(gateway.clone(), require_token))
         .with_state(gateway.clone())
-        .merge(crate::console::router(gateway))
+        .merge(crate::console::router(gateway.clone()))
+        .layer(middleware::from_fn_with_state(gateway, browsers))
+}
+
+/// Every admin and console request: for one of our own host names, and
+/// not started by another site's page (a link to the console aside).
+async fn browsers(State(gateway): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let routing = gateway.routing();
+    let hosts = routing.config.admin.as_ref().map(|a| a.hosts.as_slice()).unwrap_or_default();
+    if !crate::browser::host_allowed(req.uri(), req.headers(), hosts) {
+        tracing::warn!("admin request refused: a Host that is not this listener's");
+        let why = "this listener answers to loopback addresses, localhost and [admin] hosts only";
+        return (StatusCode::MISDIRECTED_REQUEST, axum::Json(json!({"error": "unknown_host", "message": why})))
+            .into_response();
+    }
+    if let Some(why) = crate::browser::cross_site(req.method(), req.uri(), req.headers(), true) {
+        tracing::warn!("admin request refused: {why}");
+        let body = json!({"error": "cross_site", "message": "requests started by another site are refused"});
+        return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    }
+    next.run(req).await
 }
 
 async fn require_token(State(gateway): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
     let routing = gateway.routing();
     if let Some(token) = routing.config.admin.as_ref().and_then(|a| a.token.as_ref()).map(|t| t.value.as_str()) {
-        let offered = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+        let offered = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let offered = crate::auth::scheme_value(offered, "Bearer").unwrap_or("");
         // A console session counts too: the console's pages read the API.
         if !bool::from(offered.as_bytes().ct_eq(token.as_bytes()))
-            && !crate::console::signed_in(Some(token), req.headers())
+            && !crate::console::signed_in(&gateway, Some(token), req.headers()).await
         {
             return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "unauthorized"}))).into_response();
         }

@@ -123,7 +123,7 @@ fn webhook(
     secret: &crate::config::Setting,
     tolerance: std::time::Duration,
     req: &Request<'_>,
-) -> Result<(), &'static str> {
+) -> Result<Caller, &'static str> {
     use hmac::{Hmac, Mac};
     let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
     let (Some(id), Some(timestamp), Some(signatures)) =
@@ -132,9 +132,13 @@ fn webhook(
         return Err("no webhook signature");
     };
     let Ok(at) = timestamp.parse::<u64>() else { return Err("malformed webhook timestamp") };
-    if (now_ms() / 1000).abs_diff(at) > tolerance.as_secs() {
+    let now = now_ms() / 1000;
+    if now.abs_diff(at) > tolerance.as_secs() {
         return Err("webhook timestamp outside the tolerance");
     }
+    // Acceptable until its timestamp plus the tolerance: its id is kept
+    // that long at least, however far ahead the timestamp is.
+    let replay_window = Duration::from_secs((at + tolerance.as_secs()).saturating_sub(now).max(1));
     let key = crate::config::webhook_key(&secret.value).unwrap_or_default();
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("HMAC takes any key length");
     mac.update(format!("{id}.{timestamp}.").as_bytes());
@@ -144,17 +148,33 @@ fn webhook(
     for signature in signatures.split(' ').filter_map(|s| s.strip_prefix("v1,")) {
         found |= eq(signature, &expected);
     }
-    if found { Ok(()) } else { Err("wrong webhook signature") }
+    if found {
+        Ok(Caller { replay_window: Some(replay_window), ..Caller::default() })
+    } else {
+        Err("wrong webhook signature")
+    }
 }
 
-/// Clock difference tolerated on a JWT's `exp` and `nbf`.
+/// Clock difference tolerated on a JWT's `exp`, `nbf` and `iat`.
 const JWT_LEEWAY_S: u64 = 30;
 
+/// What a JWT must be, beside its signature.
+pub struct JwtRules<'a> {
+    pub audience: &'a str,
+    pub subject: Option<&'a str>,
+    pub issuer: Option<&'a str>,
+    pub max_lifetime: Duration,
+}
+
 /// A compact JWS signed with HS256 under `key`: any other `alg` (`none`
-/// first of all) is refused before the signature is looked at; `exp` must
-/// be there and in the future, `nbf` (if any) past, `aud` must name
-/// `audience` and `sub` must be `subject` when one is configured.
-fn jwt(token: &str, key: &[u8], audience: &str, subject: Option<&str>) -> Result<(), &'static str> {
+/// first of all) is refused before the signature is looked at, and so is a
+/// `crit` header (no extension is understood); `iat` and `exp` must be
+/// there, at most `max_lifetime` apart, `exp` in the future, `nbf` (if any)
+/// past; `aud` must name `audience`, and `sub` and `iss` must be `subject`
+/// and `issuer` when those are configured. The token's subject, and the
+/// token's one use: its id (`jti`, else a digest of the token) and how long
+/// it must be remembered.
+fn jwt(token: &str, key: &[u8], rules: &JwtRules<'_>) -> Result<Caller, &'static str> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use hmac::{Hmac, Mac};
     let mut parts = token.split('.');
@@ -168,32 +188,54 @@ fn jwt(token: &str, key: &[u8], audience: &str, subject: Option<&str>) -> Result
     if header["alg"] != "HS256" {
         return Err("token algorithm is not HS256");
     }
+    if header.get("crit").is_some() {
+        return Err("token with critical extensions");
+    }
     let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| "malformed token")?;
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(format!("{head}.{body}").as_bytes());
     mac.verify_slice(&signature).map_err(|_| "wrong token signature")?;
     let claims = json(body).ok_or("malformed token")?;
-    let now = now_ms() / 1000;
-    match claims["exp"].as_f64() {
-        Some(exp) if (now as f64) < exp + JWT_LEEWAY_S as f64 => {}
-        Some(_) => return Err("expired token"),
-        None => return Err("token without exp"),
+    let now = (now_ms() / 1000) as f64;
+    let leeway = JWT_LEEWAY_S as f64;
+    let exp = claims["exp"].as_f64().ok_or("token without exp")?;
+    if now >= exp + leeway {
+        return Err("expired token");
     }
-    if claims["nbf"].as_f64().is_some_and(|nbf| ((now + JWT_LEEWAY_S) as f64) < nbf) {
+    let iat = claims["iat"].as_f64().ok_or("token without iat")?;
+    if iat > now + leeway {
+        return Err("token issued in the future");
+    }
+    if exp - iat > rules.max_lifetime.as_secs_f64() {
+        return Err("token lives longer than max_lifetime_s");
+    }
+    if claims["nbf"].as_f64().is_some_and(|nbf| now + leeway < nbf) {
         return Err("token not valid yet");
     }
     let aud_ok = match &claims["aud"] {
-        serde_json::Value::String(a) => a == audience,
-        serde_json::Value::Array(list) => list.iter().any(|a| a == audience),
+        serde_json::Value::String(a) => a == rules.audience,
+        serde_json::Value::Array(list) => list.iter().any(|a| a == rules.audience),
         _ => false,
     };
     if !aud_ok {
         return Err("wrong token audience");
     }
-    if subject.is_some_and(|s| claims["sub"] != s) {
+    if rules.subject.is_some_and(|s| claims["sub"] != s) {
         return Err("wrong token subject");
     }
-    Ok(())
+    if rules.issuer.is_some_and(|i| claims["iss"] != i) {
+        return Err("wrong token issuer");
+    }
+    let id = match claims["jti"].as_str() {
+        Some(jti) => format!("jti\0{jti}"),
+        None => format!("token\0{}", hex::encode(sha2::Sha256::digest(token.as_bytes()))),
+    };
+    let remember = Duration::from_secs_f64((exp + leeway - now).max(1.0));
+    Ok(Caller {
+        name: claims["sub"].as_str().unwrap_or("").to_string(),
+        single_use: Some((id, remember)),
+        replay_window: None,
+    })
 }
 
 /// Milliseconds since the Unix epoch: nonces are compared across instances.
@@ -201,8 +243,36 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// The credentials after `scheme` in an `Authorization` value; the scheme
+/// is matched case-insensitively (RFC 9110, section 11.1).
+pub fn scheme_value<'a>(authorization: &'a str, scheme: &str) -> Option<&'a str> {
+    let (named, rest) = authorization.trim_start().split_once(' ')?;
+    named.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+}
+
 fn eq(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Who a request proved to be.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Caller {
+    /// A user name, a token's subject, or empty when the route's one
+    /// secret is all there is.
+    pub name: String,
+    /// A credential good for one request: its id, and how long the id must
+    /// be remembered for a replay to be refused.
+    pub single_use: Option<(String, Duration)>,
+    /// How long a copy of this request stays acceptable: its idempotency
+    /// key must be kept at least this long (a webhook's timestamp plus the
+    /// tolerance).
+    pub replay_window: Option<Duration>,
+}
+
+impl Caller {
+    fn named(name: &str) -> Caller {
+        Caller { name: name.to_string(), ..Caller::default() }
+    }
 }
 
 /// The request as authentication sees it.
@@ -215,49 +285,59 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
-/// Checks `req` against `auth`. For a field secret, the credential fields
-/// are removed from `fields` whatever the outcome, so nothing after this
-/// sees them.
+/// Checks `req` against `auth`; who the caller is (a user name, a token's
+/// subject, or empty when the route's one secret is all there is). For a
+/// field secret, the credential fields are removed from `fields` whatever
+/// the outcome, so nothing after this sees them.
 pub fn check(
     auth: &CallerAuth,
     req: &Request<'_>,
     fields: &mut HashMap<String, String>,
     nonces: &Nonces,
-) -> Result<(), Refused> {
+) -> Result<Caller, Refused> {
     let authorization = req.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     let refuse = |reason, challenges| Err(Refused { reason, challenges });
     match auth {
         CallerAuth::Basic { user, password, realm } => {
             let challenge = vec![format!("Basic realm=\"{realm}\", charset=\"UTF-8\"")];
-            let Some(encoded) = authorization.strip_prefix("Basic ") else {
+            let Some(encoded) = scheme_value(authorization, "Basic") else {
                 return refuse("no Basic credentials", challenge);
             };
             let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
             let decoded = String::from_utf8_lossy(&decoded);
             let (u, p) = decoded.split_once(':').unwrap_or(("", ""));
             // Both compared, always: timing tells nothing about which failed.
-            if eq(u, user) & eq(p, &password.value) { Ok(()) } else { refuse("wrong Basic credentials", challenge) }
+            if eq(u, user) & eq(p, &password.value) {
+                Ok(Caller::named(user))
+            } else {
+                refuse("wrong Basic credentials", challenge)
+            }
         }
-        CallerAuth::Bearer { token } => match authorization.strip_prefix("Bearer ") {
-            Some(t) if eq(t.trim(), &token.value) => Ok(()),
+        CallerAuth::Bearer { token } => match scheme_value(authorization, "Bearer") {
+            Some(t) if eq(t.trim(), &token.value) => Ok(Caller::default()),
             Some(_) => refuse("wrong bearer token", vec!["Bearer".into()]),
             None => refuse("no bearer token", vec!["Bearer".into()]),
         },
         CallerAuth::Header { name, value } => match req.headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
-            Some(offered) if eq(offered.trim(), &value.value) => Ok(()),
+            Some(offered) if eq(offered.trim(), &value.value) => Ok(Caller::default()),
             Some(_) => refuse("wrong auth header", Vec::new()),
             None => refuse("no auth header", Vec::new()),
         },
         CallerAuth::Webhook { secret, tolerance } => {
             webhook(secret, *tolerance, req).map_err(|reason| Refused { reason, challenges: Vec::new() })
         }
-        CallerAuth::Jwt { secret, base64, audience, subject } => {
-            let Some(token) = authorization.strip_prefix("Bearer ") else {
+        CallerAuth::Jwt { secret, base64, audience, subject, issuer, max_lifetime } => {
+            let Some(token) = scheme_value(authorization, "Bearer") else {
                 return refuse("no bearer token", vec!["Bearer".into()]);
             };
             let key = crate::config::jwt_key(&secret.value, *base64).unwrap_or_default();
-            jwt(token.trim(), &key, audience, subject.as_deref())
-                .map_err(|reason| Refused { reason, challenges: vec!["Bearer".into()] })
+            let rules = JwtRules {
+                audience,
+                subject: subject.as_deref(),
+                issuer: issuer.as_deref(),
+                max_lifetime: *max_lifetime,
+            };
+            jwt(token.trim(), &key, &rules).map_err(|reason| Refused { reason, challenges: vec!["Bearer".into()] })
         }
         CallerAuth::FormSecret { user_field, secret_field, user, secret } => {
             let u = fields.remove(user_field).unwrap_or_default();
@@ -265,10 +345,14 @@ pub fn check(
             if u.is_empty() && s.is_empty() {
                 return refuse("no credential fields", Vec::new());
             }
-            if eq(&u, user) & eq(&s, &secret.value) { Ok(()) } else { refuse("wrong credential fields", Vec::new()) }
+            if eq(&u, user) & eq(&s, &secret.value) {
+                Ok(Caller::named(user))
+            } else {
+                refuse("wrong credential fields", Vec::new())
+            }
         }
         CallerAuth::Digest { user, password, realm } => {
-            digest(user, &password.value, realm, req, authorization, nonces)
+            digest(user, &password.value, realm, req, authorization, nonces).map(|()| Caller::named(user))
         }
     }
 }
@@ -293,7 +377,7 @@ fn digest(
     nonces: &Nonces,
 ) -> Result<(), Refused> {
     let refuse = |reason, stale| Err(Refused { reason, challenges: digest_challenges(realm, nonces, stale) });
-    let Some(params) = authorization.strip_prefix("Digest ") else { return refuse("no Digest credentials", false) };
+    let Some(params) = scheme_value(authorization, "Digest") else { return refuse("no Digest credentials", false) };
     let p = parse_params(params);
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
     let hash: fn(&str) -> String = match get("algorithm") {

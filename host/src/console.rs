@@ -4,10 +4,13 @@
 //!
 //! Server-rendered HTML and one embedded stylesheet: no script, nothing
 //! fetched from elsewhere, a Content-Security-Policy that allows nothing
-//! else. Signing in takes the admin token and sets a session cookie
-//! (`HttpOnly`, `SameSite=Strict`) signed with the token, so rotating the
-//! token signs everyone out. Every form carries a CSRF token derived from
-//! the session. No full number, no message text and no secret is ever put
+//! else. Signing in takes the admin token and sets a cookie holding a
+//! random session id (`HttpOnly`, `SameSite=Strict`, `Secure` over TLS);
+//! the server keeps the session (in `[state]` when instances share one)
+//! until sign-out, 30 idle minutes or 8 hours, and under the token, so
+//! rotating the token signs everyone out. Every form carries a CSRF token
+//! under a key made at random when the process starts, with or without an
+//! admin token. No full number, no message text and no secret is ever put
 //! on a page.
 
 use crate::config::Route;
@@ -29,8 +32,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const COOKIE: &str = "smsbridge_console";
 /// The sign-in form's CSRF value.
 const LOGIN_COOKIE: &str = "smsbridge_login";
-/// How long a sign-in lasts.
+/// How long a sign-in lasts at most.
 const SESSION: Duration = Duration::from_secs(8 * 3600);
+/// A session unused for this long is over.
+const IDLE: Duration = Duration::from_secs(30 * 60);
 const CSS: &str = include_str!("console.css");
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
@@ -46,19 +51,26 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-/// Whether `headers` carry the admin token as a bearer token or a valid
-/// console session; the API routes accept either.
-pub fn signed_in(token: Option<&str>, headers: &HeaderMap) -> bool {
+/// Whether `headers` carry a live console session under the admin token
+/// in force (or there is no token); the API routes accept one too.
+pub async fn signed_in(gateway: &Gateway, token: Option<&str>, headers: &HeaderMap) -> bool {
     let Some(token) = token else { return true };
-    session(headers).is_some_and(|s| valid_session(token, &s))
+    let Some(id) = session(headers) else { return false };
+    match gateway.state.session_touch(&session_key(token, &id), IDLE).await {
+        Ok(live) => live,
+        Err(e) => {
+            tracing::warn!("console session not checked: {e:#}");
+            false
+        }
+    }
 }
 
 fn admin_token(gateway: &Gateway) -> Option<String> {
     gateway.routing().config.admin.as_ref().and_then(|a| a.token.as_ref()).map(|t| t.value.clone())
 }
 
-fn mac(token: &str, purpose: &str, value: &str) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(token.as_bytes()).expect("HMAC takes any key length");
+fn mac(key: &[u8], purpose: &str, value: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(purpose.as_bytes());
     mac.update(b"|");
     mac.update(value.as_bytes());
@@ -69,8 +81,25 @@ fn now_s() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// A key made at random when the process starts: CSRF tokens stand for
+/// this process, whether or not an admin token is set.
+fn process_key() -> &'static [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("the OS has randomness");
+        key
+    })
+}
+
+/// Where a session id is kept: under the admin token, so that rotating the
+/// token signs everyone out, and never as the cookie's own value.
+fn session_key(token: &str, id: &str) -> String {
+    format!("console|{}", mac(token.as_bytes(), "session", id))
+}
+
 fn session(headers: &HeaderMap) -> Option<String> {
-    cookie(headers, COOKIE)
+    cookie(headers, COOKIE).filter(|id| !id.is_empty())
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -82,21 +111,19 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-fn valid_session(token: &str, session: &str) -> bool {
-    let Some((exp, sig)) = session.split_once('.') else { return false };
-    let fresh = exp.parse::<u64>().is_ok_and(|exp| exp > now_s());
-    fresh && subtle::ConstantTimeEq::ct_eq(sig.as_bytes(), mac(token, "session", exp).as_bytes()).into()
+/// The CSRF token of a session (or, with no session, of none).
+fn csrf(session: &str) -> String {
+    mac(process_key(), "csrf", session)
 }
 
-/// The CSRF token of a session (or, before sign-in, of no session).
-fn csrf(token: Option<&str>, session: &str) -> String {
-    token.map(|t| mac(t, "csrf", session)).unwrap_or_default()
-}
-
-fn csrf_ok(token: Option<&str>, headers: &HeaderMap, offered: &str) -> bool {
-    let Some(t) = token else { return true };
-    let expected = csrf(Some(t), &session(headers).unwrap_or_default());
+fn csrf_ok(headers: &HeaderMap, offered: &str) -> bool {
+    let expected = csrf(&session(headers).unwrap_or_default());
     subtle::ConstantTimeEq::ct_eq(offered.as_bytes(), expected.as_bytes()).into()
+}
+
+/// `Secure` on cookies set over HTTPS.
+fn secure(gateway: &Gateway) -> &'static str {
+    if gateway.routing().config.admin.as_ref().is_some_and(|a| a.tls.is_some()) { "; Secure" } else { "" }
 }
 
 /// Text for HTML: every dynamic value goes through it.
@@ -137,7 +164,7 @@ async fn css() -> Response {
 
 /// The sign-in page, with a fresh CSRF value in a cookie and in the form
 /// (double submit): another site cannot sign a browser in.
-fn sign_in_page(status: StatusCode, why: Option<&str>) -> Response {
+fn sign_in_page(gateway: &Gateway, status: StatusCode, why: Option<&str>) -> Response {
     let why = why.map(|w| format!("<p class=\"bad\">{}</p>", esc(w))).unwrap_or_default();
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the OS has randomness");
@@ -150,7 +177,8 @@ fn sign_in_page(status: StatusCode, why: Option<&str>) -> Response {
          <p class=\"quiet\">The token is <code>[admin] token</code> of smsbridge's config.</p></main>"
     );
     let mut resp = html(status, "Sign in", &body);
-    let cookie = format!("{LOGIN_COOKIE}={login}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=600");
+    let cookie =
+        format!("{LOGIN_COOKIE}={login}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=600{}", secure(gateway));
     if let Ok(cookie) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().append(header::SET_COOKIE, cookie);
     }
@@ -168,17 +196,27 @@ async fn login(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, Form(for
     let Some(token) = admin_token(&gateway) else { return redirect("/admin/", None) };
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !bool::from(subtle::ConstantTimeEq::ct_eq(form.csrf.as_bytes(), expected.as_bytes())) {
-        return sign_in_page(StatusCode::FORBIDDEN, Some("The sign-in form expired; try again."));
+        return sign_in_page(&gateway, StatusCode::FORBIDDEN, Some("The sign-in form expired; try again."));
     }
     if !bool::from(subtle::ConstantTimeEq::ct_eq(form.token.as_bytes(), token.as_bytes())) {
         tracing::warn!("console sign-in refused: wrong admin token");
-        return sign_in_page(StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
+        return sign_in_page(&gateway, StatusCode::UNAUTHORIZED, Some("That is not the admin token."));
     }
-    let exp = (now_s() + SESSION.as_secs()).to_string();
+    let mut id = [0u8; 32];
+    getrandom::fill(&mut id).expect("the OS has randomness");
+    let id = hex::encode(id);
+    if let Err(e) = gateway.state.session_open(&session_key(&token, &id), IDLE, SESSION).await {
+        tracing::error!("console session not kept: {e:#}");
+        return sign_in_page(
+            &gateway,
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("Sessions cannot be kept now; try again."),
+        );
+    }
     let cookie = format!(
-        "{COOKIE}={exp}.{}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={}",
-        mac(&token, "session", &exp),
-        SESSION.as_secs()
+        "{COOKIE}={id}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION.as_secs(),
+        secure(&gateway)
     );
     redirect("/admin/", Some(cookie))
 }
@@ -189,11 +227,20 @@ struct CsrfForm {
     csrf: String,
 }
 
+/// Signs out: the session is forgotten by the server, so a copy of the
+/// cookie is worth nothing after.
 async fn logout(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    if !csrf_ok(admin_token(&gateway).as_deref(), &headers, &form.csrf) {
+    if !csrf_ok(&headers, &form.csrf) {
         return (StatusCode::FORBIDDEN, "bad CSRF token").into_response();
     }
-    redirect("/admin/", Some(format!("{COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0")))
+    if let (Some(token), Some(id)) = (admin_token(&gateway), session(&headers))
+        && let Err(e) = gateway.state.session_close(&session_key(&token, &id)).await
+    {
+        tracing::error!("console session not closed: {e:#}");
+        return (StatusCode::SERVICE_UNAVAILABLE, "the session could not be closed; try again").into_response();
+    }
+    let cookie = format!("{COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0{}", secure(&gateway));
+    redirect("/admin/", Some(cookie))
 }
 
 fn redirect(to: &'static str, cookie: Option<String>) -> Response {
@@ -218,7 +265,7 @@ struct SearchForm {
 /// The console with the messages to one number: a POST, so the number is
 /// in no URL, no history and no proxy log.
 async fn search(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, Form(form): Form<SearchForm>) -> Response {
-    if !csrf_ok(admin_token(&gateway).as_deref(), &headers, &form.csrf) {
+    if !csrf_ok(&headers, &form.csrf) {
         return (StatusCode::FORBIDDEN, "bad CSRF token").into_response();
     }
     render(&gateway, &headers, Some(&form.number)).await
@@ -226,10 +273,10 @@ async fn search(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, Form(fo
 
 async fn render(gateway: &Gateway, headers: &HeaderMap, number: Option<&str>) -> Response {
     let token = admin_token(gateway);
-    if !signed_in(token.as_deref(), headers) {
-        return sign_in_page(StatusCode::OK, None);
+    if !signed_in(gateway, token.as_deref(), headers).await {
+        return sign_in_page(gateway, StatusCode::OK, None);
     }
-    let csrf = csrf(token.as_deref(), &session(headers).unwrap_or_default());
+    let csrf = csrf(&session(headers).unwrap_or_default());
     let mut body = String::new();
     let _ = write!(
         body,
@@ -360,10 +407,10 @@ struct SendForm {
 
 async fn test_send(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, Form(form): Form<SendForm>) -> Response {
     let token = admin_token(&gateway);
-    if !signed_in(token.as_deref(), &headers) {
-        return sign_in_page(StatusCode::UNAUTHORIZED, Some("Sign in first."));
+    if !signed_in(&gateway, token.as_deref(), &headers).await {
+        return sign_in_page(&gateway, StatusCode::UNAUTHORIZED, Some("Sign in first."));
     }
-    if !csrf_ok(token.as_deref(), &headers, &form.csrf) {
+    if !csrf_ok(&headers, &form.csrf) {
         return (StatusCode::FORBIDDEN, "bad CSRF token").into_response();
     }
     let routing = gateway.routing();
@@ -371,7 +418,7 @@ async fn test_send(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, Form
         return (StatusCode::BAD_REQUEST, "no such route").into_response();
     };
     tracing::info!(route = %route.path, to = %crate::phone::mask(&form.phone), "console test send");
-    let result = match gateway.send(&routing, route, &form.phone, &form.message, None).await {
+    let result = match gateway.send(&routing, route, &form.phone, &form.message, Default::default()).await {
         Ok(sent) => {
             let what = if sent.queued { "queued" } else { "sent" };
             format!(
@@ -384,7 +431,7 @@ async fn test_send(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, Form
         }
         Err(refusal) => refused(route, refusal),
     };
-    let csrf = csrf(token.as_deref(), &session(&headers).unwrap_or_default());
+    let csrf = csrf(&session(&headers).unwrap_or_default());
     let body = format!(
         "<main>{}<p><a href=\"/admin/\">Back to the console</a></p></main>",
         send_section(&gateway, &csrf, Some(&result))
@@ -525,16 +572,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sessions_are_signed_with_the_token_and_expire() {
-        let sign = |token: &str, exp: u64| format!("{exp}.{}", mac(token, "session", &exp.to_string()));
-        let later = now_s() + 60;
-        assert!(valid_session("tok-1", &sign("tok-1", later)));
-        assert!(!valid_session("tok-2", &sign("tok-1", later)), "a rotated token signs everyone out");
-        assert!(!valid_session("tok-1", &sign("tok-1", now_s() - 1)), "expired");
-        let stretched = sign("tok-1", later).replacen(&later.to_string(), &(later + 86_400).to_string(), 1);
-        assert!(!valid_session("tok-1", &stretched), "an expiry changed by hand");
-        assert!(!valid_session("tok-1", "garbage"));
-        assert_ne!(csrf(Some("tok-1"), "a"), csrf(Some("tok-1"), "b"), "one CSRF token per session");
+    fn csrf_tokens_are_per_session_and_sessions_are_kept_under_the_token() {
+        assert_ne!(csrf("a"), csrf("b"), "one CSRF token per session");
+        assert_eq!(csrf(""), csrf(""), "with no session, one per process");
+        assert_ne!(session_key("tok-1", "id"), session_key("tok-2", "id"), "a rotated token signs everyone out");
+        assert!(!session_key("tok-1", "id").contains("id"));
     }
 
     #[test]

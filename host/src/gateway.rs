@@ -7,9 +7,11 @@
 
 use crate::config::OnStateFailure;
 use crate::config::{Config, Route};
+use crate::delivery::admission::Repeat;
 use crate::delivery::bulkhead::Wait;
 use crate::delivery::queue::QueueWorker;
 use crate::delivery::{Courier, Refusal, Sent, Via, admission, new_id};
+use crate::keyed::Keyed;
 use crate::outcome::{Callback, ReceiptRefusal};
 use crate::postgres::Postgres;
 use crate::record::{MessageLog, Queue, SqliteRecord};
@@ -28,6 +30,8 @@ pub struct Gateway {
     routes: Arc<Routes>,
     /// Send counters and repeated-request answers.
     pub state: Arc<dyn SharedState>,
+    /// The MAC key of every limit and repeat key in `state`.
+    keys: Keyed,
     /// The PostgreSQL database of `[state]`, which `state`, `record` and the
     /// queue are then kept in.
     shared: Option<Arc<Postgres>>,
@@ -51,6 +55,7 @@ impl Gateway {
             tracing::error!(adapter = %name, "adapter not loaded: {}", e.message);
         }
         let (shared, record, queue) = Self::open_state(&config)?;
+        let keys = state_keys(&config);
         let routes = Routes::new(config, registry.clone(), queue.as_ref().map(|q| q.marker()))?;
         Ok(Gateway {
             courier: Arc::new(Courier::new(runtime.clone(), record.clone())),
@@ -61,6 +66,7 @@ impl Gateway {
                 Some(pg) => pg.clone(),
                 None => Arc::new(MemoryState::default()),
             },
+            keys,
             shared,
             record,
             queue,
@@ -132,26 +138,37 @@ impl Gateway {
     }
 
     /// Sends `body` to `phone` through `route`, a route of `routing`.
-    /// `idempotency_key` is the caller's `Idempotency-Key`, if it sent one.
+    /// `repeat` says who the caller is and the `Idempotency-Key` it sent.
     pub async fn send(
         &self,
         routing: &Routing,
         route: &Route,
         phone: &str,
         body: &str,
-        idempotency_key: Option<&str>,
+        repeat: Repeat<'_>,
     ) -> Result<Sent, Refusal> {
         let admitted = admission::check(route, phone, body)?;
-        let key = admission::repeat_key(route, &admitted.to, body, idempotency_key);
+        let key = admission::repeat_key(&self.keys, route, &admitted.to, body, &repeat);
         let on_failure = routing.config.state.as_ref().map_or(OnStateFailure::Closed, |s| s.on_failure);
-        if let Some(key) = &key
-            && let Some(earlier) = admission::claim(&*self.state, on_failure, key, route).await?
-        {
-            let masked = crate::phone::mask(&admitted.to);
-            tracing::info!(id = %earlier.id, route = %route.path, to = %masked, "repeated request: first answer given again");
-            return Ok(earlier);
+        if let Some(key) = &key {
+            match admission::claim(&*self.state, on_failure, key, route).await {
+                Ok(None) => {}
+                Ok(Some(mut earlier)) => {
+                    earlier.to = admitted.to.clone();
+                    let masked = crate::phone::mask(&admitted.to);
+                    tracing::info!(id = %earlier.id, route = %route.path, to = %masked, "repeated request: first answer given again");
+                    return Ok(earlier);
+                }
+                // A key replayed with another text costs what a send costs:
+                // guessing a code this way meets the number's limits.
+                Err(Refusal::KeyReused) => {
+                    admission::count(&*self.state, &self.keys, on_failure, route, &admitted).await?;
+                    return Err(Refusal::KeyReused);
+                }
+                Err(refused) => return Err(refused),
+            }
         }
-        let result = match admission::count(&*self.state, on_failure, route, &admitted).await {
+        let result = match admission::count(&*self.state, &self.keys, on_failure, route, &admitted).await {
             Err(refused) => Err(refused),
             Ok(()) => match (&self.queue, route.delivery.queued) {
                 (Some(queue), true) => queue.enqueue(route, &admitted.to, body).await,
@@ -165,18 +182,31 @@ impl Gateway {
         result
     }
 
+    /// Whether this is the first use of a single-use credential `id`,
+    /// remembered for `ttl` (by every instance, with `[state]`).
+    pub async fn first_use(&self, id: &str, ttl: Duration) -> Result<bool, Refusal> {
+        let key = format!("once|{}", self.keys.hex(&["single-use", id]));
+        match self.state.claim(&key, "", ttl).await {
+            Ok(claim) => Ok(claim == crate::state::Claim::New),
+            Err(e) => {
+                tracing::debug!("shared state unreachable for single-use credentials: {e:#}");
+                Err(Refusal::StateDown)
+            }
+        }
+    }
+
     /// Has `provider`'s adapter verify a status callback and records the
     /// statuses it reads; how many messages it updated.
     pub async fn receipt(&self, provider: &str, callback: Callback) -> Result<usize, ReceiptRefusal> {
         let routing = self.routing();
         let bound = routing.bound(provider).map_err(|_| ReceiptRefusal::Unknown)?;
-        let seen = callback_key(provider, &callback);
         // A provider retries a callback; a caller waiting for its OTP does not.
         let wait = Wait::Until(tokio::time::Instant::now() + crate::runtime::CALLBACK_SLOT_WAIT);
         let Some(_slot) = self.courier.bulkheads().enter(provider, bound.config.max_in_flight, wait).await else {
             return Err(ReceiptRefusal::Busy);
         };
         let receipts = self.runtime.verify(&bound.adapter, &bound.ctx, callback).await?;
+        let seen = callback_key(provider, &receipts);
         if let Some(record) = &self.record {
             match record.first_callback(&seen).await {
                 Ok(true) => {}
@@ -204,14 +234,26 @@ impl Gateway {
     }
 }
 
-/// A digest of what a provider signed in a callback: the same content
-/// posted twice is the same callback.
-fn callback_key(provider: &str, c: &Callback) -> String {
+/// The key of limit and repeat keys: with `[state]`, from `[record]
+/// number_key (the same on every instance, and never in the database);
+/// otherwise the store lives in this process, and so does its key.
+fn state_keys(config: &Config) -> Keyed {
+    match (&config.state, config.record.as_ref().and_then(|r| r.number_key.as_ref())) {
+        (Some(_), Some(key)) => Keyed::new(key.value.as_bytes()).derive("state"),
+        _ => Keyed::random(),
+    }
+}
+
+/// A digest of what the adapter read from a verified callback: the same
+/// statuses posted twice, in whatever order or encoding, are one callback.
+fn callback_key(provider: &str, receipts: &[crate::outcome::Receipt]) -> String {
     use sha2::{Digest, Sha256};
+    let mut read: Vec<(&str, &str)> = receipts.iter().map(|r| (r.provider_id.as_str(), r.state.as_str())).collect();
+    read.sort_unstable();
     let mut hash = Sha256::new();
-    for part in [provider.as_bytes(), c.method.as_bytes(), c.url.as_bytes(), &c.body] {
+    for part in std::iter::once(provider).chain(read.iter().flat_map(|(id, state)| [*id, *state])) {
         hash.update((part.len() as u64).to_be_bytes());
-        hash.update(part);
+        hash.update(part.as_bytes());
     }
     hex::encode(hash.finalize())
 }

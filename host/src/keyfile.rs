@@ -37,6 +37,8 @@ pub fn load_or_create(path: &Path, initial: impl FnOnce() -> Option<Vec<u8>>) ->
             Ok(key)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // A key another user planted or can read is no secret.
+            crate::trust::private_file(path, "key file")?;
             let key = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             if key.len() < 16 {
                 return Err(anyhow!("{} holds {} bytes, not a key", path.display(), key.len()));
@@ -63,5 +65,18 @@ mod tests {
         assert_eq!(load_or_create(&path, || Some(vec![7; 32])).unwrap(), key, "made once");
         let moved = beside(&dir.path().join("other"));
         assert_eq!(load_or_create(&moved, || Some(vec![7; 32])).unwrap(), vec![7; 32]);
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_or_a_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let planted = dir.path().join("cache.key");
+        std::fs::write(&planted, [9u8; 32]).unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_or_create(&planted, || None).unwrap_err().to_string();
+        assert!(err.contains("may be read by other users"), "{err}");
+        let link = dir.path().join("link.key");
+        std::os::unix::fs::symlink(&planted, &link).unwrap();
+        assert!(load_or_create(&link, || None).is_err());
     }
 }

@@ -4,11 +4,13 @@
 
 pub mod admin;
 pub mod auth;
+pub mod browser;
 pub mod config;
 pub mod console;
 pub mod delivery;
 pub mod fixture;
 pub mod gateway;
+pub mod keyed;
 pub mod keyfile;
 pub mod listen;
 pub mod outbound;
@@ -25,6 +27,7 @@ pub mod state;
 pub mod stats;
 pub mod telemetry;
 pub mod tls;
+pub mod trust;
 pub mod watch;
 pub mod wit;
 

@@ -199,11 +199,19 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
         let admin_listener = tokio::net::TcpListener::bind(admin_addr)
             .await
             .with_context(|| format!("cannot listen on {admin_addr}"))?;
-        tracing::info!("admin on http://{}/admin/adapters", admin_listener.local_addr()?);
         let router = smsbridge::admin::router(gateway.clone());
         let limits =
             smsbridge::listen::Limits { max_connections: ADMIN_CONNECTIONS, ..Limits::of(&routing.config.server) };
-        tokio::spawn(smsbridge::listen::serve(admin_listener, router, None, limits, stopped()));
+        let acceptor = match &admin.tls {
+            Some(tls) => {
+                smsbridge::tls::prepare(tls)?;
+                Some(tokio_rustls::TlsAcceptor::from(smsbridge::tls::server_config(tls)?))
+            }
+            None => None,
+        };
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
+        tracing::info!("admin on {scheme}://{}/admin/adapters", admin_listener.local_addr()?);
+        tokio::spawn(smsbridge::listen::serve(admin_listener, router, acceptor, limits, stopped()));
     }
     let mut tls_server = None;
     if let Some(tls) = &routing.config.server.tls {
@@ -393,7 +401,7 @@ async fn send(config: Option<&Path>, to: &str, message: &str, route: Option<&str
         Some(path) => routing.config.route(path).with_context(|| format!("no route `{path}` in the config"))?,
         None => routing.config.routes.first().context("the config has no routes")?,
     };
-    match gateway.send(&routing, route, to, message, None).await {
+    match gateway.send(&routing, route, to, message, Default::default()).await {
         Ok(sent) if sent.queued => {
             // The running server's queue delivers it, or the next `serve` does.
             say!("{}", serde_json::json!({"status": "queued", "id": sent.id}));

@@ -179,8 +179,14 @@ impl ProviderContext {
             .filter(|v| v.len() >= 4)
             .collect();
         if let Some(dir) = &limits.data_dir {
-            std::fs::create_dir_all(dir)
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
                 .with_context(|| format!("provider `{}`: cannot create data_dir {}", provider.name, dir.display()))?;
+            // The messages the adapter writes there go where the folder is.
+            crate::trust::own_folder(dir, "data_dir").with_context(|| format!("provider `{}`", provider.name))?;
         }
         Ok(ProviderContext {
             name: provider.name.clone(),

@@ -9,6 +9,7 @@
 use crate::auth;
 use crate::config::{Answer, CallerAuth, Method as RouteMethod, Route};
 use crate::delivery::Refusal;
+use crate::delivery::admission::Repeat;
 use crate::gateway::Gateway;
 use crate::outcome::{Callback, Failure, ReceiptRefusal};
 use crate::routing::Routing;
@@ -157,6 +158,10 @@ impl IntoResponse for Problem {
 async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
     let _in_flight = telemetry::InFlight::start();
     let path = req.uri().path().to_string();
+    if let Some(problem) = browser_problem(&front.gateway.routing(), &req) {
+        telemetry::refused(&path, problem.code);
+        return problem.into_response();
+    }
     if let Some(provider) = path.strip_prefix("/callbacks/")
         && front.gateway.routing().config.route(&path).is_none()
     {
@@ -173,6 +178,19 @@ async fn handle(State(front): State<Arc<Front>>, req: Request) -> Response {
             problem.into_response()
         }
     }
+}
+
+/// A request a web page made a browser send (no MFA server sends `Origin`
+/// or `Sec-Fetch-Site`), or one for a host name not in `[server] hosts`.
+fn browser_problem(routing: &Routing, req: &Request) -> Option<Problem> {
+    let hosts = &routing.config.server.hosts;
+    if !hosts.is_empty() && !crate::browser::host_allowed(req.uri(), req.headers(), hosts) {
+        let why = "this listener answers to its [server] hosts only";
+        return Some(Problem::new(StatusCode::MISDIRECTED_REQUEST, "unknown_host", why));
+    }
+    let why = crate::browser::cross_site(req.method(), req.uri(), req.headers(), false)?;
+    tracing::warn!(path = %req.uri().path(), "refused: {why}");
+    Some(Problem::new(StatusCode::FORBIDDEN, "cross_site", "requests started by a web page are refused"))
 }
 
 /// `/callbacks/{provider}`: a provider's delivery status callback, verified
@@ -233,6 +251,8 @@ async fn receipt(gateway: &Gateway, provider: String, req: Request) -> Response 
 /// Error codes of requests refused on their own account.
 const REFUSALS: &[&str] = &[
     "unauthorized",
+    "cross_site",
+    "unknown_host",
     "missing_field",
     "invalid_phone",
     "invalid_message",
@@ -280,11 +300,18 @@ async fn send_on(front: &Front, routing: &Routing, route: &Route, req: Request) 
     let (parts, body) = req.into_parts();
     let body = read_body(body, &routing.config.server).await?;
     let mut fields = read_fields(&parts, &body)?;
+    let mut caller = auth::Caller::default();
     if let Some(auth) = &route.auth {
         let uri = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let request = auth::Request { method: &parts.method, uri, headers: &parts.headers, body: &body };
-        auth::check(auth, &request, &mut fields, &front.nonces)
+        caller = auth::check(auth, &request, &mut fields, &front.nonces)
             .map_err(|refused| unauthorized(route, remote, refused.reason, refused.challenges))?;
+    }
+    // A token good for one request authorises one request.
+    if let Some((id, ttl)) = &caller.single_use
+        && !gateway.first_use(id, *ttl).await.map_err(|refusal| refusal_problem(route, refusal))?
+    {
+        return Err(unauthorized(route, remote, "replayed token", Vec::new()));
     }
     let field = |name: &str| fields.get(name).ok_or_else(|| missing(name, &fields));
     let mut phone = field(&route.fields.phone)?.clone();
@@ -324,7 +351,13 @@ async fn send_on(front: &Front, routing: &Routing, route: &Route, req: Request) 
         },
     };
     let sent = gateway
-        .send(routing, route, phone, message, idempotency_key)
+        .send(
+            routing,
+            route,
+            phone,
+            message,
+            Repeat { caller: &caller.name, key: idempotency_key, keep_at_least: caller.replay_window },
+        )
         .await
         .map_err(|refusal| refusal_problem(route, refusal))?;
     if webhook && sent.replayed {

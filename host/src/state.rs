@@ -53,6 +53,17 @@ pub trait SharedState: Send + Sync {
 
     /// Gives `key` up: the send failed, and a retry may send.
     async fn release(&self, key: &str) -> anyhow::Result<()>;
+
+    /// Keeps a console session under `key`: over after `idle` unused, or
+    /// `max` after it opened.
+    async fn session_open(&self, key: &str, idle: Duration, max: Duration) -> anyhow::Result<()>;
+
+    /// Whether the session under `key` is live; if it is, its idle time
+    /// starts again.
+    async fn session_touch(&self, key: &str, idle: Duration) -> anyhow::Result<bool>;
+
+    /// Ends the session under `key`.
+    async fn session_close(&self, key: &str) -> anyhow::Result<()>;
 }
 
 /// The embedded store: exact sliding windows (one timestamp per event) and
@@ -64,6 +75,8 @@ pub struct MemoryState {
     /// Per key: the request's fingerprint, the stored answer (none while in
     /// flight) and its expiry.
     claims: Mutex<HashMap<String, Held>>,
+    /// Per console session: when it goes idle, and when it ends anyway.
+    sessions: Mutex<HashMap<String, (Instant, Instant)>>,
     calls: std::sync::atomic::AtomicU64,
 }
 
@@ -84,6 +97,7 @@ impl MemoryState {
             .unwrap()
             .retain(|_, (window, events)| events.back().is_some_and(|t| now.duration_since(*t) < *window));
         self.claims.lock().unwrap().retain(|_, (_, _, expires)| *expires > now);
+        self.sessions.lock().unwrap().retain(|_, (idle, end)| *idle > now && *end > now);
     }
 }
 
@@ -140,6 +154,34 @@ impl SharedState for MemoryState {
         self.claims.lock().unwrap().remove(key);
         Ok(())
     }
+
+    async fn session_open(&self, key: &str, idle: Duration, max: Duration) -> anyhow::Result<()> {
+        let now = Instant::now();
+        self.maybe_sweep(now);
+        self.sessions.lock().unwrap().insert(key.to_string(), (now + idle, now + max));
+        Ok(())
+    }
+
+    async fn session_touch(&self, key: &str, idle: Duration) -> anyhow::Result<bool> {
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap();
+        match sessions.get_mut(key) {
+            Some((idle_at, end)) if *idle_at > now && *end > now => {
+                *idle_at = now + idle;
+                Ok(true)
+            }
+            Some(_) => {
+                sessions.remove(key);
+                Ok(false)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn session_close(&self, key: &str) -> anyhow::Result<()> {
+        self.sessions.lock().unwrap().remove(key);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -191,5 +233,24 @@ mod tests {
         assert_eq!(store.claim("e", "f", ttl).await.unwrap(), Claim::New);
         store.complete("e", b"old".to_vec(), Duration::ZERO).await.unwrap();
         assert_eq!(store.claim("e", "g", ttl).await.unwrap(), Claim::New);
+    }
+
+    #[tokio::test]
+    async fn a_session_lives_until_closed_idle_or_too_old() {
+        let store = MemoryState::default();
+        let (idle, max) = (Duration::from_millis(80), Duration::from_millis(200));
+        store.session_open("s", idle, max).await.unwrap();
+        assert!(store.session_touch("s", idle).await.unwrap());
+        assert!(!store.session_touch("other", idle).await.unwrap());
+        store.session_close("s").await.unwrap();
+        assert!(!store.session_touch("s", idle).await.unwrap(), "closed");
+        store.session_open("t", idle, max).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!store.session_touch("t", idle).await.unwrap(), "idle");
+        store.session_open("u", idle, max).await.unwrap();
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!store.session_touch("u", idle).await.unwrap(), "past its most");
     }
 }

@@ -409,3 +409,55 @@ fn the_database_is_reached_over_tls_and_its_certificate_is_verified() {
     assert!(lines.iter().any(|l| l.contains("state database unreachable")), "{lines:?}");
     assert_eq!(sum(&texts), 1);
 }
+
+/// Every byte of the files under `dir`, for what a copy of them holds.
+fn files_under(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+}
+
+#[test]
+fn a_copy_of_the_database_holds_no_number_no_code_and_no_unkeyed_digest() {
+    let pg = Postgres::start();
+    let (provider, texts) = holding_provider(Duration::ZERO);
+    let limits = "limits = { per_number = \"5/10m\", per_prefix = \"20/10m\", per_country = \"100/10m\" }";
+    let a = Instance::start(&config(&pg, &provider, limits, ""));
+    let (status, body) = a.send("/v1/send", "Your code is 908172", "Idempotency-Key: login-4711\r\n");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = a.send("/v1/queued", "Your code is 551834", "");
+    assert_eq!(status, 202, "{body}");
+    let until = Instant::now() + Duration::from_secs(20);
+    while texts.lock().unwrap().get("Your code is 551834").is_none()
+        || pg.query_i64("SELECT count(*) FROM smsbridge.queue") > 0
+    {
+        assert!(Instant::now() < until, "the queued message is delivered and dequeued");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pg.checkpoint();
+    let digest = hex(&Sha256::digest("+447400123456\0Your code is 908172"));
+    let secrets = ["447400123456", "+44740012", "908172", "551834", digest.as_str()];
+    // What a pg_dump of the schema holds.
+    let dump = pg.dump("smsbridge");
+    for secret in secrets {
+        assert!(!dump.contains(secret), "the dump holds {secret}");
+    }
+    assert!(dump.contains("+4474****3456"), "the dump is of the record: {dump}");
+    // What the table files and the WAL (a base backup, a replica) hold.
+    let mut files = Vec::new();
+    files_under(&pg.data_dir().join("base"), &mut files);
+    files_under(&pg.data_dir().join("pg_wal"), &mut files);
+    assert!(files.len() > 10, "{} files", files.len());
+    for (path, bytes) in &files {
+        for secret in ["447400123456", "551834", "908172"] {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "{} holds {secret}", path.display());
+        }
+    }
+    a.logs();
+}

@@ -41,6 +41,22 @@ pub fn risks(config: &Config, secret_keys: impl Fn(&str) -> Vec<String>) -> Vec<
             }
         }
     }
+    if let Some(admin) = &config.admin {
+        if admin.token.is_none() {
+            risks.push(format!(
+                "admin on {} has no token: every local user and process can use the console, read the message \
+                 record and send test messages; set [admin] token",
+                admin.listen
+            ));
+        }
+        if admin.tls.is_none() && !admin.listen.ip().is_loopback() {
+            risks.push(format!(
+                "admin on {} speaks plain HTTP off loopback: the admin token and console cookies cross the \
+                 network in clear (use [admin.tls])",
+                admin.listen
+            ));
+        }
+    }
     if config.admin.as_ref().and_then(|a| a.token.as_ref()).is_some_and(|t| !t.from_env) {
         risks.push("admin token is written inline; read it with { env = \"NAME\" }".into());
     }
@@ -101,6 +117,17 @@ auth = { bearer = { token = { env = "SMSBRIDGE_AUDIT_TOKEN" } } }
         assert!(!has("account_sid"), "{found:?}");
         assert!(has("admin token is written inline"), "{found:?}");
         assert_eq!(found.len(), 5, "{found:?}");
+    }
+
+    #[test]
+    fn an_open_console_and_a_plain_admin_off_loopback_are_flagged() {
+        let found = |text: &str| risks(&Config::parse(text, "t.toml").unwrap(), |_| vec![]);
+        let open = found("[admin]\nlisten = \"127.0.0.1:8081\"\n");
+        assert!(open.iter().any(|r| r.contains("has no token: every local user")), "{open:?}");
+        let plain = found("[admin]\nlisten = \"0.0.0.0:8081\"\ntoken = \"t0k-9f2c41d8a7\"\n");
+        assert!(plain.iter().any(|r| r.contains("plain HTTP off loopback")), "{plain:?}");
+        let tls = "[admin]\nlisten = \"0.0.0.0:8081\"\ntoken = \"t0k-9f2c41d8a7\"\n[admin.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+        assert!(!found(tls).iter().any(|r| r.contains("plain HTTP") || r.contains("no token")), "{:?}", found(tls));
     }
 
     #[test]

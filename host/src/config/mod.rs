@@ -128,6 +128,9 @@ pub struct Server {
     pub body_read_timeout_ms: u64,
     /// Open connections per listener; past it, new ones wait to be accepted.
     pub max_connections: usize,
+    /// Host names callers reach this listener by; when set, a request for
+    /// any other (loopback addresses aside) is refused: DNS rebinding.
+    pub hosts: Vec<String>,
 }
 
 impl Default for Server {
@@ -142,6 +145,7 @@ impl Default for Server {
             idle_timeout_ms: 60_000,
             body_read_timeout_ms: 10_000,
             max_connections: 4096,
+            hosts: Vec::new(),
         }
     }
 }
@@ -198,6 +202,12 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// Bearer token; required unless `listen` is a loopback address.
     pub token: Option<Setting>,
+    /// Host names the admin listener answers to besides loopback addresses
+    /// and `localhost`: a page whose name was rebound to us gets nothing.
+    pub hosts: Vec<String>,
+    /// `[admin.tls]`: the admin listener speaks HTTPS only, so the token and
+    /// the console's cookie never cross a network in clear.
+    pub tls: Option<Tls>,
 }
 
 /// One adapter instance: an adapter plus its settings and sandbox limits.
@@ -405,6 +415,11 @@ pub enum CallerAuth {
         base64: bool,
         audience: String,
         subject: Option<String>,
+        /// `iss` must be this, when set.
+        issuer: Option<String>,
+        /// The longest `exp - iat` accepted: a token is good for one
+        /// request, and a captured one for no longer than this.
+        max_lifetime: Duration,
     },
 }
 

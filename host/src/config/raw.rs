@@ -106,6 +106,21 @@ pub(super) struct RawAdmin {
     #[serde(default = "defaults::admin_listen")]
     pub(super) listen: SocketAddr,
     pub(super) token: Option<Spanned<RawSetting>>,
+    #[serde(default)]
+    pub(super) hosts: Vec<String>,
+    pub(super) tls: Option<RawAdminTls>,
+}
+
+/// The longest JWT lifetime (`exp - iat`) accepted unless a route says.
+const JWT_MAX_LIFETIME_S: u64 = 600;
+
+/// `[admin.tls]`: `[server.tls]` without `listen`, which is the admin's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdminTls {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    self_signed: Option<super::SelfSigned>,
 }
 
 #[derive(Deserialize)]
@@ -171,13 +186,41 @@ pub(super) struct RawLimits {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub(super) enum RawAuth {
-    Basic { user: String, password: Spanned<RawSetting>, realm: Option<String> },
-    Digest { user: String, password: Spanned<RawSetting>, realm: Option<String> },
-    FormSecret { user_field: String, secret_field: String, user: String, secret: Spanned<RawSetting> },
-    Bearer { token: Spanned<RawSetting> },
-    Header { name: String, value: Spanned<RawSetting> },
-    Webhook { secret: Spanned<RawSetting>, tolerance_s: Option<u64> },
-    Jwt { secret: Spanned<RawSetting>, secret_base64: Option<bool>, audience: String, subject: Option<String> },
+    Basic {
+        user: String,
+        password: Spanned<RawSetting>,
+        realm: Option<String>,
+    },
+    Digest {
+        user: String,
+        password: Spanned<RawSetting>,
+        realm: Option<String>,
+    },
+    FormSecret {
+        user_field: String,
+        secret_field: String,
+        user: String,
+        secret: Spanned<RawSetting>,
+    },
+    Bearer {
+        token: Spanned<RawSetting>,
+    },
+    Header {
+        name: String,
+        value: Spanned<RawSetting>,
+    },
+    Webhook {
+        secret: Spanned<RawSetting>,
+        tolerance_s: Option<u64>,
+    },
+    Jwt {
+        secret: Spanned<RawSetting>,
+        secret_base64: Option<bool>,
+        audience: String,
+        subject: Option<String>,
+        issuer: Option<String>,
+        max_lifetime_s: Option<u64>,
+    },
 }
 
 /// The longest duration any setting may name: an OTP is long useless by
@@ -473,7 +516,7 @@ impl CallerAuth {
                 };
                 CallerAuth::Header { name: name.as_str().to_string(), value: secret("value", value)? }
             }
-            RawAuth::Jwt { secret: s, secret_base64, audience, subject } => {
+            RawAuth::Jwt { secret: s, secret_base64, audience, subject, issuer, max_lifetime_s } => {
                 let setting = secret("secret", s)?;
                 let base64 = secret_base64.unwrap_or(false);
                 if base64 && jwt_key(&setting.value, true).is_none() {
@@ -482,7 +525,21 @@ impl CallerAuth {
                 if audience.trim().is_empty() {
                     bail!("{}: route `{path}`: auth `audience` is empty", src.at(s.span()));
                 }
-                CallerAuth::Jwt { secret: setting, base64, audience: audience.clone(), subject: subject.clone() }
+                let lifetime = max_lifetime_s.unwrap_or(JWT_MAX_LIFETIME_S);
+                if lifetime == 0 || lifetime > 86_400 {
+                    bail!(
+                        "{}: route `{path}`: auth `max_lifetime_s` must be between 1 and 86400 seconds, not {lifetime}",
+                        src.at(s.span())
+                    );
+                }
+                CallerAuth::Jwt {
+                    secret: setting,
+                    base64,
+                    audience: audience.clone(),
+                    subject: subject.clone(),
+                    issuer: issuer.clone(),
+                    max_lifetime: Duration::from_secs(lifetime),
+                }
             }
             RawAuth::Webhook { secret: s, tolerance_s } => {
                 let setting = secret("secret", s)?;
@@ -517,7 +574,8 @@ impl Admin {
         if token.is_none() && !a.listen.ip().is_loopback() {
             bail!("{}: admin listens on {}, which is not loopback: set `token`", src.at(span), a.listen);
         }
-        Ok(Admin { listen: a.listen, token })
+        let tls = a.tls.map(|t| super::Tls { listen: a.listen, cert: t.cert, key: t.key, self_signed: t.self_signed });
+        Ok(Admin { listen: a.listen, token, hosts: a.hosts, tls })
     }
 }
 

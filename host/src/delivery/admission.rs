@@ -5,9 +5,9 @@
 
 use super::{Refusal, Sent};
 use crate::config::{Countries, OnStateFailure, Route};
+use crate::keyed::Keyed;
 use crate::phone;
 use crate::state::{Bucket, Claim, SharedState};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -53,26 +53,29 @@ pub fn check(route: &Route, phone: &str, body: &str) -> Result<Admitted, Refusal
 }
 
 /// Counts the send against the route's limits, or names the one reached.
+/// The keys are MACs under `keys`: the store never holds a number or a
+/// prefix a copy of it could be searched for.
 pub async fn count(
     state: &dyn SharedState,
+    keys: &Keyed,
     on_failure: OnStateFailure,
     route: &Route,
     admitted: &Admitted,
 ) -> Result<(), Refusal> {
     let l = &route.limits;
-    let (path, to, region) = (&route.path, &admitted.to, &admitted.region);
+    let (path, to, region) = (route.path.as_str(), admitted.to.as_str(), admitted.region.as_str());
     // A prefix is the number without its last 4 digits: 10 000 numbers.
     let prefix = &to[..to.len().saturating_sub(4)];
     let mut buckets = Vec::new();
     let mut names = Vec::new();
-    for (name, rate, key) in [
-        ("per_number", l.per_number, format!("number|{path}|{to}")),
-        ("per_prefix", l.per_prefix, format!("prefix|{path}|{prefix}")),
-        ("per_country", l.per_country, format!("country|{path}|{region}")),
-        ("per_route", l.per_route, format!("route|{path}")),
+    for (name, rate, parts) in [
+        ("per_number", l.per_number, ["number", path, to]),
+        ("per_prefix", l.per_prefix, ["prefix", path, prefix]),
+        ("per_country", l.per_country, ["country", path, region]),
+        ("per_route", l.per_route, ["route", path, ""]),
     ] {
         if let Some(rate) = rate {
-            buckets.push(Bucket { key, limit: rate.limit, window: rate.window });
+            buckets.push(Bucket { key: format!("limit|{}", keys.hex(&parts)), limit: rate.limit, window: rate.window });
             names.push(name);
         }
     }
@@ -92,28 +95,55 @@ pub async fn count(
 }
 
 /// Where a repeated request finds its first answer, and what it must be to
-/// be a repeat.
+/// be a repeat. Each is a MAC under the gateway's keys: a copy of the store
+/// cannot be searched for a number and a code.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepeatKey {
-    /// The caller's own key, or the number and the text, within one route.
+    /// The caller's own key (within one route and caller), or the number
+    /// and the text, within one route.
     pub key: String,
     /// The number and the text: a caller's key stands for this request only.
     pub fingerprint: String,
+    /// Where the conflicts a caller's key met are counted.
+    pub conflicts: String,
+    /// How long the answer is kept.
+    pub window: Duration,
+}
+
+/// Who sent a request and the idempotency key it named.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Repeat<'a> {
+    /// Who authenticated: one caller's keys are not another's.
+    pub caller: &'a str,
+    /// The caller's own key, if it sent one.
+    pub key: Option<&'a str>,
+    /// The answer is kept at least this long (a webhook's own window).
+    pub keep_at_least: Option<Duration>,
 }
 
 /// The repeat key of a request; `None` when the route keeps no answers.
-pub fn repeat_key(route: &Route, to: &str, body: &str, caller_key: Option<&str>) -> Option<RepeatKey> {
-    if route.delivery.idempotency_window.is_zero() {
+pub fn repeat_key(keys: &Keyed, route: &Route, to: &str, body: &str, repeat: &Repeat<'_>) -> Option<RepeatKey> {
+    let window = route.delivery.idempotency_window;
+    if window.is_zero() {
         return None;
     }
-    let hash = |text: String| hex::encode(Sha256::digest(text));
-    let fingerprint = hash(format!("{to}\0{body}"));
-    let key = match caller_key {
-        Some(k) => hash(format!("key\0{}\0{k}", route.path)),
-        None => hash(format!("message\0{}\0{fingerprint}", route.path)),
+    let fingerprint = keys.hex(&["fingerprint", to, body]);
+    let key = match repeat.key {
+        Some(k) => keys.hex(&["key", &route.path, repeat.caller, k]),
+        None => keys.hex(&["message", &route.path, &fingerprint]),
     };
-    Some(RepeatKey { key: format!("idempotency|{key}"), fingerprint })
+    let conflicts = format!("limit|{}", keys.hex(&["conflicts", &key]));
+    let window = window.max(repeat.keep_at_least.unwrap_or_default());
+    Some(RepeatKey { key: format!("idempotency|{key}"), fingerprint, conflicts, window })
 }
+
+/// Conflicts a caller's key may meet before it answers nothing but
+/// `idempotency_key_reused` for the rest of its window: guessing a code by
+/// replaying a key with other texts gets this many tries.
+pub const LOCK_AFTER_CONFLICTS: u32 = 3;
+
+/// The answer stored for a key locked by conflicts.
+const LOCKED: &[u8] = b"locked";
 
 /// Owns `key`, or waits (within the route's deadline) for the identical
 /// request that owns it and returns its answer. A caller's key used for
@@ -127,7 +157,7 @@ pub async fn claim(
     let key = repeat.key.as_str();
     // Held while the send runs, which the route's deadline bounds: a claim
     // left by an instance that died frees itself soon after.
-    let hold = route.delivery.idempotency_window.min(route.delivery.deadline + CLAIM_MARGIN);
+    let hold = repeat.window.min(route.delivery.deadline + CLAIM_MARGIN);
     let until = Instant::now() + route.delivery.deadline;
     loop {
         let claimed = match state.claim(key, &repeat.fingerprint, hold).await {
@@ -135,7 +165,18 @@ pub async fn claim(
             Err(e) => return unreachable(on_failure, "repeats", e).map(|()| None),
         };
         match claimed {
-            Claim::Conflict => return Err(Refusal::KeyReused),
+            Claim::Conflict => {
+                let window = repeat.window;
+                let bucket = Bucket { key: repeat.conflicts.clone(), limit: LOCK_AFTER_CONFLICTS - 1, window };
+                if let Ok(Err(_)) = state.admit(&[bucket]).await {
+                    tracing::warn!(route = %route.path, "idempotency key locked after repeated conflicts");
+                    if let Err(e) = state.complete(key, LOCKED.to_vec(), window).await {
+                        tracing::debug!("idempotency key not locked: {e:#}");
+                    }
+                }
+                return Err(Refusal::KeyReused);
+            }
+            Claim::Done(stored) if stored == LOCKED => return Err(Refusal::KeyReused),
             Claim::New => return Ok(None),
             Claim::Done(stored) => {
                 if let Ok(mut sent) = serde_json::from_slice::<Sent>(&stored) {
@@ -158,10 +199,7 @@ pub async fn claim(
 pub async fn settle(state: &dyn SharedState, repeat: &RepeatKey, route: &Route, result: &Result<Sent, Refusal>) {
     let key = repeat.key.as_str();
     let written = match result {
-        Ok(sent) => {
-            let window = route.delivery.idempotency_window;
-            state.complete(key, serde_json::to_vec(sent).unwrap_or_default(), window).await
-        }
+        Ok(sent) => state.complete(key, serde_json::to_vec(sent).unwrap_or_default(), repeat.window).await,
         Err(_) => state.release(key).await,
     };
     // The send is done either way; a repeat meanwhile may send again.
@@ -190,6 +228,14 @@ mod tests {
     use crate::state::MemoryState;
 
     const C: OnStateFailure = OnStateFailure::Closed;
+
+    fn keys() -> Keyed {
+        Keyed::new(b"gateway-keys-for-tests")
+    }
+
+    fn rk(route: &Route, to: &str, body: &str, caller: &str, key: Option<&str>) -> Option<RepeatKey> {
+        repeat_key(&keys(), route, to, body, &Repeat { caller, key, keep_at_least: None })
+    }
 
     fn route(extra: &str) -> Route {
         let text = format!(
@@ -241,25 +287,25 @@ mod tests {
         let state = MemoryState::default();
         let a = check(&r, "+447400123456", "x").unwrap();
         let b = check(&r, "+447400123457", "x").unwrap();
-        count(&state, C, &r, &a).await.unwrap();
-        count(&state, C, &r, &a).await.unwrap();
-        let refused = count(&state, C, &r, &a).await.unwrap_err();
+        count(&state, &keys(), C, &r, &a).await.unwrap();
+        count(&state, &keys(), C, &r, &a).await.unwrap();
+        let refused = count(&state, &keys(), C, &r, &a).await.unwrap_err();
         assert!(matches!(refused, Refusal::Limited { limit: "per_number", .. }), "{refused:?}");
         // The refused send did not count against the prefix: one more fits.
-        count(&state, C, &r, &b).await.unwrap();
-        assert!(matches!(count(&state, C, &r, &b).await, Err(Refusal::Limited { limit: "per_prefix", .. })));
+        count(&state, &keys(), C, &r, &b).await.unwrap();
+        assert!(matches!(count(&state, &keys(), C, &r, &b).await, Err(Refusal::Limited { limit: "per_prefix", .. })));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_repeat_gets_the_first_answer_and_a_failure_frees_the_key() {
         let r = route("");
         let state = MemoryState::default();
-        let key = repeat_key(&r, "+447400123456", "code 1", None).unwrap();
-        assert_ne!(Some(&key), repeat_key(&r, "+447400123456", "code 2", None).as_ref());
-        assert_ne!(Some(&key), repeat_key(&r, "+447400123456", "code 1", Some("k1")).as_ref());
+        let key = rk(&r, "+447400123456", "code 1", "", None).unwrap();
+        assert_ne!(Some(&key), rk(&r, "+447400123456", "code 2", "", None).as_ref());
+        assert_ne!(Some(&key), rk(&r, "+447400123456", "code 1", "", Some("k1")).as_ref());
         // A caller's key with another number is not a repeat.
-        let k1 = repeat_key(&r, "+447400123456", "code 1", Some("k1")).unwrap();
-        let k1_other = repeat_key(&r, "+447400654321", "code 1", Some("k1")).unwrap();
+        let k1 = rk(&r, "+447400123456", "code 1", "", Some("k1")).unwrap();
+        let k1_other = rk(&r, "+447400654321", "code 1", "", Some("k1")).unwrap();
         assert_eq!(k1.key, k1_other.key);
         assert!(claim(&state, C, &k1, &r).await.unwrap().is_none());
         assert!(matches!(claim(&state, C, &k1_other, &r).await, Err(Refusal::KeyReused)));
@@ -268,7 +314,7 @@ mod tests {
         let again = claim(&state, C, &key, &r).await.unwrap().unwrap();
         assert_eq!((again.id.as_str(), again.replayed), ("m1", true));
 
-        let other = repeat_key(&r, "+447400123456", "code 3", None).unwrap();
+        let other = rk(&r, "+447400123456", "code 3", "", None).unwrap();
         assert!(claim(&state, C, &other, &r).await.unwrap().is_none());
         settle(&state, &other, &r, &Err(Refusal::InFlight)).await;
         assert!(claim(&state, C, &other, &r).await.unwrap().is_none(), "a failed send may be sent again");
@@ -276,6 +322,36 @@ mod tests {
         let started = Instant::now();
         assert!(matches!(claim(&state, C, &other, &r).await, Err(Refusal::InFlight)));
         assert!(started.elapsed() >= r.delivery.deadline);
-        assert!(repeat_key(&route("idempotency_window_s = 0"), "+447400123456", "x", None).is_none());
+        assert!(rk(&route("idempotency_window_s = 0"), "+447400123456", "x", "", None).is_none());
+    }
+
+    #[test]
+    fn repeat_keys_need_the_secret_and_are_the_callers_own() {
+        let r = route("");
+        let k = rk(&r, "+447400123456", "code 908172", "alice", Some("k1")).unwrap();
+        let plain = hex::encode(<sha2::Sha256 as sha2::Digest>::digest("+447400123456\0code 908172"));
+        assert_ne!(k.fingerprint, plain, "an unkeyed digest is a brute force away from the code");
+        let repeat = Repeat { caller: "alice", key: Some("k1"), keep_at_least: None };
+        let other_secret = repeat_key(&Keyed::new(b"x"), &r, "+447400123456", "code 908172", &repeat);
+        assert_ne!(Some(&k), other_secret.as_ref());
+        let bob = rk(&r, "+447400123456", "code 908172", "bob", Some("k1")).unwrap();
+        assert_ne!(k.key, bob.key, "another caller's key of the same name is another key");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_locks_after_a_few_conflicts_even_for_the_right_text() {
+        let r = route("");
+        let state = MemoryState::default();
+        let right = rk(&r, "+447400123456", "code 908172", "", Some("k1")).unwrap();
+        assert!(claim(&state, C, &right, &r).await.unwrap().is_none());
+        settle(&state, &right, &r, &Ok(sent("m1"))).await;
+        for guess in 0..LOCK_AFTER_CONFLICTS {
+            let wrong = rk(&r, "+447400123456", &format!("code {guess:06}"), "", Some("k1")).unwrap();
+            assert!(matches!(claim(&state, C, &wrong, &r).await, Err(Refusal::KeyReused)));
+        }
+        assert!(
+            matches!(claim(&state, C, &right, &r).await, Err(Refusal::KeyReused)),
+            "locked: the right text tells nothing"
+        );
     }
 }

@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sent {
     pub id: String,
+    /// Never kept with a stored answer: a repeat is answered with its own.
+    #[serde(skip)]
     pub to: String,
     pub provider: String,
     pub provider_id: String,

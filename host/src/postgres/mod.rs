@@ -39,6 +39,9 @@ pub struct Postgres {
     owner: String,
     /// Keys the number hashes of the record; the same on every instance.
     number_key: Vec<u8>,
+    /// Seals queued messages' numbers and texts, under a key derived from
+    /// `number_key`.
+    sealer: crate::keyed::Sealer,
     /// `UNKNOWN` until the first operation, then `UP` or `DOWN`.
     health: AtomicU8,
     /// The schema is migrated (done once, by the first operation that can).
@@ -74,6 +77,7 @@ impl Postgres {
             lease: config.lease,
             owner: uuid::Uuid::now_v7().to_string(),
             number_key: number_key.as_bytes().to_vec(),
+            sealer: crate::keyed::Sealer::new(&crate::keyed::Keyed::new(number_key.as_bytes()).derive("queue")),
             health: AtomicU8::new(UNKNOWN),
             migrated: tokio::sync::OnceCell::new(),
             renewed: Mutex::new(None),

@@ -186,6 +186,7 @@ impl MessageLog for Postgres {
             // A thousand keys a call: each holds a lock until the call ends.
             while c.query_one("SELECT smsbridge.purge_limits()", &[]).await?.get::<_, i32>(0) == 1000 {}
             c.execute("DELETE FROM smsbridge.repeats WHERE expires_ms < smsbridge.now_ms()", &[]).await?;
+            c.execute("DELETE FROM smsbridge.console_sessions WHERE ends_ms < smsbridge.now_ms()", &[]).await?;
             c.execute("DELETE FROM smsbridge.instances WHERE seen_ms < smsbridge.now_ms() - 86400000", &[]).await?;
             let n = c.execute(&format!("DELETE FROM smsbridge.messages WHERE created_ms < {cutoff}"), &[&age]).await?;
             Ok(n as usize)
@@ -220,6 +221,8 @@ impl Queue for Postgres {
                      VALUES ($1, $2, $3, $4, smsbridge.now_ms() + $5, smsbridge.now_ms())",
                 )
                 .await?;
+            // Sealed: a backup, a replica or the WAL holds no number and no code.
+            let (to, body) = (self.sealer.seal(id, to), self.sealer.seal(id, body));
             c.execute(&stmt, &[&id, &route, &to, &body, &validity]).await
         })
         .await?;
@@ -262,19 +265,29 @@ impl Queue for Postgres {
         *self.renewed.lock().unwrap() = Some(Instant::now());
         let mut out: Vec<(i64, Queued)> = rows
             .iter()
-            .map(|r| {
+            .filter_map(|r| {
                 let left = r.get::<_, i64>(4).max(0) as u64;
+                let id: String = r.get(0);
+                let opened = self.sealer.open(&id, r.get(2)).and_then(|to| Ok((to, self.sealer.open(&id, r.get(3))?)));
+                let (to, body) = match opened {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Another instance, with the right number_key, may open it.
+                        tracing::error!("{e:#}; check that [record] number_key is the same on every instance");
+                        return None;
+                    }
+                };
                 let queued = Queued {
-                    id: r.get(0),
+                    id,
                     route: r.get(1),
-                    to: r.get(2),
-                    body: r.get(3),
+                    to,
+                    body,
                     // The database's expiry, on this instance's clock.
                     expires_ms: now_ms() + left,
                     tries: r.get::<_, i32>(5).max(0) as u32,
                     uncertain: r.get(6),
                 };
-                (r.get::<_, i64>(7), queued)
+                Some((r.get::<_, i64>(7), queued))
             })
             .collect();
         out.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));

@@ -148,6 +148,16 @@ CREATE INDEX queue_due ON smsbridge.queue (next_ms);
 -- Jobs that one instance runs for all (the retention purge), by last run.
 CREATE TABLE smsbridge.jobs (name text PRIMARY KEY, last_ms bigint NOT NULL);
 "#,
+    // 2: no number, code or unkeyed digest of either at rest. Limit and
+    // repeat keys are now keyed MACs, so the old rows (numbers in clear,
+    // unkeyed fingerprints) match nothing and go; queued messages are
+    // sealed from now on. Console sessions are kept server-side.
+    r#"
+DELETE FROM smsbridge.repeats;
+DELETE FROM smsbridge.limit_events;
+DELETE FROM smsbridge.limit_counts;
+CREATE TABLE smsbridge.console_sessions (key text PRIMARY KEY, idle_ms bigint NOT NULL, ends_ms bigint NOT NULL);
+"#,
 ];
 
 /// Brings the schema up to the newest migration this build knows.

@@ -89,6 +89,46 @@ impl SharedState for Postgres {
         .await?;
         Ok(())
     }
+
+    async fn session_open(&self, key: &str, idle: Duration, max: Duration) -> Result<()> {
+        let (idle, max) = (millis(idle), millis(max));
+        self.run("session", async |c| {
+            let stmt = c
+                .prepare_cached(
+                    "INSERT INTO smsbridge.console_sessions (key, idle_ms, ends_ms)
+                     VALUES ($1, smsbridge.now_ms() + $2, smsbridge.now_ms() + $3)",
+                )
+                .await?;
+            c.execute(&stmt, &[&key, &idle, &max]).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn session_touch(&self, key: &str, idle: Duration) -> Result<bool> {
+        let idle = millis(idle);
+        let touched = self
+            .run("session", async |c| {
+                let stmt = c
+                    .prepare_cached(
+                        "UPDATE smsbridge.console_sessions SET idle_ms = smsbridge.now_ms() + $2
+                         WHERE key = $1 AND idle_ms > smsbridge.now_ms() AND ends_ms > smsbridge.now_ms()",
+                    )
+                    .await?;
+                c.execute(&stmt, &[&key, &idle]).await
+            })
+            .await?;
+        Ok(touched == 1)
+    }
+
+    async fn session_close(&self, key: &str) -> Result<()> {
+        self.run("session", async |c| {
+            let stmt = c.prepare_cached("DELETE FROM smsbridge.console_sessions WHERE key = $1").await?;
+            c.execute(&stmt, &[&key]).await
+        })
+        .await?;
+        Ok(())
+    }
 }
 
 pub(super) fn millis(d: Duration) -> i64 {

@@ -75,6 +75,9 @@ pub struct SqliteRecord {
     /// Keys the number hashes: without it, a hash of a phone number is a
     /// guessable lookup table away from the number.
     key: Vec<u8>,
+    /// Seals queued messages' numbers and texts: the WAL and a copy of the
+    /// file hold neither.
+    sealer: crate::keyed::Sealer,
 }
 
 impl SqliteRecord {
@@ -85,6 +88,7 @@ impl SqliteRecord {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
+        private_files(path)?;
         let db = Connection::open(path).with_context(|| format!("cannot open message record {}", path.display()))?;
         // Another process's write lock (a backup, say) is waited for briefly; the
         // queue holds its messages and retries a write that still fails.
@@ -118,13 +122,37 @@ impl SqliteRecord {
                 key
             }
         };
-        Ok(SqliteRecord { db: Mutex::new(db), key })
+        let sealer = crate::keyed::Sealer::new(&crate::keyed::Keyed::new(&key).derive("queue"));
+        Ok(SqliteRecord { db: Mutex::new(db), key, sealer })
     }
 
     /// The keyed hash under which messages to `e164` are found.
     pub fn number_hash(&self, e164: &str) -> String {
         super::number_hash(&self.key, e164)
     }
+}
+
+/// The record's file and SQLite's `-wal` and `-shm` beside it, readable by
+/// this user only: SQLite gives the latter two the database file's mode, so
+/// the file is made 0600 before SQLite opens it.
+fn private_files(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot open message record {}", path.display()))?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = Path::new(&name);
+        if file.exists() {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot make {} private", file.display()))?;
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -267,7 +295,14 @@ impl Queue for SqliteRecord {
         let now = now_ms();
         self.db.lock().unwrap().execute(
             "INSERT INTO queue (id, route, to_e164, body, expires_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, route, to, body, now + validity.as_millis() as u64, now],
+            params![
+                id,
+                route,
+                self.sealer.seal(id, to),
+                self.sealer.seal(id, body),
+                now + validity.as_millis() as u64,
+                now
+            ],
         )?;
         Ok(())
     }
@@ -292,11 +327,16 @@ impl Queue for SqliteRecord {
             // A provider still marked as sending (a crash before `recover`
             // could write) may have the message too.
             let uncertain: String = r.get(6)?;
+            let id: String = r.get(0)?;
+            let open = |column: usize| -> rusqlite::Result<String> {
+                let sealed: String = r.get(column)?;
+                self.sealer.open(&id, &sealed).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
+            };
             Ok(Queued {
-                id: r.get(0)?,
+                to: open(2)?,
+                body: open(3)?,
+                id,
                 route: r.get(1)?,
-                to: r.get(2)?,
-                body: r.get(3)?,
                 expires_ms: r.get(4)?,
                 tries: r.get(5)?,
                 uncertain: uncertain.split(',').filter(|p| !p.is_empty()).map(Into::into).collect(),

@@ -90,7 +90,7 @@ pub fn serve(dir: &Path, config: &str) -> (Running, String, String, std::sync::m
     while !(callers && admin_up) {
         let line = rx.recv_timeout(deadline - Instant::now()).expect("smsbridge starts");
         callers |= line.contains("listening on http://");
-        admin_up |= line.contains("admin on http://");
+        admin_up |= line.contains("admin on http");
         seen.push(line);
     }
     let (replay_tx, replay_rx) = std::sync::mpsc::channel();

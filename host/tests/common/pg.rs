@@ -146,6 +146,27 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
     }
 
+    /// The server's data folder: tables, WAL.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `pg_dump` of `schema`'s data, as an operator's backup holds it.
+    pub fn dump(&self, schema: &str) -> String {
+        let out = Command::new(self.bin.join("pg_dump"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "--data-only", "-n", schema])
+            .arg("postgres")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Forces the WAL written so far out to its files.
+    pub fn checkpoint(&self) {
+        self.execute("CHECKPOINT");
+    }
+
     /// Stops the server at once, as a crash would.
     pub fn stop(&self) {
         let _ = as_owner(&self.bin.join("pg_ctl"))
