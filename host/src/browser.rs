@@ -53,6 +53,11 @@ pub fn cross_site(method: &Method, uri: &Uri, headers: &HeaderMap, navigation_ok
             return Some("a request another site started (Sec-Fetch-Site)");
         }
     }
+    // The browser vouches for it; its `Origin` may be `null` under a
+    // no-referrer policy.
+    if text("sec-fetch-site").as_deref() == Some("same-origin") {
+        return None;
+    }
     if let Some(origin) = text("origin") {
         let Some((scheme, from)) = origin.split_once("://") else { return Some("a request from another origin") };
         let default_port = if scheme == "https" { "443" } else { "80" };
@@ -113,6 +118,8 @@ mod tests {
         assert!(at(&[host, ("origin", "http://evil.example")]).is_some());
         assert!(at(&[host, ("origin", "http://127.0.0.1:3000")]).is_some(), "another port is another origin");
         assert!(at(&[host, ("origin", "null")]).is_some());
+        let no_referrer = [host, ("origin", "null"), ("sec-fetch-site", "same-origin")];
+        assert!(at(&no_referrer).is_none(), "a form of ours under Referrer-Policy: no-referrer");
         assert!(at(&[host, ("sec-fetch-site", "cross-site")]).is_some());
         assert!(at(&[host, ("sec-fetch-site", "same-site")]).is_some());
         let nav = [host, ("sec-fetch-site", "cross-site"), ("sec-fetch-mode", "navigate")];

@@ -118,6 +118,11 @@ impl Gateway {
         self.routes.apply_config(config).await
     }
 
+    /// Notes the address the admin listener was bound to at start.
+    pub fn admin_bound(&self, addr: std::net::SocketAddr) {
+        self.routes.admin_bound(addr);
+    }
+
     /// Re-reads the config file, keeping the old config if the new one fails.
     pub async fn reload_config(&self) {
         self.routes.reload_config().await

@@ -3,25 +3,28 @@
 //!
 //! A connection must send a request's whole header within
 //! `header_read_timeout` (hyper's timer, which also runs while a kept-alive
-//! connection waits for its next request), is closed after `idle_timeout`
-//! with no bytes either way and no request in flight, and at most
-//! `max_connections` are open per listener: past that, new ones wait in the
-//! kernel's backlog until one closes. A failed accept (out of file
-//! descriptors, say) backs off instead of spinning. Request bodies have their
-//! own deadline, applied where they are read (`server`).
+//! connection waits for its next request); is closed once no request has
+//! been in flight for `idle_timeout`, whatever bytes it moves (an HTTP/2
+//! PING keeps nothing open), and once it is `max_age` old; and at most
+//! `max_connections` are open per listener (and `per_peer` from one
+//! address, where set): past that, new ones wait in the kernel's backlog
+//! until one closes, or are closed at once when their address has its
+//! share. HTTP/2 over plain TCP (h2c) is served only where configured, with
+//! bounded streams. A failed accept (out of file descriptors, say) backs off
+//! instead of spinning. Request bodies have their own deadline, applied
+//! where they are read (`server`).
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
@@ -32,7 +35,13 @@ use tower::ServiceExt;
 pub struct Limits {
     pub header_read: Duration,
     pub idle: Duration,
+    /// A connection this old finishes its requests and closes.
+    pub max_age: Duration,
     pub max_connections: usize,
+    /// Connections one address may hold; past it, new ones are closed.
+    pub per_peer: Option<usize>,
+    /// HTTP/2 with prior knowledge on a plain listener.
+    pub h2c: bool,
 }
 
 impl Limits {
@@ -41,10 +50,18 @@ impl Limits {
         Limits {
             header_read: Duration::from_millis(server.header_read_timeout_ms),
             idle: Duration::from_millis(server.idle_timeout_ms),
+            max_age: Duration::from_millis(server.max_connection_age_ms),
             max_connections: server.max_connections,
+            per_peer: None,
+            h2c: server.h2c,
         }
     }
 }
+
+/// HTTP/2 streams one connection may have open at once.
+const MAX_STREAMS: u32 = 64;
+/// The largest header block an HTTP/2 request may send.
+const MAX_HEADER_LIST: u32 = 64 * 1024;
 
 /// The longest wait between retries of a failing accept.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -58,8 +75,8 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
-    warn_if_files_run_short(limits.max_connections);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let peers: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut backoff = Duration::ZERO;
     tokio::pin!(shutdown);
@@ -92,9 +109,14 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         // An IPv4 caller on a dual-stack listener reads as itself.
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let Some(share) = PeerShare::take(&peers, peer.ip(), limits.per_peer) else {
+            tracing::debug!(%peer, "connection closed: its address holds its share of this listener");
+            continue;
+        };
         let (app, tls, stop_rx) = (app.clone(), tls.clone(), stop_rx.clone());
         tokio::spawn(async move {
             connection(tcp, peer, app, tls, limits, stop_rx).await;
+            drop(share);
             drop(slot);
         });
     }
@@ -102,6 +124,43 @@ pub async fn serve(
     // Every connection gives its slot back when it ends.
     let _ = slots.acquire_many(limits.max_connections as u32).await;
     Ok(())
+}
+
+/// One connection counted against its address's share.
+struct PeerShare {
+    peers: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PeerShare {
+    /// A share for `ip`, unless it holds `cap` already; with no cap, one
+    /// that counts nothing.
+    fn take(
+        peers: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        cap: Option<usize>,
+    ) -> Option<Option<PeerShare>> {
+        let Some(cap) = cap else { return Some(None) };
+        let mut held = peers.lock().unwrap();
+        let n = held.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Some(PeerShare { peers: peers.clone(), ip }))
+    }
+}
+
+impl Drop for PeerShare {
+    fn drop(&mut self) {
+        let mut held = self.peers.lock().unwrap();
+        if let Some(n) = held.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Serves one connection until it ends, idles out, or the listener stops.
@@ -115,15 +174,29 @@ async fn connection(
 ) {
     let activity = Arc::new(Activity::default());
     match tls {
-        None => serve_io(Tracked { io: tcp, activity: activity.clone() }, peer, app, limits, activity, &mut stop).await,
+        None => serve_io(tcp, peer, app, Scheme::Http, limits, activity, &mut stop).await,
         Some(acceptor) => match tokio::time::timeout(limits.header_read, acceptor.accept(tcp)).await {
-            Ok(Ok(stream)) => {
-                let io = Tracked { io: stream, activity: activity.clone() };
-                serve_io(io, peer, app, limits, activity, &mut stop).await
-            }
+            Ok(Ok(stream)) => serve_io(stream, peer, app, Scheme::Https, limits, activity, &mut stop).await,
             Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         },
+    }
+}
+
+/// The scheme a request arrived by, as an extension of each request:
+/// callback signatures cover the URL the provider called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
     }
 }
 
@@ -131,6 +204,7 @@ async fn serve_io<S>(
     io: S,
     peer: SocketAddr,
     app: Router,
+    scheme: Scheme,
     limits: Limits,
     activity: Arc<Activity>,
     stop: &mut watch::Receiver<bool>,
@@ -140,6 +214,7 @@ async fn serve_io<S>(
     let in_flight = activity.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut().insert(scheme);
         let busy = Busy::enter(in_flight.clone());
         let answer = app.clone().oneshot(req.map(Body::new));
         async move {
@@ -149,10 +224,21 @@ async fn serve_io<S>(
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // HTTP/2 over TLS is chosen by ALPN; over plain TCP only where asked.
+    if scheme == Scheme::Http && !limits.h2c {
+        builder = builder.http1_only();
+    }
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .max_pending_accept_reset_streams(Some(MAX_STREAMS as usize / 4))
+        .max_local_error_reset_streams(Some(MAX_STREAMS as usize));
     let connection = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
+    let old_at = activity.born + limits.max_age;
     let ended = loop {
         let (now, idle_at) = (Instant::now(), activity.last() + limits.idle);
         let busy = activity.in_flight.load(Ordering::Acquire) > 0;
@@ -165,7 +251,7 @@ async fn serve_io<S>(
         let stopping = tokio::select! {
             ended = connection.as_mut() => break ended,
             _ = async { drop(stop.wait_for(|stop| *stop).await) } => true,
-            _ = tokio::time::sleep_until(wake) => false,
+            _ = tokio::time::sleep_until(wake.min(old_at)) => Instant::now() >= old_at,
         };
         if stopping {
             // Finish the request in flight, take no more.
@@ -178,8 +264,8 @@ async fn serve_io<S>(
     }
 }
 
-/// When a connection last moved a byte, and how many of its requests are
-/// being answered.
+/// When a connection last finished answering a request (or opened), and
+/// how many of its requests are being answered.
 struct Activity {
     born: Instant,
     /// Milliseconds after `born`.
@@ -219,63 +305,43 @@ impl Drop for Busy {
     }
 }
 
-/// A stream that notes when it last moved bytes.
-struct Tracked<S> {
-    io: S,
-    activity: Arc<Activity>,
-}
+/// Descriptors kept free of connections: sandboxes' folders, the record,
+/// the database and provider connections, the listeners themselves.
+const FILES_RESERVE: u64 = 256;
 
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-}
-
-/// Says so when the process may run out of file descriptors before the
-/// connection cap is reached: accepts would then fail (and back off).
-fn warn_if_files_run_short(max_connections: usize) {
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    if let Some(soft) = limit.current
-        && (soft as usize) < max_connections.saturating_add(256)
+/// Raises the soft open-file limit to the hard one; the limit now in force.
+pub fn raise_file_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(soft), Some(hard)) = (limit.current, limit.maximum)
+        && soft < hard
     {
-        tracing::warn!(
-            "the open-file limit ({soft}) is below max_connections ({max_connections}) plus headroom: \
-             raise it (LimitNOFILE in the systemd unit) or lower [server] max_connections"
-        );
+        let raised = rustix::process::Rlimit { current: Some(hard), maximum: Some(hard) };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return hard;
+        }
+    }
+    limit.current.unwrap_or(u64::MAX)
+}
+
+/// The connections each of `listeners` may hold with `files` descriptors
+/// in all and `fixed` taken by listeners of a fixed size (the admin one):
+/// `wanted`, or less, so that connections never use the descriptors a send
+/// needs.
+pub fn connection_budget(wanted: usize, listeners: usize, fixed: usize, files: u64) -> usize {
+    let room = files.saturating_sub(FILES_RESERVE.max(files / 4)).saturating_sub(fixed as u64);
+    let each = room / listeners.max(1) as u64;
+    wanted.min(each.max(1).min(usize::MAX as u64) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn connections_leave_descriptors_for_sends() {
+        use super::connection_budget;
+        assert_eq!(connection_budget(4096, 1, 64, 1024), 704, "1024 files: a quarter kept, 64 for admin");
+        assert_eq!(connection_budget(4096, 2, 64, 1024), 352, "two listeners share it");
+        assert_eq!(connection_budget(4096, 1, 64, 1_048_576), 4096, "plenty: as configured");
+        assert_eq!(connection_budget(4096, 1, 64, 100), 1, "never none");
     }
 }

@@ -166,6 +166,10 @@ async fn run(cli: Cli) -> Result<()> {
 
 /// Open connections the admin listener keeps: operators and a scraper.
 const ADMIN_CONNECTIONS: usize = 64;
+/// Of those, what one address may hold.
+const ADMIN_PER_PEER: usize = 16;
+/// How long the admin listener waits for a request's header.
+const ADMIN_HEADER_READ: Duration = Duration::from_secs(2);
 
 async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: Option<SocketAddr>) -> Result<()> {
     smsbridge::telemetry::metrics();
@@ -184,6 +188,22 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
         }
     };
     let routing = gateway.routing();
+    // Connections never take the descriptors a send needs: the soft limit
+    // is raised to the hard one, and the cap fitted under it.
+    let files = smsbridge::listen::raise_file_limit();
+    let server = &routing.config.server;
+    let listeners = 1 + usize::from(server.tls.is_some());
+    let fixed = if routing.config.admin.is_some() { ADMIN_CONNECTIONS } else { 0 };
+    let budget = smsbridge::listen::connection_budget(server.max_connections, listeners, fixed, files);
+    if budget < server.max_connections {
+        tracing::warn!(
+            "max_connections is {budget} per listener, not {}: the open-file limit is {files} (raise LimitNOFILE)",
+            server.max_connections
+        );
+    } else {
+        tracing::info!("max_connections {budget} per listener; open-file limit {files}");
+    }
+    let limits = Limits { max_connections: budget, ..Limits::of(server) };
     let addr = listen.unwrap_or(routing.config.server.listen);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
@@ -199,9 +219,17 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
         let admin_listener = tokio::net::TcpListener::bind(admin_addr)
             .await
             .with_context(|| format!("cannot listen on {admin_addr}"))?;
+        gateway.admin_bound(admin_addr);
         let router = smsbridge::admin::router(gateway.clone());
-        let limits =
-            smsbridge::listen::Limits { max_connections: ADMIN_CONNECTIONS, ..Limits::of(&routing.config.server) };
+        // One address cannot hold every admin connection (a health check
+        // from the load balancer gets through), and a silent one goes soon.
+        let limits = Limits {
+            max_connections: ADMIN_CONNECTIONS,
+            per_peer: Some(ADMIN_PER_PEER),
+            header_read: limits.header_read.min(ADMIN_HEADER_READ),
+            h2c: false,
+            ..limits
+        };
         let acceptor = match &admin.tls {
             Some(tls) => {
                 smsbridge::tls::prepare(tls)?;
@@ -222,7 +250,8 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
             .with_context(|| format!("cannot listen on {}", tls.listen))?;
         let fingerprint = smsbridge::tls::summary(&tls.cert)?.fingerprint;
         tracing::info!(%fingerprint, "listening on https://{}", tls_listener.local_addr()?);
-        tls_server = Some(tokio::spawn(smsbridge::server::serve_tls(gateway.clone(), tls_listener, config, stopped())));
+        let serving = smsbridge::server::serve_within(gateway.clone(), tls_listener, Some(config), limits, stopped());
+        tls_server = Some(tokio::spawn(serving));
     }
     let _watch = smsbridge::watch::start(gateway.clone())?;
     let hup = gateway.clone();
@@ -236,7 +265,7 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
         }
     });
     let grace = Duration::from_millis(routing.config.server.shutdown_grace_ms);
-    let http_server = smsbridge::server::serve(gateway, listener, {
+    let http_server = smsbridge::server::serve_within(gateway, listener, None, limits, {
         let stopped = stopped();
         async move {
             stopped.await;

@@ -29,6 +29,9 @@ pub enum Outcome {
     Misconfigured,
     /// The sandbox stopped the adapter, or it broke.
     Fault,
+    /// This host could not run the adapter (out of descriptors, say): not
+    /// the provider's doing.
+    HostFault,
     /// Skipped: the provider's circuit is open.
     CircuitOpen,
     /// Not tried: the provider had `max_in_flight` sends in flight.
@@ -50,6 +53,7 @@ impl Outcome {
             Outcome::Unavailable => "unavailable",
             Outcome::Misconfigured => "misconfigured",
             Outcome::Fault => "fault",
+            Outcome::HostFault => "host_fault",
             Outcome::CircuitOpen => "circuit_open",
             Outcome::Busy => "busy",
             Outcome::Deadline => "deadline",
@@ -65,7 +69,7 @@ impl Outcome {
     }
 }
 
-const ALL: [Outcome; 12] = [
+const ALL: [Outcome; 13] = [
     Outcome::Accepted,
     Outcome::InvalidRecipient,
     Outcome::Rejected,
@@ -74,6 +78,7 @@ const ALL: [Outcome; 12] = [
     Outcome::Unavailable,
     Outcome::Misconfigured,
     Outcome::Fault,
+    Outcome::HostFault,
     Outcome::CircuitOpen,
     Outcome::Busy,
     Outcome::Deadline,
@@ -98,6 +103,9 @@ pub enum Failure {
     Unavailable(String),
     Misconfigured(String),
     Fault(String),
+    /// This host could not set up the sandbox: counted against no
+    /// provider's circuit, and told to callers in general terms only.
+    Host(String),
     CircuitOpen,
     /// The provider's bulkhead had no free slot.
     Busy,
@@ -115,6 +123,7 @@ impl Failure {
             Failure::Unavailable(_) => Outcome::Unavailable,
             Failure::Misconfigured(_) => Outcome::Misconfigured,
             Failure::Fault(_) => Outcome::Fault,
+            Failure::Host(_) => Outcome::HostFault,
             Failure::CircuitOpen => Outcome::CircuitOpen,
             Failure::Busy => Outcome::Busy,
             Failure::Deadline => Outcome::Deadline,
@@ -128,10 +137,17 @@ impl Failure {
     }
 
     /// Not about the message: the provider (or its sandbox) is unwell, or
-    /// was not tried. Counts against its circuit, and worth trying the next
-    /// provider for, or the same one later.
+    /// was not tried. Worth trying the next provider for, or the same one
+    /// later.
     pub fn is_transient(&self) -> bool {
         !self.is_permanent_answer()
+    }
+
+    /// Says something about the provider's health: its circuit hears of
+    /// it. A provider that was not tried (full) or that this host could not
+    /// run is none the worse.
+    pub fn counts_against_provider(&self) -> bool {
+        self.is_transient() && !matches!(self, Failure::Busy | Failure::Host(_))
     }
 
     /// Permanent for this message at this provider; another provider may
@@ -166,6 +182,7 @@ impl Failure {
             Failure::Unavailable(t) => Failure::Unavailable(scrub(&t)),
             Failure::Misconfigured(t) => Failure::Misconfigured(scrub(&t)),
             Failure::Fault(t) => Failure::Fault(scrub(&t)),
+            Failure::Host(t) => Failure::Host(scrub(&t)),
             Failure::MaybeSent(t) => Failure::MaybeSent(scrub(&t)),
             other @ (Failure::RateLimited(_) | Failure::CircuitOpen | Failure::Busy | Failure::Deadline) => other,
         }
@@ -183,6 +200,7 @@ impl std::fmt::Display for Failure {
             Failure::Unavailable(s) => write!(f, "unavailable: {s}"),
             Failure::Misconfigured(s) => write!(f, "misconfigured: {s}"),
             Failure::Fault(s) => f.write_str(s),
+            Failure::Host(s) => write!(f, "this host could not run the adapter: {s}"),
             Failure::CircuitOpen => f.write_str("skipped: its circuit is open after repeated failures"),
             Failure::Busy => f.write_str("busy: the provider has its `max_in_flight` sends in flight"),
             Failure::Deadline => f.write_str("unavailable: the route's deadline passed"),
@@ -299,6 +317,9 @@ mod tests {
         assert!(Failure::Unavailable("x".into()).is_retryable());
         assert!(!Failure::Fault("x".into()).is_retryable());
         assert!(Failure::Fault("x".into()).is_transient());
+        assert!(Failure::Fault("x".into()).counts_against_provider());
+        assert!(!Failure::Host("x".into()).counts_against_provider(), "the host's fault is not the provider's");
+        assert!(!Failure::Busy.counts_against_provider());
         assert!(!Failure::Rejected("x".into()).is_transient());
         assert!(Failure::Rejected("x".into()).is_permanent());
         assert_eq!(Failure::RateLimited(Some(3)).retry_after(), Some(Duration::from_secs(3)));

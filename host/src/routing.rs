@@ -140,6 +140,9 @@ pub struct Routes {
     /// Whether a queue runs (the record opened at start): a config that
     /// queues a route without one is refused.
     queue: bool,
+    /// Where the admin listener was bound at start: a reload that would
+    /// leave it off loopback without a token is refused, as a start is.
+    admin_bound: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl Routes {
@@ -151,6 +154,7 @@ impl Routes {
             current: ArcSwap::from_pointee(routing),
             registry,
             rebuild: Default::default(),
+            admin_bound: Default::default(),
             queue: queue.is_some(),
             interceptor: queue,
         })
@@ -170,6 +174,13 @@ impl Routes {
             || config.adapters.dir != old.config.adapters.dir
         {
             tracing::warn!("listen addresses and adapters.dir change only on restart");
+        }
+        if let Some(bound) = self.admin_bound.get().filter(|a| !a.ip().is_loopback())
+            && config.admin.as_ref().and_then(|a| a.token.as_ref()).is_none()
+        {
+            anyhow::bail!(
+                "the admin listener is on {bound}, which is not loopback: the new config must keep [admin] `token`"
+            );
         }
         if !self.queue
             && let Some(route) = config.routes.iter().find(|r| r.delivery.queued)
@@ -200,6 +211,11 @@ impl Routes {
         telemetry::set_log_level(&level);
         tracing::info!("config reloaded");
         Ok(())
+    }
+
+    /// Notes where the admin listener is bound.
+    pub fn admin_bound(&self, addr: std::net::SocketAddr) {
+        let _ = self.admin_bound.set(addr);
     }
 
     /// Re-reads the config file, keeping the old config if the new one fails.

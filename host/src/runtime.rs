@@ -660,8 +660,9 @@ impl Runtime {
     }
 
     /// Runs `call` on a fresh instance in a fresh store, within `provider`'s
-    /// limits; `about` says which message it sends, if any. Every failure of
-    /// the sandbox comes back as `Failure::Fault`.
+    /// limits; `about` says which message it sends, if any. A failure of the
+    /// adapter in the sandbox comes back as `Failure::Fault`, one to set the
+    /// sandbox up as `Failure::Host`.
     async fn run<R: Send + 'static>(
         &self,
         pre: &InstancePre<Sandbox>,
@@ -669,7 +670,7 @@ impl Runtime {
         about: Call,
         call: impl for<'a> FnOnce(&'a Instance, &'a mut Store<Sandbox>) -> CallFuture<'a, R> + Send,
     ) -> Result<R, Failure> {
-        let slot = self.permits.acquire().await.map_err(|_| Failure::Fault("runtime is shutting down".into()))?;
+        let slot = self.permits.acquire().await.map_err(|_| Failure::Host("the runtime is shutting down".into()))?;
         self.run_in(slot, pre, provider, about, call).await
     }
 
@@ -682,8 +683,10 @@ impl Runtime {
         about: Call,
         call: impl for<'a> FnOnce(&'a Instance, &'a mut Store<Sandbox>) -> CallFuture<'a, R> + Send,
     ) -> Result<R, Failure> {
+        // Descriptors, memory, a folder gone: this host's trouble, not the
+        // provider's.
         let mut store =
-            self.store(provider, about).map_err(|e| Failure::Fault(format!("cannot set up the sandbox: {e:#}")))?;
+            self.store(provider, about).map_err(|e| Failure::Host(format!("cannot set up the sandbox: {e:#}")))?;
         let work = async {
             let instance = pre.instantiate_async(&mut store).await?;
             call(&instance, &mut store).await

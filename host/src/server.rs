@@ -49,7 +49,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = crate::listen::Limits::of(&gateway.routing().config.server);
-    crate::listen::serve(listener, router(gateway), None, limits, shutdown).await
+    serve_within(gateway, listener, None, limits, shutdown).await
 }
 
 /// Serves `gateway` over TLS on `listener` until `shutdown` resolves, then
@@ -61,8 +61,19 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = crate::listen::Limits::of(&gateway.routing().config.server);
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    crate::listen::serve(listener, router(gateway), Some(acceptor), limits, shutdown).await
+    serve_within(gateway, listener, Some(tls), limits, shutdown).await
+}
+
+/// [`serve`] or [`serve_tls`] within `limits`.
+pub async fn serve_within(
+    gateway: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: crate::listen::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    crate::listen::serve(listener, router(gateway), acceptor, limits, shutdown).await
 }
 
 /// A failure answer: status, machine-readable code, and a sentence.
@@ -209,7 +220,11 @@ async fn receipt(gateway: &Gateway, provider: String, req: Request) -> Response 
         Some(base) => format!("{}{path_and_query}", base.trim_end_matches('/')),
         None => {
             let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-            format!("http://{host}{path_and_query}")
+            // The listener's own scheme: a callback to the HTTPS listener
+            // was signed for an https:// URL.
+            let scheme =
+                parts.extensions.get::<crate::listen::Scheme>().copied().unwrap_or(crate::listen::Scheme::Http);
+            format!("{}://{host}{path_and_query}", scheme.as_str())
         }
     };
     let headers = parts
@@ -678,6 +693,15 @@ fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
                 Failure::Busy => Problem {
                     retry_after: Some(1),
                     ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, "provider_busy", text)
+                },
+                // The detail is in the log; the caller learns it was this host.
+                Failure::Host(_) => Problem {
+                    retry_after: Some(1),
+                    ..Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "host_unavailable",
+                        "smsbridge could not run the provider's adapter just now; retry shortly",
+                    )
                 },
                 Failure::Unavailable(_) | Failure::Fault(_) | Failure::CircuitOpen | Failure::Deadline => {
                     Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", text)

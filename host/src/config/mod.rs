@@ -127,7 +127,13 @@ pub struct Server {
     /// A request's whole body must arrive within this.
     pub body_read_timeout_ms: u64,
     /// Open connections per listener; past it, new ones wait to be accepted.
+    /// Lowered at start to what the open-file limit leaves room for.
     pub max_connections: usize,
+    /// A connection this old finishes its requests and is closed.
+    pub max_connection_age_ms: u64,
+    /// HTTP/2 with prior knowledge on the plain listener; off, it speaks
+    /// HTTP/1 only (HTTPS offers HTTP/2 by ALPN either way).
+    pub h2c: bool,
     /// Host names callers reach this listener by; when set, a request for
     /// any other (loopback addresses aside) is refused: DNS rebinding.
     pub hosts: Vec<String>,
@@ -145,6 +151,8 @@ impl Default for Server {
             idle_timeout_ms: 60_000,
             body_read_timeout_ms: 10_000,
             max_connections: 4096,
+            max_connection_age_ms: 600_000,
+            h2c: false,
             hosts: Vec::new(),
         }
     }

@@ -587,6 +587,7 @@ impl Server {
         duration_ms("header_read_timeout_ms", self.header_read_timeout_ms, what)?;
         duration_ms("idle_timeout_ms", self.idle_timeout_ms, what)?;
         duration_ms("body_read_timeout_ms", self.body_read_timeout_ms, what)?;
+        duration_ms("max_connection_age_ms", self.max_connection_age_ms, what)?;
         if self.max_connections == 0 || self.max_connections > 1_000_000 {
             bail!("{}: `max_connections` must be between 1 and 1000000, not {}", what(), self.max_connections);
         }

@@ -110,10 +110,11 @@ pub async fn deliver<C: Carrier>(
             let outcome = result.as_ref().map_or_else(Failure::outcome, |_| Outcome::Accepted);
             telemetry::attempt(name, outcome.as_str(), took);
             attempts.push(Attempt { provider: name.clone(), outcome, ms });
-            // A full provider was not tried: its circuit hears nothing.
-            if !matches!(result, Err(Failure::Busy)) {
-                let transient = result.as_ref().is_err_and(Failure::is_transient);
-                circuits.record(name, carrier.trip(name), transient, Instant::now());
+            // A full provider was not tried, and one this host could not run
+            // was not at fault: its circuit hears nothing of either.
+            if !matches!(result, Err(Failure::Busy | Failure::Host(_))) {
+                let unwell = result.as_ref().is_err_and(Failure::counts_against_provider);
+                circuits.record(name, carrier.trip(name), unwell, Instant::now());
             }
             let failure = match result {
                 Ok(provider_id) => return Ok(Delivered { provider: name.clone(), provider_id, attempts }),

@@ -57,10 +57,30 @@ pub fn free_addr() -> SocketAddr {
 /// Starts `smsbridge serve` on `config` with JSON logs; returns the child,
 /// its callers' and admin addresses, and its log lines so far.
 pub fn serve(dir: &Path, config: &str) -> (Running, String, String, std::sync::mpsc::Receiver<String>) {
+    serve_with(dir, config, &[], &free_addr().to_string())
+}
+
+/// [`serve`], run by `wrapper` (`prlimit …`, say) with the admin listener
+/// on `admin`.
+pub fn serve_with(
+    dir: &Path,
+    config: &str,
+    wrapper: &[&str],
+    admin: &str,
+) -> (Running, String, String, std::sync::mpsc::Receiver<String>) {
     let file = dir.join("smsbridge.toml");
     std::fs::write(&file, config.replace("{dir}", dir.to_str().unwrap())).unwrap();
-    let (addr, admin) = (free_addr().to_string(), free_addr().to_string());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_smsbridge"))
+    let (addr, admin) = (free_addr().to_string(), admin.to_string());
+    let bin = env!("CARGO_BIN_EXE_smsbridge");
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = command
         .args([
             "serve",
             "--config",
