@@ -32,8 +32,9 @@ fn form(params: &[(&str, &str)]) -> String {
     url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish()
 }
 
-#[tokio::test]
-async fn a_twilio_callback_signed_by_twilios_library_updates_the_record_and_a_forgery_changes_nothing() {
+/// smsbridge with a Twilio provider (a mock that accepts every message as
+/// `SM5a1b`) and a record; `server` is the `[server]` table's extra lines.
+async fn twilio_bridge(server: &str) -> (MockServer, Bridge) {
     let twilio = MockServer::start().await;
     Mock::given(any())
         .respond_with(
@@ -44,7 +45,7 @@ async fn a_twilio_callback_signed_by_twilios_library_updates_the_record_and_a_fo
     let config = format!(
         r#"
 [server]
-public_url = "{PUBLIC}/"
+{server}
 [record]
 path = "{{dir}}/messages.db"
 [[provider]]
@@ -63,6 +64,12 @@ providers = ["twilio"]
         mock = twilio.uri()
     );
     let bridge = Bridge::start(&config).await;
+    (twilio, bridge)
+}
+
+#[tokio::test]
+async fn a_twilio_callback_signed_by_twilios_library_updates_the_record_and_a_forgery_changes_nothing() {
+    let (_twilio, bridge) = twilio_bridge(&format!("public_url = \"{PUBLIC}/\"")).await;
     let sent = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", "Your code is 246810")]).await;
     assert_eq!(sent.status, 200, "{sent:?}");
     let id = sent.json["id"].as_str().unwrap().to_string();
@@ -366,4 +373,67 @@ providers = ["old"]
     // It exports no receipts: its callbacks are not served.
     let resp = bridge.client.post(bridge.url("/callbacks/old")).body("x").send().await.unwrap();
     assert_eq!(resp.status(), 404);
+}
+
+/// A status the record could not take is answered 503, so the provider
+/// retries it, and the retry is applied: it was not marked seen.
+#[tokio::test]
+async fn a_receipt_the_record_could_not_take_is_retried_and_applied() {
+    let (_twilio, bridge) = twilio_bridge(&format!("public_url = \"{PUBLIC}/\"")).await;
+    let sent = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", "Your code is 135790")]).await;
+    let id = sent.json["id"].as_str().unwrap().to_string();
+    let params = [("MessageSid", "SM5a1b"), ("MessageStatus", "delivered")];
+    let signature = twilio_signature(&format!("{PUBLIC}/callbacks/twilio"), &params);
+    let post = || {
+        bridge
+            .client
+            .post(bridge.url("/callbacks/twilio"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("X-Twilio-Signature", &signature)
+            .body(form(&params))
+            .send()
+    };
+    // The disk refuses the write of statuses.
+    let db = rusqlite::Connection::open(bridge.dir.path().join("messages.db")).unwrap();
+    db.execute_batch("CREATE TRIGGER refuse BEFORE INSERT ON statuses BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
+        .unwrap();
+    let refused = post().await.unwrap();
+    assert_eq!(refused.status(), 503, "the provider must retry: {:?}", refused.text().await);
+    db.execute_batch("DROP TRIGGER refuse;").unwrap();
+    let retried = post().await.unwrap();
+    assert_eq!(retried.status(), 200);
+    assert_eq!(retried.json::<serde_json::Value>().await.unwrap()["updated"], 1, "the retry is applied");
+    assert_eq!(timeline(&bridge, &id).await, ["queued", "delivered"]);
+}
+
+/// Over the HTTPS listener without `public_url`, the URL the adapter checks
+/// the signature against is the `https://` one the provider called.
+#[tokio::test]
+async fn a_callback_over_https_is_checked_against_its_https_url() {
+    let tls = "[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{dir}/tls/cert.pem\"\nkey = \"{dir}/tls/key.pem\"\n\
+               self_signed = { names = [\"localhost\"], days = 30 }";
+    let (_twilio, bridge) = twilio_bridge(tls).await;
+    let sent = bridge.post_form("/v1/send", &[("phone", "+447400123456"), ("message", "Your code is 975310")]).await;
+    let id = sent.json["id"].as_str().unwrap().to_string();
+    let tls = bridge.gateway.routing().config.server.tls.clone().unwrap();
+    smsbridge::tls::prepare(&tls).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = smsbridge::tls::server_config(&tls).unwrap();
+    tokio::spawn(smsbridge::server::serve_tls(bridge.gateway.clone(), listener, server, std::future::pending()));
+    let pem = std::fs::read(bridge.dir.path().join("tls/cert.pem")).unwrap();
+    let client =
+        reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()]).build().unwrap();
+    let params = [("MessageSid", "SM5a1b"), ("MessageStatus", "delivered")];
+    let url = format!("https://localhost:{port}/callbacks/twilio");
+    let resp = client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("X-Twilio-Signature", twilio_signature(&url, &params))
+        .body(form(&params))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    assert_eq!(timeline(&bridge, &id).await, ["queued", "delivered"]);
 }

@@ -140,6 +140,44 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
 }
 
 #[tokio::test]
+async fn text_the_phone_should_not_get_is_refused_naming_its_field() {
+    let bridge = Bridge::start(&OUTBOX).await;
+    let form = "application/x-www-form-urlencoded";
+    // Latin-1, as an old caller sends it: refused unless it says so.
+    let latin1 = "phone=%2B447400123456&message=C%F3digo+123456";
+    let a = bridge.post_raw("/v1/send", form, latin1).await;
+    a.assert_failed(400, "invalid_encoding");
+    assert_eq!(a.json["field"], "message");
+    assert!(a.message().contains("UTF-8") && a.message().contains("charset"), "{a:?}");
+    let a = bridge.get("/v1/send?phone=%2B447400123456&message=C%F3digo+123457").await;
+    a.assert_failed(400, "invalid_encoding");
+    let a = bridge.post_raw("/v1/send", "application/x-www-form-urlencoded; charset=ISO-8859-1", latin1).await;
+    assert_eq!(a.status, 200, "a declared charset is honoured: {a:?}");
+    let a = bridge.post_raw("/v1/send", "application/x-www-form-urlencoded; charset=koi8-r", latin1).await;
+    a.assert_failed(415, "unsupported_media_type");
+    assert!(a.message().contains("koi8-r"), "{a:?}");
+
+    for (text, named) in [("Code\u{0}123456", "U+0000"), ("Code \u{202E}654321", "U+202E"), ("Code\t1", "U+0009")] {
+        let a = bridge.post_json("/v1/send", json!({"phone": "+447400123456", "message": text})).await;
+        a.assert_failed(400, "invalid_message");
+        assert_eq!(a.json["field"], "message");
+        assert!(a.message().contains(named), "{a:?}");
+    }
+    let a = bridge.post_json("/v1/send", json!({"phone": "+447400123456", "message": "Your code:\n123456"})).await;
+    assert_eq!(a.status, 200, "a newline is text: {a:?}");
+
+    let twice = r#"{"phone": "+447400123456", "message": "Code 111111", "message": "Code 222222"}"#;
+    let a = bridge.post_raw("/v1/send", "application/json", twice).await;
+    a.assert_failed(400, "invalid_json");
+    assert!(a.message().contains("`message` more than once"), "{a:?}");
+    let nested = r#"{"data": {"phone": "+447400123456", "phone": "+447400999999"}, "message": "x"}"#;
+    bridge.post_raw("/v1/send", "application/json", nested).await.assert_failed(400, "invalid_json");
+
+    let bodies: Vec<_> = bridge.outbox("outbox").iter().map(|l| l["body"].as_str().unwrap().to_string()).collect();
+    assert_eq!(bodies, ["Código 123456", "Your code:\n123456"]);
+}
+
+#[tokio::test]
 async fn concurrent_sends_each_write_one_whole_line() {
     let bridge = std::sync::Arc::new(Bridge::start(&OUTBOX).await);
     let mut tasks = Vec::new();

@@ -352,7 +352,10 @@ pub fn check(
             }
         }
         CallerAuth::Digest { user, password, realm } => {
-            digest(user, &password.value, realm, req, authorization, nonces).map(|()| Caller::named(user))
+            // A nonce count is good for one request at every instance that
+            // shares the nonce key: a captured request replays nowhere.
+            let used = digest(user, &password.value, realm, req, authorization, nonces)?;
+            Ok(Caller { single_use: Some((used, NONCE_TTL)), ..Caller::named(user) })
         }
     }
 }
@@ -362,12 +365,15 @@ fn digest_challenges(realm: &str, nonces: &Nonces, stale: bool) -> Vec<String> {
     let stale = if stale { ", stale=true" } else { "" };
     ["SHA-256", "MD5"]
         .iter()
-        .map(|alg| format!("Digest realm=\"{realm}\", qop=\"auth\", algorithm={alg}, nonce=\"{nonce}\"{stale}"))
+        .map(|alg| {
+            format!("Digest realm=\"{realm}\", qop=\"auth,auth-int\", algorithm={alg}, nonce=\"{nonce}\"{stale}")
+        })
         .collect()
 }
 
-/// RFC 7616 with `qop=auth`: the response is
-/// H(H(user:realm:password):nonce:nc:cnonce:auth:H(method:uri)).
+/// RFC 7616: the response is H(H(user:realm:password):nonce:nc:cnonce:qop:
+/// H(method:uri)), with `qop=auth-int` H(method:uri:H(body)), so the body
+/// is covered too. The nonce and its count, once accepted.
 fn digest(
     user: &str,
     password: &str,
@@ -375,23 +381,28 @@ fn digest(
     req: &Request<'_>,
     authorization: &str,
     nonces: &Nonces,
-) -> Result<(), Refused> {
+) -> Result<String, Refused> {
     let refuse = |reason, stale| Err(Refused { reason, challenges: digest_challenges(realm, nonces, stale) });
     let Some(params) = scheme_value(authorization, "Digest") else { return refuse("no Digest credentials", false) };
     let p = parse_params(params);
     let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
-    let hash: fn(&str) -> String = match get("algorithm") {
-        "" | "MD5" => |s| hex::encode(md5::Md5::digest(s.as_bytes())),
-        "SHA-256" => |s| hex::encode(sha2::Sha256::digest(s.as_bytes())),
+    let hash: fn(&[u8]) -> String = match get("algorithm") {
+        "" | "MD5" => |s| hex::encode(md5::Md5::digest(s)),
+        "SHA-256" => |s| hex::encode(sha2::Sha256::digest(s)),
         _ => return refuse("unsupported digest algorithm", false),
     };
-    if get("qop") != "auth" || get("realm") != realm || get("uri") != req.uri || get("cnonce").is_empty() {
+    let qop = get("qop");
+    if !matches!(qop, "auth" | "auth-int") || get("realm") != realm || get("uri") != req.uri || get("cnonce").is_empty()
+    {
         return refuse("malformed digest credentials", false);
     }
     let Ok(nc) = u64::from_str_radix(get("nc"), 16) else { return refuse("malformed digest nc", false) };
-    let ha1 = hash(&format!("{user}:{realm}:{password}"));
-    let ha2 = hash(&format!("{}:{}", req.method, req.uri));
-    let expected = hash(&format!("{ha1}:{}:{}:{}:auth:{ha2}", get("nonce"), get("nc"), get("cnonce")));
+    let ha1 = hash(format!("{user}:{realm}:{password}").as_bytes());
+    let ha2 = match qop {
+        "auth-int" => hash(format!("{}:{}:{}", req.method, req.uri, hash(req.body)).as_bytes()),
+        _ => hash(format!("{}:{}", req.method, req.uri).as_bytes()),
+    };
+    let expected = hash(format!("{ha1}:{}:{}:{}:{qop}:{ha2}", get("nonce"), get("nc"), get("cnonce")).as_bytes());
     if !(eq(get("username"), user) & eq(get("response"), &expected)) {
         return refuse("wrong digest credentials", false);
     }
@@ -399,7 +410,7 @@ fn digest(
         return refuse(reason, true);
     }
     match nonces.accept(get("nonce"), nc) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(format!("digest\0{}\0{nc}", get("nonce"))),
         Err(reason) => refuse(reason, true),
     }
 }

@@ -207,37 +207,52 @@ impl Gateway {
         let bound = routing.bound(provider).map_err(|_| ReceiptRefusal::Unknown)?;
         // A provider retries a callback; a caller waiting for its OTP does not.
         let wait = Wait::Until(tokio::time::Instant::now() + crate::runtime::CALLBACK_SLOT_WAIT);
-        let Some(_slot) = self.courier.bulkheads().enter(provider, bound.config.max_in_flight, wait).await else {
+        // Callbacks have slots of their own: a flood of them, signed or
+        // not, never takes a send's.
+        let (bulkhead, limit) = (format!("{provider}/callbacks"), bound.config.max_in_flight.min(CALLBACK_SLOTS));
+        let Some(_slot) = self.courier.bulkheads().enter(&bulkhead, limit, wait).await else {
             return Err(ReceiptRefusal::Busy);
         };
         let receipts = self.runtime.verify(&bound.adapter, &bound.ctx, callback).await?;
-        let seen = callback_key(provider, &receipts);
-        if let Some(record) = &self.record {
-            match record.first_callback(&seen).await {
-                Ok(true) => {}
-                // Applied before: acknowledged, not applied again.
-                Ok(false) => {
-                    tracing::debug!(provider, "delivery callback seen before; not applied again");
-                    return Ok(0);
-                }
-                Err(e) => tracing::error!("message record not read: {e:#}"),
-            }
-        }
-        let mut updated = 0;
-        for receipt in receipts {
+        for receipt in &receipts {
             let status = receipt.state.as_str();
             tracing::info!(provider, provider_id = %receipt.provider_id, status, "delivery status");
-            if let Some(record) = &self.record {
-                match record.update_status(provider, &receipt.provider_id, receipt.state).await {
-                    Ok(true) => updated += 1,
-                    Ok(false) => tracing::debug!(provider, "status for a message not in the record"),
-                    Err(e) => tracing::error!("message record not updated: {e:#}"),
+        }
+        let Some(record) = &self.record else { return Ok(0) };
+        // Noted first, so two deliveries of one callback apply it once;
+        // forgotten again if it could not be applied, so the retry is.
+        let seen = callback_key(provider, &receipts);
+        let noted = match record.first_callback(&seen).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!(provider, "delivery callback seen before; not applied again");
+                return Ok(0);
+            }
+            Err(e) => {
+                tracing::error!("message record not read: {e:#}");
+                false
+            }
+        };
+        let mut updated = 0;
+        for receipt in receipts {
+            match record.update_status(provider, &receipt.provider_id, receipt.state).await {
+                Ok(true) => updated += 1,
+                Ok(false) => tracing::debug!(provider, "status for a message not in the record"),
+                Err(e) => {
+                    tracing::error!(provider, "delivery status not recorded; the provider is asked to retry: {e:#}");
+                    if noted && let Err(e) = record.forget_callback(&seen).await {
+                        tracing::error!("a callback not applied stays noted: {e:#}");
+                    }
+                    return Err(ReceiptRefusal::Unrecorded);
                 }
             }
         }
         Ok(updated)
     }
 }
+
+/// Sandboxes one provider's status callbacks may hold at once.
+const CALLBACK_SLOTS: u32 = 8;
 
 /// The key of limit and repeat keys: with `[state]`, from `[record]
 /// number_key (the same on every instance, and never in the database);

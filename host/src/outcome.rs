@@ -288,6 +288,9 @@ pub enum ReceiptRefusal {
     Failed(String),
     /// No sandbox was free in time: the provider should retry.
     Busy,
+    /// Verified, but the record could not take it: the provider should
+    /// retry, and the retry is applied.
+    Unrecorded,
 }
 
 /// One try at one provider.

@@ -6,6 +6,8 @@
 //! a JSON body that names the problem, never contains the success word, and
 //! never echoes a secret.
 
+mod fields;
+
 use crate::auth;
 use crate::config::{Answer, CallerAuth, Method as RouteMethod, Route};
 use crate::delivery::Refusal;
@@ -18,13 +20,14 @@ use axum::Router;
 use axum::body::Body;
 use axum::body::to_bytes;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use fields::read_fields;
 
 /// What the callers' listener serves from: the gateway, and the Digest
 /// nonces it has handed out (which outlive config reloads).
@@ -34,9 +37,13 @@ struct Front {
 }
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    let nonces = match &gateway.routing().config.digest_key {
-        Some(key) => auth::Nonces::with_key(key.value.as_bytes()),
-        None => auth::Nonces::default(),
+    let config = &gateway.routing().config;
+    // A nonce is good where its counts are kept: with [state], at every
+    // instance that shares it; without, at this process alone, so neither
+    // another instance nor this one after a restart takes a used count.
+    let nonces = match (&config.digest_key, &config.state) {
+        (Some(key), Some(_)) => auth::Nonces::with_key(key.value.as_bytes()),
+        _ => auth::Nonces::default(),
     };
     Router::new().fallback(handle).with_state(Arc::new(Front { gateway, nonces }))
 }
@@ -242,7 +249,10 @@ async fn receipt(gateway: &Gateway, provider: String, req: Request) -> Response 
         )
         .into_response(),
         Err(ReceiptRefusal::BadSignature(why)) => {
-            tracing::warn!(provider, %remote, "delivery callback refused: {why}");
+            // Anyone can post a forgery: one line per period, not per post.
+            if let Some(skipped) = BAD_SIGNATURES.allow() {
+                tracing::warn!(provider, %remote, skipped, "delivery callback refused: {why}");
+            }
             telemetry::refused("/callbacks", "bad_signature");
             Problem::new(StatusCode::FORBIDDEN, "bad_signature", "the callback's signature does not match")
                 .into_response()
@@ -255,6 +265,11 @@ async fn receipt(gateway: &Gateway, provider: String, req: Request) -> Response 
             ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "no sandbox is free; retry the callback")
         }
         .into_response(),
+        Err(ReceiptRefusal::Unrecorded) => Problem {
+            retry_after: Some(5),
+            ..Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_recorded", "the status could not be recorded; retry")
+        }
+        .into_response(),
         Err(ReceiptRefusal::Failed(why)) => {
             tracing::error!(provider, "delivery callback not read: {why}");
             Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "callback_failed", "the callback could not be read")
@@ -262,6 +277,9 @@ async fn receipt(gateway: &Gateway, provider: String, req: Request) -> Response 
         }
     }
 }
+
+/// Refused callbacks' warnings: at most one each 10 s.
+static BAD_SIGNATURES: telemetry::Throttle = telemetry::Throttle::new(std::time::Duration::from_secs(10));
 
 /// Error codes of requests refused on their own account.
 const REFUSALS: &[&str] = &[
@@ -273,6 +291,7 @@ const REFUSALS: &[&str] = &[
     "invalid_message",
     "invalid_json",
     "invalid_xml",
+    "invalid_encoding",
     "body_too_large",
     "body_timeout",
     "unsupported_media_type",
@@ -486,32 +505,6 @@ fn method_not_allowed(route: &Route, method: &Method) -> Problem {
     )
 }
 
-/// The caller's fields: the query string, then the body's fields over it.
-fn read_fields(parts: &Parts, body: &[u8]) -> Result<HashMap<String, String>, Problem> {
-    let mut fields: HashMap<String, String> =
-        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect();
-    let content_type = content_type(&parts.headers);
-    if body.is_empty() {
-        return Ok(fields);
-    }
-    match content_type.as_deref() {
-        Some("application/x-www-form-urlencoded") => fields.extend(url::form_urlencoded::parse(body).into_owned()),
-        Some("application/json") => fields.extend(json_fields(body)?),
-        Some("application/xml" | "text/xml") => fields.extend(xml_fields(body)?),
-        other => {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!(
-                    "Content-Type {} is not accepted; send application/x-www-form-urlencoded, application/json or application/xml",
-                    other.unwrap_or("(none)")
-                ),
-            ));
-        }
-    }
-    Ok(fields)
-}
-
 /// The whole body, within `[server]`'s size cap and read deadline.
 async fn read_body(body: Body, server: &crate::config::Server) -> Result<axum::body::Bytes, Problem> {
     let max = server.max_body_bytes;
@@ -529,98 +522,6 @@ async fn read_body(body: Body, server: &crate::config::Server) -> Result<axum::b
             format!("the request body did not arrive within {} ms", deadline.as_millis()),
         )),
     }
-}
-
-/// The media type alone, lower case, without parameters.
-fn content_type(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-}
-
-/// A JSON object's top-level strings, numbers and booleans.
-fn json_fields(body: &[u8]) -> Result<HashMap<String, String>, Problem> {
-    let bad = |why: String| Problem::new(StatusCode::BAD_REQUEST, "invalid_json", why);
-    let value: Value = serde_json::from_slice(body).map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(bad("body must be a JSON object".into()));
-    }
-    let mut fields = HashMap::new();
-    flatten(&value, &mut String::new(), &mut fields);
-    Ok(fields)
-}
-
-/// Every scalar of `value` under its dotted path (`data.messageProfile.
-/// phoneNumber`, `items.0.id`): identity products nest their fields.
-fn flatten(value: &Value, path: &mut String, fields: &mut HashMap<String, String>) {
-    let children: Vec<(String, &Value)> = match value {
-        Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), v)).collect(),
-        Value::Array(items) => items.iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect(),
-        Value::String(s) => return drop(fields.insert(path.clone(), s.clone())),
-        Value::Number(n) => return drop(fields.insert(path.clone(), n.to_string())),
-        Value::Bool(b) => return drop(fields.insert(path.clone(), b.to_string())),
-        Value::Null => return,
-    };
-    for (key, child) in children {
-        let len = path.len();
-        if !path.is_empty() {
-            path.push('.');
-        }
-        path.push_str(&key);
-        flatten(child, path, fields);
-        path.truncate(len);
-    }
-}
-
-/// Every element's text, by the element's local name: RSA AM's XML method
-/// names the phone and message elements in its request body template.
-fn xml_fields(body: &[u8]) -> Result<HashMap<String, String>, Problem> {
-    use quick_xml::events::Event;
-    let bad = |why: String| Problem::new(StatusCode::BAD_REQUEST, "invalid_xml", why);
-    let mut reader = quick_xml::Reader::from_reader(body);
-    let (mut fields, mut open, mut buf) = (HashMap::new(), Vec::<String>::new(), Vec::new());
-    loop {
-        match reader.read_event_into(&mut buf).map_err(|e| bad(format!("body is not valid XML: {e}")))? {
-            Event::Start(e) => open.push(String::from_utf8_lossy(e.local_name().as_ref()).into_owned()),
-            Event::End(_) => {
-                open.pop();
-            }
-            Event::Text(t) => {
-                let text = t.decode().map_err(|e| bad(format!("body is not valid XML: {e}")))?;
-                let text =
-                    quick_xml::escape::unescape(&text).map_err(|e| bad(format!("body is not valid XML: {e}")))?;
-                if let Some(name) = open.last().filter(|_| !text.trim().is_empty()) {
-                    fields.entry(name.clone()).or_insert_with(String::new).push_str(&text);
-                }
-            }
-            Event::GeneralRef(r) => {
-                // `&amp;` and friends, and character references.
-                let resolved = match r.resolve_char_ref() {
-                    Ok(Some(c)) => c.to_string(),
-                    _ => {
-                        let name = r.decode().map_err(|e| bad(format!("body is not valid XML: {e}")))?;
-                        quick_xml::escape::resolve_xml_entity(&name)
-                            .ok_or_else(|| bad(format!("body uses undefined entity &{name};")))?
-                            .to_string()
-                    }
-                };
-                if let Some(name) = open.last() {
-                    fields.entry(name.clone()).or_insert_with(String::new).push_str(&resolved);
-                }
-            }
-            Event::CData(t) => {
-                if let Some(name) = open.last() {
-                    fields.entry(name.clone()).or_insert_with(String::new).push_str(&String::from_utf8_lossy(&t));
-                }
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-        buf.clear();
-    }
-    if fields.is_empty() {
-        return Err(bad("body has no elements with text".into()));
-    }
-    Ok(fields)
 }
 
 fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
@@ -708,47 +609,6 @@ fn refusal_problem(route: &Route, refusal: Refusal) -> Problem {
                 }
             };
             problem.with("provider", provider).with("attempts", serde_json::to_value(attempts).unwrap_or_default())
-        }
-    }
-}
-
-#[cfg(test)]
-mod properties {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn nested_json_fields_are_read_by_dotted_path() {
-        let body = br#"{"data":{"messageProfile":{"phoneNumber":"2015550123","otpCode":411435}},"ids":[7,{"on":true}],"gone":null}"#;
-        let Ok(fields) = json_fields(body) else { panic!("a JSON object was refused") };
-        assert_eq!(fields["data.messageProfile.phoneNumber"], "2015550123");
-        assert_eq!(fields["data.messageProfile.otpCode"], "411435");
-        assert_eq!((fields["ids.0"].as_str(), fields["ids.1.on"].as_str()), ("7", "true"));
-        assert_eq!(fields.len(), 4, "{fields:?}");
-    }
-
-    proptest! {
-        /// Any body: fields or a 400 naming the problem, never a panic.
-        #[test]
-        fn json_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..400)) {
-            if let Err(p) = json_fields(&body) {
-                prop_assert_eq!(p.status, StatusCode::BAD_REQUEST);
-            }
-        }
-
-        #[test]
-        fn xml_bodies_never_panic(body in "(<[a-zA-Z]{1,6}>|</[a-zA-Z]{1,6}>|[ -~]{0,12}|&[a-z#0-9]{0,6};?){0,40}") {
-            if let Err(p) = xml_fields(body.as_bytes()) {
-                prop_assert_eq!(p.status, StatusCode::BAD_REQUEST);
-            }
-        }
-
-        #[test]
-        fn json_fields_keep_every_string_value(phone in "[+0-9 ]{0,20}", message in "\\PC{0,60}") {
-            let body = serde_json::json!({"phone": phone, "message": message}).to_string();
-            let Ok(fields) = json_fields(body.as_bytes()) else { panic!("a JSON object was refused") };
-            prop_assert_eq!(&fields["phone"], &phone);
-            prop_assert_eq!(&fields["message"], &message);
         }
     }
 }

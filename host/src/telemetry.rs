@@ -142,3 +142,48 @@ pub fn set_log_level(level: &str) {
         Err(e) => tracing::warn!("log level `{level}` not understood: {e}"),
     }
 }
+
+/// Lets a log line through at most once per period; the lines it held back
+/// are counted in the next one.
+pub struct Throttle {
+    every: std::time::Duration,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    pub const fn new(every: std::time::Duration) -> Throttle {
+        Throttle { every, last: std::sync::Mutex::new(None), held: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// `Some(lines held back since the last)` when this one may be logged.
+    pub fn allow(&self) -> Option<u64> {
+        self.allow_at(std::time::Instant::now())
+    }
+
+    fn allow_at(&self, now: std::time::Instant) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut last = self.last.lock().unwrap();
+        if last.is_some_and(|at| now.duration_since(at) < self.every) {
+            self.held.fetch_add(1, Relaxed);
+            return None;
+        }
+        *last = Some(now);
+        Some(self.held.swap(0, Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::Throttle;
+
+    #[test]
+    fn one_line_a_period_and_the_rest_counted() {
+        let (period, start) = (std::time::Duration::from_secs(10), std::time::Instant::now());
+        let throttle = Throttle::new(period);
+        assert_eq!(throttle.allow_at(start), Some(0));
+        assert_eq!((throttle.allow_at(start), throttle.allow_at(start + period / 2)), (None, None));
+        assert_eq!(throttle.allow_at(start + period), Some(2));
+        assert_eq!(throttle.allow_at(start + period), None);
+    }
+}

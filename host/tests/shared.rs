@@ -114,7 +114,8 @@ fn a_per_number_limit_is_exact_across_three_instances() {
         })
         .collect();
     let instances: Vec<Arc<Instance>> = starting.into_iter().map(|t| t.join().unwrap()).collect();
-    assert_eq!(pg.query_i64("SELECT count(*) FROM smsbridge.migrations"), 1);
+    let applied = pg.query_i64("SELECT count(*) FROM smsbridge.migrations");
+    assert_eq!((applied, pg.query_i64("SELECT max(version) FROM smsbridge.migrations")), (2, 2), "each migration once");
     // Ten sends to one number at once, round-robin over the three.
     let sends: Vec<_> = (0..10)
         .map(|i| {
@@ -281,7 +282,27 @@ fn a_digest_challenge_from_one_instance_is_answered_at_another() {
     );
     let (status, body) = b.send("/v1/send", "Your code is 2", &authorization);
     assert_eq!(status, 200, "{body}");
+    // The request captured and replayed at the other instance, with
+    // another text: its nonce count was used once, across both.
+    let (status, _) = a.send("/v1/send", "Your code is 3", &authorization);
+    assert_eq!(status, 401, "a replayed nonce count at another instance");
     assert_eq!(sum(&texts), 1);
+
+    // qop=auth-int is offered, and covers the body: the same credentials
+    // with another body are refused.
+    assert!(challenge.contains("qop=\"auth,auth-int\""), "{challenge}");
+    let with_body = |nc: &str, signed: &str| {
+        let ha2 = h(format!("POST:{uri}:{}", h(signed.to_string())));
+        let response = h(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth-int:{ha2}"));
+        format!(
+            "Authorization: Digest username=\"linotp\", realm=\"{realm}\", uri=\"{uri}\", algorithm=SHA-256, nonce=\"{nonce}\", nc={nc}, cnonce=\"{cnonce}\", qop=auth-int, response=\"{response}\"\r\n"
+        )
+    };
+    let signed = format!("phone={PHONE}&message=Your+code+is+4");
+    assert_eq!(exchange(&b.addr, "POST", "/v1/send", &with_body("00000002", &signed), &signed).0, 200);
+    let other = format!("phone={PHONE}&message=Your+code+is+5");
+    assert_eq!(exchange(&a.addr, "POST", "/v1/send", &with_body("00000003", &signed), &other).0, 401);
+    assert_eq!(sum(&texts), 2);
 }
 
 #[test]

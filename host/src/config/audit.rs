@@ -24,6 +24,14 @@ pub fn risks(config: &Config, secret_keys: impl Fn(&str) -> Vec<String>) -> Vec<
             Some(CallerAuth::Bearer { token: s } | CallerAuth::Header { value: s, .. }) => !s.from_env,
             Some(CallerAuth::Webhook { secret, .. } | CallerAuth::Jwt { secret, .. }) => !secret.from_env,
         };
+        if matches!(r.auth, Some(CallerAuth::Digest { .. })) && config.server.tls.is_none() {
+            risks.push(format!(
+                "route {}: Digest over plain HTTP: with `qop=auth` the body is not covered, so whoever can alter \
+                 traffic can change the number and text of a request; serve it over [server.tls] (or have the \
+                 caller use qop=auth-int)",
+                r.path
+            ));
+        }
         if inline {
             risks.push(format!(
                 "route {}: its auth secret is written inline; read it with {{ env = \"NAME\" }}",

@@ -722,6 +722,53 @@ mod tests {
     }
 
     #[test]
+    fn no_value_is_coerced_in_silence_and_each_is_refused_in_its_own_unit() {
+        let err = |text: &str| Config::parse(text, "gw.toml").unwrap_err().to_string();
+        let provider = |extra: &str| format!("[[provider]]\nname = \"a\"\nadapter = \"x\"\n{extra}\n");
+        let route = |extra: &str| format!("{}[[route]]\npath = \"/x\"\nproviders = [\"a\"]\n{extra}\n", provider(""));
+        let cases = [
+            (provider("memory_mb = 17592186044416"), "`memory_mb` must be between 1 and 4096 MiB, not 17592186044416"),
+            (provider("max_response_bytes = 0"), "`max_response_bytes` must be between 1 and 16777216 bytes, not 0"),
+            (provider("circuit_failures = 0"), "`circuit_failures` must be between 1 and 10000 failures, not 0"),
+            (provider("circuit_cooldown_ms = 0"), "`circuit_cooldown_ms` must be between 1 and 2592000000"),
+            (route("validity_s = 0"), "`validity_s` must be between 1 and 2592000 seconds (30 days), not 0"),
+            (
+                route("validity_s = 2592001"),
+                "`validity_s` must be between 1 and 2592000 seconds (30 days), not 2592001",
+            ),
+            (route("idempotency_window_s = 2592001"), "`idempotency_window_s` must be between 0 and 2592000 seconds"),
+            (route("retries = 4000000000"), "`retries` must be between 0 and 100 retries, not 4000000000"),
+            (route("backoff_ms = 0"), "`backoff_ms` must be between 1 and 2592000000"),
+            (
+                "[record]\npath = \"m.db\"\nretention_days = 0\n".to_string(),
+                "`retention_days` must be between 1 and 36500 days, not 0",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = err(&text);
+            assert!(e.contains(expected), "{text}: {e}");
+        }
+        // 0 is documented as off, and means off.
+        let off = Config::parse(&route("idempotency_window_s = 0"), "gw.toml").unwrap();
+        assert_eq!(off.routes[0].delivery.idempotency_window, Duration::ZERO);
+    }
+
+    #[test]
+    fn provider_names_are_of_a_safe_alphabet() {
+        let err = |name: &str| {
+            let text = format!("[[provider]]\nname = \"{name}\"\nadapter = \"x\"\n");
+            Config::parse(&text, "gw.toml").err().map(|e| e.to_string())
+        };
+        for bad in ["x,y", "a b", "é", "a/b", "", &"a".repeat(65)] {
+            let e = err(bad).unwrap_or_else(|| panic!("`{bad}` taken as a provider name"));
+            assert!(e.contains("gw.toml:2: provider `name`"), "{e}");
+        }
+        for good in ["twilio", "Twilio-EU_2", "sms.example"] {
+            assert_eq!(err(good), None, "{good}");
+        }
+    }
+
+    #[test]
     fn settings_take_text_numbers_and_environment() {
         // SAFETY: no other test reads this variable.
         unsafe { std::env::set_var("SMSBRIDGE_TEST_TOKEN", "s3cret") };

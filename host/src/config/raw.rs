@@ -3,6 +3,7 @@
 //! checked form: one concept each, one place where settings are resolved.
 
 use super::*;
+use std::ops::RangeInclusive;
 use toml::Spanned;
 
 /// The text being parsed and its name, for error locations.
@@ -236,6 +237,37 @@ pub(super) fn duration_ms(key: &str, ms: u64, what: impl Fn() -> String) -> Resu
     Ok(Duration::from_millis(ms))
 }
 
+/// Checks that `key` is within `range`, counted in `unit`; `what` names
+/// where it is. Nothing is raised, lowered or wrapped in silence.
+pub(super) fn within<T>(
+    key: &str,
+    value: T,
+    range: RangeInclusive<T>,
+    unit: &str,
+    what: impl Fn() -> String,
+) -> Result<T>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    if !range.contains(&value) {
+        bail!("{}: `{key}` must be between {} and {} {unit}, not {value}", what(), range.start(), range.end());
+    }
+    Ok(value)
+}
+
+/// A duration set in seconds, bounded as [`duration_ms`] is and refused in
+/// its own unit.
+pub(super) fn duration_s(key: &str, s: u64, what: impl Fn() -> String) -> Result<Duration> {
+    let max = MAX_DURATION_MS / 1000;
+    Ok(Duration::from_secs(within(key, s, 1..=max, "seconds (30 days)", what)?))
+}
+
+/// Whether `name` may name a provider: it is written into logs, metrics
+/// labels and the queue's records, so nothing there can be confused by it.
+fn safe_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 /// The fewest characters a secret of smsbridge's own may have: caller
 /// passwords, form secrets and bearer tokens, the admin token, and keys.
 pub const MIN_SECRET_CHARS: usize = 12;
@@ -272,15 +304,15 @@ impl Provider {
     pub(super) fn from_raw(raw: Spanned<RawProvider>, defined: &[Provider], src: Source) -> Result<Provider> {
         let span = raw.span();
         let p = raw.into_inner();
-        let name = p.name.get_ref().trim().to_string();
-        if name.is_empty() {
-            bail!("{}: provider `name` must not be empty", src.at(p.name.span()));
+        let name = p.name.get_ref().to_string();
+        if !safe_name(&name) {
+            bail!(
+                "{}: provider `name` must be 1 to 64 letters, digits, `-`, `_` or `.`, not {name:?}",
+                src.at(p.name.span())
+            );
         }
         if defined.iter().any(|q| q.name == name) {
             bail!("{}: provider `{name}` is defined twice", src.at(p.name.span()));
-        }
-        if p.memory_mb == 0 {
-            bail!("{}: provider `{name}`: `memory_mb` must be greater than 0", src.at(span.clone()));
         }
         if !(1..=i64::from(MAX_IN_FLIGHT)).contains(&p.max_in_flight) {
             bail!(
@@ -292,7 +324,11 @@ impl Provider {
         let what = || format!("{}: provider `{name}`", src.at(span.clone()));
         let timeout = duration_ms("timeout_ms", p.timeout_ms, what)?;
         let cpu = duration_ms("cpu_ms", p.cpu_ms, what)?;
-        let circuit_cooldown = duration_ms("circuit_cooldown_ms", p.circuit_cooldown_ms.max(1), what)?;
+        let circuit_cooldown = duration_ms("circuit_cooldown_ms", p.circuit_cooldown_ms, what)?;
+        // A component's 32-bit memory holds at most 4 GiB.
+        let memory_mb = within("memory_mb", p.memory_mb, 1..=4096, "MiB", what)?;
+        let max_response_bytes = within("max_response_bytes", p.max_response_bytes, 1..=16 << 20, "bytes", what)?;
+        let circuit_failures = within("circuit_failures", p.circuit_failures, 1..=10_000, "failures", what)?;
         let mut settings = BTreeMap::new();
         for (key, value) in &p.config {
             let what = || format!("{}: provider `{name}`: `config.{key}`", src.at(value.span()));
@@ -305,13 +341,13 @@ impl Provider {
                 allow_hosts: p.allow_hosts,
                 timeout,
                 cpu,
-                memory_bytes: p.memory_mb << 20,
-                max_response_bytes: p.max_response_bytes,
+                memory_bytes: memory_mb << 20,
+                max_response_bytes,
                 data_dir: p.data_dir,
             },
             sender: p.sender,
             settings,
-            circuit_failures: p.circuit_failures.max(1),
+            circuit_failures,
             circuit_cooldown,
             max_in_flight: p.max_in_flight as u32,
         })
@@ -380,10 +416,17 @@ impl Route {
         }
         let what = || format!("{}: route `{path}`", at_path());
         let deadline = duration_ms("deadline_ms", deadline_ms, what)?;
-        let backoff = duration_ms("backoff_ms", r.backoff_ms.max(1), what)?;
-        let idempotency_window =
-            duration_ms("idempotency_window_s", idempotency_window_s.max(1).saturating_mul(1000), what)?;
-        let validity = duration_ms("validity_s", r.validity_s.max(1).saturating_mul(1000), what)?;
+        let backoff = duration_ms("backoff_ms", r.backoff_ms, what)?;
+        // 0 keeps no answers: every request is a new send.
+        let idempotency_window = Duration::from_secs(within(
+            "idempotency_window_s",
+            idempotency_window_s,
+            0..=MAX_DURATION_MS / 1000,
+            "seconds (30 days)",
+            what,
+        )?);
+        let validity = duration_s("validity_s", r.validity_s, what)?;
+        let retries = within("retries", r.retries, 0..=100, "retries", what)?;
         let limits_span = r.limits.as_ref().map(|l| l.span()).unwrap_or(r.path.span());
         let limits = Limits::from_raw(r.limits.map(Spanned::into_inner).unwrap_or_default(), &path, limits_span, src)?;
         if let Some(CallerAuth::Webhook { tolerance, .. }) = &auth
@@ -430,7 +473,7 @@ impl Route {
             success_body: r.success_body,
             delivery: Delivery {
                 deadline,
-                retries: r.retries,
+                retries,
                 backoff: if r.backoff_ms == 0 { Duration::ZERO } else { backoff },
                 failover_on_permanent: r.failover_on_permanent,
                 failover_on_unknown: r.failover_on_unknown,
@@ -631,7 +674,10 @@ impl RecordConfig {
         }
         Ok(Some(RecordConfig {
             path: r.path,
-            retention: Duration::from_secs(r.retention_days.clamp(1, 36_500) * 86_400),
+            retention: Duration::from_secs(
+                within("retention_days", r.retention_days, 1..=36_500, "days", || format!("{}: [record]", src.name))?
+                    * 86_400,
+            ),
             number_key,
         }))
     }

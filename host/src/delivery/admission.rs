@@ -23,6 +23,23 @@ pub struct Admitted {
     pub region: String,
 }
 
+/// Why `body` holds what no phone should get, if it does: a control
+/// character other than a newline (CRLF counts as one), or a bidirectional
+/// override or isolate, which can show a code or a sender reversed.
+fn unsendable(body: &str) -> Option<String> {
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        let newline = c == '\n' || (c == '\r' && chars.peek() == Some(&'\n'));
+        if c.is_control() && !newline {
+            return Some(format!("contains U+{:04X}, a control character; only a newline is allowed", c as u32));
+        }
+        if matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}') {
+            return Some(format!("contains U+{:04X}, a bidirectional override that can disguise the text", c as u32));
+        }
+    }
+    None
+}
+
 /// Checks the number and the text against `route`'s rules.
 pub fn check(route: &Route, phone: &str, body: &str) -> Result<Admitted, Refusal> {
     let to = phone::normalise(phone, route.default_country).map_err(Refusal::Phone)?;
@@ -31,6 +48,9 @@ pub fn check(route: &Route, phone: &str, body: &str) -> Result<Admitted, Refusal
     }
     if body.chars().count() > MAX_MESSAGE_CHARS {
         return Err(Refusal::Message(format!("is longer than {MAX_MESSAGE_CHARS} characters")));
+    }
+    if let Some(why) = unsendable(body) {
+        return Err(Refusal::Message(why));
     }
     let (country, kind) = phone::classify(&to);
     let region = country.map(|c| c.as_ref().to_string()).unwrap_or_else(|| "unknown".into());

@@ -194,6 +194,15 @@ impl MessageLog for Postgres {
         .await
     }
 
+    async fn forget_callback(&self, key: &str) -> Result<()> {
+        self.run("record", async |c| {
+            let stmt = c.prepare_cached("DELETE FROM smsbridge.callbacks_seen WHERE key = $1").await?;
+            c.execute(&stmt, &[&key]).await
+        })
+        .await?;
+        Ok(())
+    }
+
     async fn first_callback(&self, key: &str) -> Result<bool> {
         let inserted = self
             .run("record", async |c| {

@@ -122,6 +122,8 @@ pub trait MessageLog: Send + Sync {
     /// signed content); false when it was noted before, and is not to be
     /// applied again.
     async fn first_callback(&self, key: &str) -> Result<bool>;
+    /// Forgets callback `key`, noted but not applied: its retry is applied.
+    async fn forget_callback(&self, key: &str) -> Result<()>;
 }
 
 /// Messages of queued routes, accepted and not yet delivered, with the

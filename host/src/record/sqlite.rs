@@ -61,11 +61,25 @@ CREATE TABLE IF NOT EXISTS queue (
     -- The provider a request was about to reach, while it may be on its way.
     sending TEXT,
     -- Providers that may have the message from before a crash: never again.
-    uncertain TEXT NOT NULL DEFAULT ''
+    uncertain TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS queue_due ON queue (next_ms);
 PRAGMA foreign_keys = ON;
 ";
+
+/// The providers that may have a queued message: the stored list (JSON, so
+/// no name can split into two), an older file's comma list, and `sending`.
+fn stored_uncertain(stored: &str, sending: Option<String>) -> Result<Vec<String>> {
+    let mut uncertain: Vec<String> = if stored.starts_with('[') {
+        serde_json::from_str(stored).context("a queued message's uncertain providers")?
+    } else {
+        stored.split(',').filter(|p| !p.is_empty()).map(Into::into).collect()
+    };
+    if let Some(p) = sending.filter(|p| !uncertain.contains(p)) {
+        uncertain.push(p);
+    }
+    Ok(uncertain)
+}
 
 /// How long opening waits for another process's write lock.
 const OPEN_WAIT: Duration = Duration::from_secs(60);
@@ -280,6 +294,11 @@ impl MessageLog for SqliteRecord {
         Ok(db.execute("DELETE FROM messages WHERE created_ms < ?1", [cutoff])?)
     }
 
+    async fn forget_callback(&self, key: &str) -> Result<()> {
+        self.db.lock().unwrap().execute("DELETE FROM callbacks_seen WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     async fn first_callback(&self, key: &str) -> Result<bool> {
         let db = self.db.lock().unwrap();
         let inserted =
@@ -310,23 +329,35 @@ impl Queue for SqliteRecord {
     /// After a restart: a request that was on its way when the process
     /// stopped may have reached its provider, which must not get it again.
     async fn recover(&self) -> Result<usize> {
-        Ok(self.db.lock().unwrap().execute(
-            "UPDATE queue SET uncertain = uncertain || sending || ',', sending = NULL WHERE sending IS NOT NULL",
-            [],
-        )?)
+        let mut db = self.db.lock().unwrap();
+        let tx = db.transaction()?;
+        let on_the_way: Vec<(String, String, String)> = tx
+            .prepare("SELECT id, uncertain, sending FROM queue WHERE sending IS NOT NULL")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (id, uncertain, sending) in &on_the_way {
+            let uncertain = stored_uncertain(uncertain, Some(sending.clone()))?;
+            tx.execute(
+                "UPDATE queue SET uncertain = ?2, sending = NULL WHERE id = ?1",
+                params![id, serde_json::to_string(&uncertain)?],
+            )?;
+        }
+        tx.commit()?;
+        Ok(on_the_way.len())
     }
 
     /// Queued messages due now, oldest first, leaving out `busy` ones.
     async fn due(&self, limit: usize, busy: &HashSet<String>) -> Result<Vec<Queued>> {
         let db = self.db.lock().unwrap();
         let mut q = db.prepare(
-            "SELECT id, route, to_e164, body, expires_ms, tries, uncertain || COALESCE(sending, '') FROM queue
+            "SELECT id, route, to_e164, body, expires_ms, tries, uncertain, sending FROM queue
              WHERE next_ms <= ?1 ORDER BY next_ms, id LIMIT ?2",
         )?;
         let rows = q.query_map(params![now_ms(), (limit + busy.len()) as i64], |r| {
             // A provider still marked as sending (a crash before `recover`
             // could write) may have the message too.
-            let uncertain: String = r.get(6)?;
+            let uncertain = stored_uncertain(&r.get::<_, String>(6)?, r.get(7)?)
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into()))?;
             let id: String = r.get(0)?;
             let open = |column: usize| -> rusqlite::Result<String> {
                 let sealed: String = r.get(column)?;
@@ -339,7 +370,7 @@ impl Queue for SqliteRecord {
                 route: r.get(1)?,
                 expires_ms: r.get(4)?,
                 tries: r.get(5)?,
-                uncertain: uncertain.split(',').filter(|p| !p.is_empty()).map(Into::into).collect(),
+                uncertain,
             })
         })?;
         let mut out = Vec::new();
@@ -366,7 +397,7 @@ impl Queue for SqliteRecord {
 
     /// Tries again after `wait`.
     async fn reschedule(&self, id: &str, wait: Duration, uncertain: &[String]) -> Result<()> {
-        let uncertain: String = uncertain.iter().map(|p| format!("{p},")).collect();
+        let uncertain = serde_json::to_string(uncertain)?;
         self.db.lock().unwrap().execute(
             "UPDATE queue SET next_ms = ?2, tries = tries + 1, sending = NULL, uncertain = ?3 WHERE id = ?1",
             params![id, now_ms() + wait.as_millis() as u64, uncertain],
@@ -432,6 +463,25 @@ mod tests {
             assert!(!file.windows(12).any(|w| w == b"447400123456"), "the number is in the file");
             assert!(!file.windows(key.len()).any(|w| w == key), "the number key is in the database");
         }
+    }
+
+    #[tokio::test]
+    async fn the_providers_that_may_have_a_queued_message_are_a_list_no_name_splits() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = SqliteRecord::open(&dir.path().join("m.db"), None).unwrap();
+        async fn uncertain(record: &SqliteRecord) -> Vec<Vec<String>> {
+            record.due(10, &HashSet::new()).await.unwrap().into_iter().map(|q| q.uncertain).collect()
+        }
+        record.enqueue("q1", "/v1/send", "+447400123456", "Code 1", Duration::from_secs(60)).await.unwrap();
+        record.mark_sending("q1", "x,y").await.unwrap();
+        assert_eq!(uncertain(&record).await, [vec!["x,y".to_string()]], "still marked as sending");
+        assert_eq!(record.recover().await.unwrap(), 1);
+        assert_eq!(uncertain(&record).await, [vec!["x,y".to_string()]], "after a restart");
+        record.reschedule("q1", Duration::ZERO, &["x,y".into(), "z".into()]).await.unwrap();
+        assert_eq!(uncertain(&record).await, [vec!["x,y".to_string(), "z".into()]]);
+        // A file an older version wrote keeps its meaning.
+        record.db.lock().unwrap().execute("UPDATE queue SET uncertain = 'a,b,'", []).unwrap();
+        assert_eq!(uncertain(&record).await, [vec!["a".to_string(), "b".into()]]);
     }
 
     #[tokio::test]
