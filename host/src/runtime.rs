@@ -32,8 +32,7 @@ const MIN_POOL_SLOTS: u32 = 64;
 pub const MAX_POOL_SLOTS: u32 = 12_000;
 /// Slots beyond the providers' limits, for `info()` on adapter loads.
 const POOL_HEADROOM: u32 = 32;
-/// The most linear memory any provider instance may be given.
-pub const MAX_MEMORY_BYTES: usize = 256 << 20;
+pub use crate::config::MAX_MEMORY_BYTES;
 /// Pool slots one send's component may take: enough for a Rust, JavaScript
 /// (jco) or Python (componentize-py) adapter.
 const MAX_CORE_INSTANCES_PER_SEND: u32 = 32;

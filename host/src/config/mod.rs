@@ -5,6 +5,9 @@
 //! This module checks the file's own consistency; whether an adapter exists
 //! and accepts its settings is checked when adapters load.
 
+/// The most linear memory any provider instance may be given.
+pub const MAX_MEMORY_BYTES: usize = 256 << 20;
+
 pub mod audit;
 mod raw;
 
@@ -727,7 +730,7 @@ mod tests {
         let provider = |extra: &str| format!("[[provider]]\nname = \"a\"\nadapter = \"x\"\n{extra}\n");
         let route = |extra: &str| format!("{}[[route]]\npath = \"/x\"\nproviders = [\"a\"]\n{extra}\n", provider(""));
         let cases = [
-            (provider("memory_mb = 17592186044416"), "`memory_mb` must be between 1 and 4096 MiB, not 17592186044416"),
+            (provider("memory_mb = 17592186044416"), "`memory_mb` must be between 1 and 256 MiB, not 17592186044416"),
             (provider("max_response_bytes = 0"), "`max_response_bytes` must be between 1 and 16777216 bytes, not 0"),
             (provider("circuit_failures = 0"), "`circuit_failures` must be between 1 and 10000 failures, not 0"),
             (provider("circuit_cooldown_ms = 0"), "`circuit_cooldown_ms` must be between 1 and 2592000000"),

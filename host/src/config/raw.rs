@@ -325,8 +325,8 @@ impl Provider {
         let timeout = duration_ms("timeout_ms", p.timeout_ms, what)?;
         let cpu = duration_ms("cpu_ms", p.cpu_ms, what)?;
         let circuit_cooldown = duration_ms("circuit_cooldown_ms", p.circuit_cooldown_ms, what)?;
-        // A component's 32-bit memory holds at most 4 GiB.
-        let memory_mb = within("memory_mb", p.memory_mb, 1..=4096, "MiB", what)?;
+        let most = MAX_MEMORY_BYTES >> 20;
+        let memory_mb = within("memory_mb", p.memory_mb, 1..=most, "MiB", what)?;
         let max_response_bytes = within("max_response_bytes", p.max_response_bytes, 1..=16 << 20, "bytes", what)?;
         let circuit_failures = within("circuit_failures", p.circuit_failures, 1..=10_000, "failures", what)?;
         let mut settings = BTreeMap::new();

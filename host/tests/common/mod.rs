@@ -108,7 +108,9 @@ pub fn serve_with(
     let mut seen = Vec::new();
     let (mut callers, mut admin_up) = (false, !config.contains("[admin]"));
     while !(callers && admin_up) {
-        let line = rx.recv_timeout(deadline - Instant::now()).expect("smsbridge starts");
+        let line = rx
+            .recv_timeout(deadline - Instant::now())
+            .unwrap_or_else(|e| panic!("smsbridge did not start ({e}); it said: {seen:#?}"));
         callers |= line.contains("listening on http://");
         admin_up |= line.contains("admin on http");
         seen.push(line);
