@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SCHEMA: &str = "
@@ -84,7 +84,14 @@ fn stored_uncertain(stored: &str, sending: Option<String>) -> Result<Vec<String>
 /// How long opening waits for another process's write lock.
 const OPEN_WAIT: Duration = Duration::from_secs(60);
 
+/// The record, whose every query runs on tokio's blocking pool: writes
+/// fsync (`synchronous = FULL`), and a worker thread waiting on the disk
+/// would stall every task scheduled on it.
 pub struct SqliteRecord {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     db: Mutex<Connection>,
     /// Keys the number hashes: without it, a hash of a phone number is a
     /// guessable lookup table away from the number.
@@ -137,12 +144,35 @@ impl SqliteRecord {
             }
         };
         let sealer = crate::keyed::Sealer::new(&crate::keyed::Keyed::new(&key).derive("queue"));
-        Ok(SqliteRecord { db: Mutex::new(db), key, sealer })
+        Ok(SqliteRecord { inner: Arc::new(Inner { db: Mutex::new(db), key, sealer }) })
     }
 
     /// The keyed hash under which messages to `e164` are found.
     pub fn number_hash(&self, e164: &str) -> String {
-        super::number_hash(&self.key, e164)
+        super::number_hash(&self.inner.key, e164)
+    }
+
+    /// Runs one statement, prepared once, off the async workers; the rows
+    /// it changed.
+    async fn execute<P: rusqlite::Params + Send + 'static>(&self, sql: &'static str, params: P) -> Result<usize> {
+        self.run(move |_, db| Ok(db.prepare_cached(sql)?.execute(params)?)).await
+    }
+
+    /// Runs `work` on the connection, off the async workers.
+    async fn run<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &mut Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            // A panic mid-query rolls its transaction back: the connection
+            // is still sound.
+            let mut db = inner.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&inner, &mut db)
+        })
+        .await
+        .context("the message record's thread")?
     }
 }
 
@@ -169,141 +199,170 @@ fn private_files(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Message `id` with its attempts and statuses, by statements prepared once.
+fn read_message(db: &Connection, id: &str) -> Result<Option<LoggedMessage>> {
+    let row = db
+        .prepare_cached(
+            "SELECT id, route, to_masked, provider, provider_id, segments, created_ms FROM messages WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(LoggedMessage {
+                id: r.get(0)?,
+                route: r.get(1)?,
+                to: r.get(2)?,
+                provider: r.get(3)?,
+                provider_id: r.get(4)?,
+                segments: r.get(5)?,
+                created_ms: r.get(6)?,
+                attempts: Vec::new(),
+                statuses: Vec::new(),
+            })
+        })
+        .optional()?;
+    let Some(mut message) = row else { return Ok(None) };
+    let mut q = db.prepare_cached("SELECT provider, outcome, ms FROM attempts WHERE message_id = ?1 ORDER BY n")?;
+    message.attempts = q
+        .query_map([id], |r| {
+            let outcome: String = r.get(1)?;
+            Ok(Attempt { provider: r.get(0)?, outcome: stored_outcome(&outcome), ms: r.get(2)? })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut q = db.prepare_cached("SELECT status, at_ms FROM statuses WHERE message_id = ?1 ORDER BY rowid")?;
+    message.statuses = q
+        .query_map([id], |r| {
+            let status: String = r.get(0)?;
+            // Only this module writes the column, from `DeliveryState`.
+            let status = DeliveryState::parse(&status).unwrap_or(DeliveryState::Queued);
+            Ok(StatusAt { status, at_ms: r.get(1)? })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(message))
+}
+
 #[async_trait]
 impl MessageLog for SqliteRecord {
     /// Records one send and its first status.
     async fn add(&self, entry: &Entry<'_>) -> Result<()> {
         let now = now_ms();
         let hash = self.number_hash(entry.to);
-        let mut db = self.db.lock().unwrap();
-        let tx = db.transaction()?;
-        tx.execute(
-            "INSERT INTO messages (id, created_ms, route, to_masked, number_hash, provider, provider_id, segments)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                entry.id,
-                now,
-                entry.route,
-                crate::phone::mask(entry.to),
-                hash,
-                entry.provider,
-                entry.provider_id,
-                entry.segments
-            ],
-        )?;
-        for (n, a) in entry.attempts.iter().enumerate() {
+        let masked = crate::phone::mask(entry.to);
+        let (id, route, provider) = (entry.id.to_string(), entry.route.to_string(), entry.provider.to_string());
+        let (provider_id, segments, status) = (entry.provider_id.map(String::from), entry.segments, entry.status);
+        let attempts = entry.attempts.to_vec();
+        self.run(move |_, db| {
+            let tx = db.transaction()?;
             tx.execute(
-                "INSERT INTO attempts (message_id, n, provider, outcome, ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![entry.id, n as i64, a.provider, a.outcome.as_str(), a.ms],
+                "INSERT INTO messages (id, created_ms, route, to_masked, number_hash, provider, provider_id, segments)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![id, now, route, masked, hash, provider, provider_id, segments],
             )?;
-        }
-        tx.execute(
-            "INSERT INTO statuses (message_id, status, at_ms) VALUES (?1, ?2, ?3)",
-            params![entry.id, entry.status.as_str(), now],
-        )?;
-        tx.commit()?;
-        Ok(())
+            for (n, a) in attempts.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO attempts (message_id, n, provider, outcome, ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, n as i64, a.provider, a.outcome.as_str(), a.ms],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO statuses (message_id, status, at_ms) VALUES (?1, ?2, ?3)",
+                params![id, status.as_str(), now],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 
     /// Adds `status` to the timeline of the message `provider` knows as
     /// `provider_id`; false when there is no such message.
     async fn update_status(&self, provider: &str, provider_id: &str, status: DeliveryState) -> Result<bool> {
-        let db = self.db.lock().unwrap();
-        let id: Option<String> = db
-            .query_row(
-                "SELECT id FROM messages WHERE provider = ?1 AND provider_id = ?2",
-                params![provider, provider_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(id) = id else { return Ok(false) };
-        db.execute(
-            "INSERT INTO statuses (message_id, status, at_ms) VALUES (?1, ?2, ?3)",
-            params![id, status.as_str(), now_ms()],
-        )?;
-        Ok(true)
+        let (provider, provider_id) = (provider.to_string(), provider_id.to_string());
+        self.run(move |_, db| {
+            let id: Option<String> = db
+                .query_row(
+                    "SELECT id FROM messages WHERE provider = ?1 AND provider_id = ?2",
+                    params![provider, provider_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(id) = id else { return Ok(false) };
+            db.execute(
+                "INSERT INTO statuses (message_id, status, at_ms) VALUES (?1, ?2, ?3)",
+                params![id, status.as_str(), now_ms()],
+            )?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<LoggedMessage>> {
-        let db = self.db.lock().unwrap();
-        let row = db
-            .query_row(
-                "SELECT id, route, to_masked, provider, provider_id, segments, created_ms FROM messages WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(LoggedMessage {
-                        id: r.get(0)?,
-                        route: r.get(1)?,
-                        to: r.get(2)?,
-                        provider: r.get(3)?,
-                        provider_id: r.get(4)?,
-                        segments: r.get(5)?,
-                        created_ms: r.get(6)?,
-                        attempts: Vec::new(),
-                        statuses: Vec::new(),
-                    })
-                },
-            )
-            .optional()?;
-        let Some(mut message) = row else { return Ok(None) };
-        let mut q = db.prepare("SELECT provider, outcome, ms FROM attempts WHERE message_id = ?1 ORDER BY n")?;
-        message.attempts = q
-            .query_map([id], |r| {
-                let outcome: String = r.get(1)?;
-                Ok(Attempt { provider: r.get(0)?, outcome: stored_outcome(&outcome), ms: r.get(2)? })
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut q = db.prepare("SELECT status, at_ms FROM statuses WHERE message_id = ?1 ORDER BY rowid")?;
-        message.statuses = q
-            .query_map([id], |r| {
-                let status: String = r.get(0)?;
-                // Only this module writes the column, from `DeliveryState`.
-                let status = DeliveryState::parse(&status).unwrap_or(DeliveryState::Queued);
-                Ok(StatusAt { status, at_ms: r.get(1)? })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(Some(message))
+        let id = id.to_string();
+        self.run(move |_, db| read_message(db, &id)).await
+    }
+
+    /// All of `ids` in one trip to the record's thread.
+    async fn get_all(&self, ids: Vec<String>) -> Result<Vec<LoggedMessage>> {
+        self.run(move |_, db| {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                out.extend(read_message(db, id)?);
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// The latest `limit` messages to `e164`, newest first.
     async fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<LoggedMessage>> {
         let hash = self.number_hash(e164);
-        let ids: Vec<String> = {
-            let db = self.db.lock().unwrap();
-            let mut q = db
-                .prepare("SELECT id FROM messages WHERE number_hash = ?1 ORDER BY created_ms DESC, id DESC LIMIT ?2")?;
-            q.query_map(params![hash, limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?
-        };
-        self.get_all(ids).await
+        self.run(move |_, db| {
+            let ids: Vec<String> = db
+                .prepare_cached(
+                    "SELECT id FROM messages WHERE number_hash = ?1 ORDER BY created_ms DESC, id DESC LIMIT ?2",
+                )?
+                .query_map(params![hash, limit as i64], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            ids.iter().filter_map(|id| read_message(db, id).transpose()).collect()
+        })
+        .await
     }
 
     async fn recent(&self, limit: usize) -> Result<Vec<LoggedMessage>> {
-        let ids: Vec<String> = {
-            let db = self.db.lock().unwrap();
-            let mut q = db.prepare("SELECT id FROM messages ORDER BY created_ms DESC, id DESC LIMIT ?1")?;
-            q.query_map(params![limit as i64], |r| r.get(0))?.collect::<Result<_, _>>()?
-        };
-        self.get_all(ids).await
+        self.run(move |_, db| {
+            let ids: Vec<String> = db
+                .prepare_cached("SELECT id FROM messages ORDER BY created_ms DESC, id DESC LIMIT ?1")?
+                .query_map(params![limit as i64], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            ids.iter().filter_map(|id| read_message(db, id).transpose()).collect()
+        })
+        .await
     }
 
     /// Deletes messages older than `age`; returns how many.
     async fn purge(&self, age: Duration) -> Result<usize> {
         let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
-        let db = self.db.lock().unwrap();
-        db.execute("DELETE FROM callbacks_seen WHERE at_ms < ?1", [cutoff])?;
-        Ok(db.execute("DELETE FROM messages WHERE created_ms < ?1", [cutoff])?)
+        self.run(move |_, db| {
+            db.execute("DELETE FROM callbacks_seen WHERE at_ms < ?1", [cutoff])?;
+            Ok(db.execute("DELETE FROM messages WHERE created_ms < ?1", [cutoff])?)
+        })
+        .await
     }
 
     async fn forget_callback(&self, key: &str) -> Result<()> {
-        self.db.lock().unwrap().execute("DELETE FROM callbacks_seen WHERE key = ?1", [key])?;
-        Ok(())
+        let key = key.to_string();
+        self.run(move |_, db| {
+            db.execute("DELETE FROM callbacks_seen WHERE key = ?1", [key])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn first_callback(&self, key: &str) -> Result<bool> {
-        let db = self.db.lock().unwrap();
-        let inserted =
-            db.execute("INSERT OR IGNORE INTO callbacks_seen (key, at_ms) VALUES (?1, ?2)", params![key, now_ms()])?;
-        Ok(inserted == 1)
+        let key = key.to_string();
+        self.run(move |_, db| {
+            let sql = "INSERT OR IGNORE INTO callbacks_seen (key, at_ms) VALUES (?1, ?2)";
+            Ok(db.prepare_cached(sql)?.execute(params![key, now_ms()])? == 1)
+        })
+        .await
     }
 }
 
@@ -312,102 +371,98 @@ impl Queue for SqliteRecord {
     /// Accepts a message of a queued route, to be delivered within `validity`.
     async fn enqueue(&self, id: &str, route: &str, to: &str, body: &str, validity: Duration) -> Result<()> {
         let now = now_ms();
-        self.db.lock().unwrap().execute(
-            "INSERT INTO queue (id, route, to_e164, body, expires_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                id,
-                route,
-                self.sealer.seal(id, to),
-                self.sealer.seal(id, body),
-                now + validity.as_millis() as u64,
-                now
-            ],
-        )?;
+        let sealer = &self.inner.sealer;
+        let row = (id.to_string(), route.to_string(), sealer.seal(id, to), sealer.seal(id, body));
+        let sql = "INSERT INTO queue (id, route, to_e164, body, expires_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+        self.execute(sql, (row.0, row.1, row.2, row.3, now + validity.as_millis() as u64, now)).await?;
         Ok(())
     }
 
     /// After a restart: a request that was on its way when the process
     /// stopped may have reached its provider, which must not get it again.
     async fn recover(&self) -> Result<usize> {
-        let mut db = self.db.lock().unwrap();
-        let tx = db.transaction()?;
-        let on_the_way: Vec<(String, String, String)> = tx
-            .prepare("SELECT id, uncertain, sending FROM queue WHERE sending IS NOT NULL")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        for (id, uncertain, sending) in &on_the_way {
-            let uncertain = stored_uncertain(uncertain, Some(sending.clone()))?;
-            tx.execute(
-                "UPDATE queue SET uncertain = ?2, sending = NULL WHERE id = ?1",
-                params![id, serde_json::to_string(&uncertain)?],
-            )?;
-        }
-        tx.commit()?;
-        Ok(on_the_way.len())
+        self.run(|_, db| {
+            let tx = db.transaction()?;
+            let on_the_way: Vec<(String, String, String)> = tx
+                .prepare("SELECT id, uncertain, sending FROM queue WHERE sending IS NOT NULL")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (id, uncertain, sending) in &on_the_way {
+                let uncertain = stored_uncertain(uncertain, Some(sending.clone()))?;
+                tx.execute(
+                    "UPDATE queue SET uncertain = ?2, sending = NULL WHERE id = ?1",
+                    params![id, serde_json::to_string(&uncertain)?],
+                )?;
+            }
+            tx.commit()?;
+            Ok(on_the_way.len())
+        })
+        .await
     }
 
     /// Queued messages due now, oldest first, leaving out `busy` ones.
     async fn due(&self, limit: usize, busy: &HashSet<String>) -> Result<Vec<Queued>> {
-        let db = self.db.lock().unwrap();
-        let mut q = db.prepare(
-            "SELECT id, route, to_e164, body, expires_ms, tries, uncertain, sending FROM queue
+        let busy = busy.clone();
+        self.run(move |inner, db| {
+            let mut q = db.prepare_cached(
+                "SELECT id, route, to_e164, body, expires_ms, tries, uncertain, sending FROM queue
              WHERE next_ms <= ?1 ORDER BY next_ms, id LIMIT ?2",
-        )?;
-        let rows = q.query_map(params![now_ms(), (limit + busy.len()) as i64], |r| {
-            // A provider still marked as sending (a crash before `recover`
-            // could write) may have the message too.
-            let uncertain = stored_uncertain(&r.get::<_, String>(6)?, r.get(7)?)
-                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into()))?;
-            let id: String = r.get(0)?;
-            let open = |column: usize| -> rusqlite::Result<String> {
-                let sealed: String = r.get(column)?;
-                self.sealer.open(&id, &sealed).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
-            };
-            Ok(Queued {
-                to: open(2)?,
-                body: open(3)?,
-                id,
-                route: r.get(1)?,
-                expires_ms: r.get(4)?,
-                tries: r.get(5)?,
-                uncertain,
-            })
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let row = row?;
-            if !busy.contains(&row.id) && out.len() < limit {
-                out.push(row);
+            )?;
+            let rows = q.query_map(params![now_ms(), (limit + busy.len()) as i64], |r| {
+                // A provider still marked as sending (a crash before `recover`
+                // could write) may have the message too.
+                let uncertain = stored_uncertain(&r.get::<_, String>(6)?, r.get(7)?)
+                    .map_err(|e| rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into()))?;
+                let id: String = r.get(0)?;
+                let open = |column: usize| -> rusqlite::Result<String> {
+                    let sealed: String = r.get(column)?;
+                    inner.sealer.open(&id, &sealed).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
+                };
+                Ok(Queued {
+                    to: open(2)?,
+                    body: open(3)?,
+                    id,
+                    route: r.get(1)?,
+                    expires_ms: r.get(4)?,
+                    tries: r.get(5)?,
+                    uncertain,
+                })
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let row = row?;
+                if !busy.contains(&row.id) && out.len() < limit {
+                    out.push(row);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// `provider` may get the message from here on.
     async fn mark_sending(&self, id: &str, provider: &str) -> Result<()> {
-        self.db.lock().unwrap().execute("UPDATE queue SET sending = ?2 WHERE id = ?1", params![id, provider])?;
+        self.execute("UPDATE queue SET sending = ?2 WHERE id = ?1", (id.to_string(), provider.to_string())).await?;
         Ok(())
     }
 
     /// The attempt ended with an answer: no longer in doubt.
     async fn clear_sending(&self, id: &str) -> Result<()> {
-        self.db.lock().unwrap().execute("UPDATE queue SET sending = NULL WHERE id = ?1", [id])?;
+        self.execute("UPDATE queue SET sending = NULL WHERE id = ?1", (id.to_string(),)).await?;
         Ok(())
     }
 
     /// Tries again after `wait`.
     async fn reschedule(&self, id: &str, wait: Duration, uncertain: &[String]) -> Result<()> {
         let uncertain = serde_json::to_string(uncertain)?;
-        self.db.lock().unwrap().execute(
-            "UPDATE queue SET next_ms = ?2, tries = tries + 1, sending = NULL, uncertain = ?3 WHERE id = ?1",
-            params![id, now_ms() + wait.as_millis() as u64, uncertain],
-        )?;
+        let sql = "UPDATE queue SET next_ms = ?2, tries = tries + 1, sending = NULL, uncertain = ?3 WHERE id = ?1";
+        self.execute(sql, (id.to_string(), now_ms() + wait.as_millis() as u64, uncertain)).await?;
         Ok(())
     }
 
     /// The message is done with: delivered, refused or expired.
     async fn dequeue(&self, id: &str) -> Result<()> {
-        self.db.lock().unwrap().execute("DELETE FROM queue WHERE id = ?1", [id])?;
+        self.execute("DELETE FROM queue WHERE id = ?1", (id.to_string(),)).await?;
         Ok(())
     }
 }
@@ -480,7 +535,7 @@ mod tests {
         record.reschedule("q1", Duration::ZERO, &["x,y".into(), "z".into()]).await.unwrap();
         assert_eq!(uncertain(&record).await, [vec!["x,y".to_string(), "z".into()]]);
         // A file an older version wrote keeps its meaning.
-        record.db.lock().unwrap().execute("UPDATE queue SET uncertain = 'a,b,'", []).unwrap();
+        record.inner.db.lock().unwrap().execute("UPDATE queue SET uncertain = 'a,b,'", []).unwrap();
         assert_eq!(uncertain(&record).await, [vec!["a".to_string(), "b".into()]]);
     }
 
