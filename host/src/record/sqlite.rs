@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const SCHEMA: &str = "
+/// Set on every open: they belong to the connection, not the file.
+const PRAGMAS: &str = "
 PRAGMA journal_mode = WAL;
 -- A message answered 202 survives a power failure, and so does the mark
 -- that keeps it from being sent twice.
@@ -18,6 +19,16 @@ PRAGMA synchronous = FULL;
 -- Deleted rows (a delivered message's text) are overwritten, not left in
 -- free pages.
 PRAGMA secure_delete = ON;
+PRAGMA foreign_keys = ON;
+";
+
+/// The schema's migrations, in order; a file's `user_version` counts those
+/// applied. They only add, so an older smsbridge refuses a newer file
+/// rather than misread it. The first creates what files from before
+/// versioning already hold, so those adopt it as they are.
+const MIGRATIONS: &[&str] = &[SCHEMA_1];
+
+const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY,
@@ -64,8 +75,23 @@ CREATE TABLE IF NOT EXISTS queue (
     uncertain TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS queue_due ON queue (next_ms);
-PRAGMA foreign_keys = ON;
 ";
+
+/// Applies the migrations `db` lacks, in one transaction that holds the
+/// write lock; refuses a file a newer smsbridge migrated further.
+fn migrate(db: &mut Connection) -> Result<()> {
+    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let applied: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if applied > MIGRATIONS.len() {
+        anyhow::bail!("its schema is version {applied}, from a newer smsbridge; this one knows {}", MIGRATIONS.len());
+    }
+    for migration in &MIGRATIONS[applied..] {
+        tx.execute_batch(migration)?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+    tx.commit()?;
+    Ok(())
+}
 
 /// The providers that may have a queued message: the stored list (JSON, so
 /// no name can split into two), an older file's comma list, and `sending`.
@@ -110,16 +136,17 @@ impl SqliteRecord {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         private_files(path)?;
-        let db = Connection::open(path).with_context(|| format!("cannot open message record {}", path.display()))?;
+        let mut db =
+            Connection::open(path).with_context(|| format!("cannot open message record {}", path.display()))?;
         // Another process's write lock (a backup, say) is waited for briefly; the
         // queue holds its messages and retries a write that still fails.
         db.busy_timeout(Duration::from_secs(2))?;
         // Another process may hold the write lock for a while (a backup):
         // wait for it rather than fail to start.
         let started = std::time::Instant::now();
-        while let Err(e) = db.execute_batch(SCHEMA) {
+        while let Err(e) = db.execute_batch(PRAGMAS).map_err(anyhow::Error::from).and_then(|()| migrate(&mut db)) {
             let busy = matches!(
-                e.sqlite_error_code(),
+                e.downcast_ref::<rusqlite::Error>().and_then(|e| e.sqlite_error_code()),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             );
             if !busy || started.elapsed() > OPEN_WAIT {
@@ -537,6 +564,26 @@ mod tests {
         // A file an older version wrote keeps its meaning.
         record.inner.db.lock().unwrap().execute("UPDATE queue SET uncertain = 'a,b,'", []).unwrap();
         assert_eq!(uncertain(&record).await, [vec!["a".to_string(), "b".into()]]);
+    }
+
+    #[test]
+    fn the_schema_is_versioned_and_a_newer_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let record = SqliteRecord::open(&path, None).unwrap();
+        let version = |record: &SqliteRecord| -> usize {
+            record.inner.db.lock().unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(version(&record), MIGRATIONS.len());
+        // A file from before versioning adopts it as it is.
+        record.inner.db.lock().unwrap().pragma_update(None, "user_version", 0).unwrap();
+        drop(record);
+        assert_eq!(version(&SqliteRecord::open(&path, None).unwrap()), MIGRATIONS.len());
+        let newer = rusqlite::Connection::open(&path).unwrap();
+        newer.pragma_update(None, "user_version", MIGRATIONS.len() + 1).unwrap();
+        drop(newer);
+        let e = format!("{:#}", SqliteRecord::open(&path, None).err().expect("a newer file is refused"));
+        assert!(e.contains("from a newer smsbridge"), "{e}");
     }
 
     #[tokio::test]
