@@ -68,6 +68,13 @@ pub fn risks(config: &Config, secret_keys: impl Fn(&str) -> Vec<String>) -> Vec<
     if config.admin.as_ref().and_then(|a| a.token.as_ref()).is_some_and(|t| !t.from_env) {
         risks.push("admin token is written inline; read it with { env = \"NAME\" }".into());
     }
+    if config.digest_key.is_some() && config.state.is_none() {
+        risks.push(
+            "[auth] digest_key has no effect without [state]: nonces are good at the process that issued them \
+             (the nonce counts live there); give the instances [state] to share them"
+                .into(),
+        );
+    }
     if let Some(state) = &config.state {
         let pg: Option<tokio_postgres::Config> = state.url.value.parse().ok();
         if !state.url.from_env && pg.as_ref().is_some_and(|c| c.get_password().is_some()) {
@@ -136,6 +143,21 @@ auth = { bearer = { token = { env = "SMSBRIDGE_AUDIT_TOKEN" } } }
         assert!(plain.iter().any(|r| r.contains("plain HTTP off loopback")), "{plain:?}");
         let tls = "[admin]\nlisten = \"0.0.0.0:8081\"\ntoken = \"t0k-9f2c41d8a7\"\n[admin.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
         assert!(!found(tls).iter().any(|r| r.contains("plain HTTP") || r.contains("no token")), "{:?}", found(tls));
+    }
+
+    #[test]
+    fn digest_over_plain_http_and_a_digest_key_without_state_are_flagged() {
+        let route = "[[provider]]\nname = \"p\"\nadapter = \"outbox\"\n[[route]]\npath = \"/v1/linotp\"\nproviders = [\"p\"]\n\
+                     auth = { digest = { user = \"linotp\", password = \"lo-digest-pass-2b7d\" } }\n";
+        let found = risks(
+            &Config::parse(&format!("[auth]\ndigest_key = \"digest-key-5e1f\"\n{route}"), "t.toml").unwrap(),
+            |_| vec![],
+        );
+        assert!(found.iter().any(|r| r.contains("route /v1/linotp: Digest over plain HTTP")), "{found:?}");
+        assert!(found.iter().any(|r| r.contains("digest_key has no effect without [state]")), "{found:?}");
+        let tls = "[server.tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+        let found = risks(&Config::parse(&format!("{tls}{route}"), "t.toml").unwrap(), |_| vec![]);
+        assert!(!found.iter().any(|r| r.contains("Digest") || r.contains("digest_key")), "{found:?}");
     }
 
     #[test]
