@@ -226,6 +226,11 @@ fn private_files(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The messages of `ids` that exist, in that order.
+fn read_messages(db: &Connection, ids: &[String]) -> Result<Vec<LoggedMessage>> {
+    ids.iter().filter_map(|id| read_message(db, id).transpose()).collect()
+}
+
 /// Message `id` with its attempts and statuses, by statements prepared once.
 fn read_message(db: &Connection, id: &str) -> Result<Option<LoggedMessage>> {
     let row = db
@@ -328,14 +333,7 @@ impl MessageLog for SqliteRecord {
 
     /// All of `ids` in one trip to the record's thread.
     async fn get_all(&self, ids: Vec<String>) -> Result<Vec<LoggedMessage>> {
-        self.run(move |_, db| {
-            let mut out = Vec::with_capacity(ids.len());
-            for id in &ids {
-                out.extend(read_message(db, id)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.run(move |_, db| read_messages(db, &ids)).await
     }
 
     /// The latest `limit` messages to `e164`, newest first.
@@ -348,7 +346,7 @@ impl MessageLog for SqliteRecord {
                 )?
                 .query_map(params![hash, limit as i64], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
-            ids.iter().filter_map(|id| read_message(db, id).transpose()).collect()
+            read_messages(db, &ids)
         })
         .await
     }
@@ -359,7 +357,7 @@ impl MessageLog for SqliteRecord {
                 .prepare_cached("SELECT id FROM messages ORDER BY created_ms DESC, id DESC LIMIT ?1")?
                 .query_map(params![limit as i64], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
-            ids.iter().filter_map(|id| read_message(db, id).transpose()).collect()
+            read_messages(db, &ids)
         })
         .await
     }
