@@ -210,11 +210,11 @@ async fn health(State(gateway): State<Arc<Gateway>>) -> Response {
     if !unserved.is_empty() {
         body["unserved_routes"] = json!(unserved);
     }
-    if let Some(pg) = gateway.shared() {
-        let up = pg.is_up();
+    if let Some(shared) = gateway.shared() {
+        let up = shared.is_up();
         healthy &= up;
-        body["state"] = json!({"backend": "postgres", "up": up});
-        if up && let Ok(n) = pg.instances_alive().await {
+        body["state"] = json!({"backend": shared.name(), "up": up});
+        if up && let Ok(n) = shared.instances_alive().await {
             body["state"]["instances"] = json!(n);
         }
     }

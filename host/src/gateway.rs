@@ -13,12 +13,12 @@ use crate::delivery::queue::QueueWorker;
 use crate::delivery::{Courier, Refusal, Sent, Via, admission, new_id};
 use crate::keyed::Keyed;
 use crate::outcome::{Callback, ReceiptRefusal};
-use crate::postgres::Postgres;
-use crate::record::{MessageLog, Queue, SqliteRecord};
+use crate::record::MessageLog;
 use crate::registry::{Change, Registry};
 use crate::routing::{Routes, Routing};
 use crate::runtime::Runtime;
-use crate::state::{MemoryState, SharedState};
+use crate::state::SharedState;
+use crate::storage::{SharedBackend, Storage};
 use anyhow::Result;
 use std::path::Path;
 use std::sync::Arc;
@@ -32,9 +32,9 @@ pub struct Gateway {
     pub state: Arc<dyn SharedState>,
     /// The MAC key of every limit and repeat key in `state`.
     keys: Keyed,
-    /// The PostgreSQL database of `[state]`, which `state`, `record` and the
-    /// queue are then kept in.
-    shared: Option<Arc<Postgres>>,
+    /// The backend of `[state]`, which `state`, `record` and the queue are
+    /// then kept in.
+    shared: Option<Arc<dyn SharedBackend>>,
     courier: Arc<Courier>,
     /// The durable message record, when the config asks for one. Opened at
     /// start; a changed `[record]` takes a restart.
@@ -54,7 +54,9 @@ impl Gateway {
         for (name, e) in registry.errors() {
             tracing::error!(adapter = %name, "adapter not loaded: {}", e.message);
         }
-        let (shared, record, queue) = Self::open_state(&config)?;
+        let storage = Storage::open(&config)?;
+        let queue = storage.queue.map(|q| Arc::new(QueueWorker::new(q)));
+        let record = storage.log;
         let keys = state_keys(&config);
         let routes = Routes::new(config, registry.clone(), queue.as_ref().map(|q| q.marker()))?;
         Ok(Gateway {
@@ -62,40 +64,12 @@ impl Gateway {
             runtime,
             registry,
             routes: Arc::new(routes),
-            state: match &shared {
-                Some(pg) => pg.clone(),
-                None => Arc::new(MemoryState::default()),
-            },
+            state: storage.state,
             keys,
-            shared,
+            shared: storage.shared,
             record,
             queue,
         })
-    }
-
-    /// The shared database of `[state]`, or the embedded record of
-    /// `[record]`; with either, the record and the queue.
-    #[allow(clippy::type_complexity)]
-    fn open_state(
-        config: &Config,
-    ) -> Result<(Option<Arc<Postgres>>, Option<Arc<dyn MessageLog>>, Option<Arc<QueueWorker>>)> {
-        let Some(r) = &config.record else { return Ok((None, None, None)) };
-        let key = r.number_key.as_ref().map(|k| k.value.as_str());
-        let (shared, log, queue): (_, Arc<dyn MessageLog>, Arc<dyn Queue>) = match (&config.state, &r.path) {
-            (Some(state), _) => {
-                // Checked by the config: a shared record has a shared key.
-                let pg = Postgres::open(state, key.unwrap_or_default())?;
-                Postgres::start_probe(&pg);
-                (Some(pg.clone()), pg.clone(), pg)
-            }
-            (None, Some(path)) => {
-                let sqlite = Arc::new(SqliteRecord::open(path, key)?);
-                (None, sqlite.clone(), sqlite)
-            }
-            (None, None) => anyhow::bail!("[record] needs `path`"),
-        };
-        purge_hourly(Arc::downgrade(&log), r.retention);
-        Ok((shared, Some(log), Some(Arc::new(QueueWorker::new(queue)))))
     }
 
     /// `provider` now: whether its circuit is open, and its sends in flight.
@@ -103,8 +77,8 @@ impl Gateway {
         self.courier.provider_now(provider)
     }
 
-    /// The shared database, when there is one.
-    pub fn shared(&self) -> Option<&Arc<Postgres>> {
+    /// The backend instances share, when there is one.
+    pub fn shared(&self) -> Option<&Arc<dyn SharedBackend>> {
         self.shared.as_ref()
     }
 
@@ -276,19 +250,4 @@ fn callback_key(provider: &str, receipts: &[crate::outcome::Receipt]) -> String 
         hash.update(part.as_bytes());
     }
     hex::encode(hash.finalize())
-}
-
-/// Retention: purges the record now, then hourly, while it is open.
-fn purge_hourly(record: std::sync::Weak<dyn MessageLog>, retention: Duration) {
-    tokio::spawn(async move {
-        while let Some(record) = record.upgrade() {
-            match record.purge(retention).await {
-                Ok(n) if n > 0 => tracing::info!("message record: {n} messages past retention removed"),
-                Ok(_) => {}
-                Err(e) => tracing::error!("message record purge failed: {e:#}"),
-            }
-            drop(record);
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-        }
-    });
 }

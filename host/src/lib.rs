@@ -25,6 +25,7 @@ pub mod scaffold;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub mod storage;
 pub mod telemetry;
 pub mod tls;
 pub mod trust;

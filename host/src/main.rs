@@ -175,10 +175,19 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
     smsbridge::telemetry::metrics();
     let gateway = Arc::new(gateway(config).await?);
     gateway.start_queue();
+    // The handlers are in place before anything says it listens: a signal
+    // sent the moment it is ready must not find the default action (death).
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
     // One signal, seen by every listener and by the grace timer.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = term.recv() => {},
+        }
         let _ = stop_tx.send(true);
     });
     let stopped = move || {
@@ -256,10 +265,7 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
     let _watch = smsbridge::watch::start(gateway.clone())?;
     let hup = gateway.clone();
     tokio::spawn(async move {
-        let Ok(mut signal) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            return;
-        };
-        while signal.recv().await.is_some() {
+        while hangup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the config");
             hup.reload_config().await;
         }
@@ -290,15 +296,6 @@ async fn serve(config: Option<&Path>, listen: Option<SocketAddr>, admin_listen: 
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
-    }
 }
 
 async fn check(config: Option<&Path>) -> Result<()> {

@@ -25,13 +25,12 @@ pub use generated::smsbridge::adapter::types::{AdapterInfo, ConfigKey};
 
 /// What `runtime` needs to link and call a component.
 pub(crate) mod host {
-    pub use super::generated::AdapterWithReceipts as World;
     pub use super::generated::exports::smsbridge::adapter::receipts::GuestIndices as ReceiptsIndices;
     pub use super::generated::exports::smsbridge::adapter::sender::GuestIndices as SenderIndices;
     pub use super::generated::smsbridge::adapter::config::Host as ConfigHost;
     pub use super::generated::smsbridge::adapter::http::Host as HttpHost;
     pub use super::generated::smsbridge::adapter::log::{Host as LogHost, Level as LogLevel};
-    pub use super::generated::smsbridge::adapter::types::Host as TypesHost;
+    pub use super::generated::smsbridge::adapter::{config as config_import, http as http_import, log as log_import};
 }
 
 use generated::exports::smsbridge::adapter::receipts::{self, CallbackError, DeliveryStatus, StatusUpdate};

@@ -348,3 +348,26 @@ idempotency_window_s = 0
         common::generic_provider(provider)
     )
 }
+
+#[test]
+fn a_sighup_the_moment_it_says_it_listens_reloads_the_config_and_kills_nothing() {
+    // Ready is when it says where it listens (what systemd's and the
+    // tests' readiness checks wait for); a reload sent then must be one.
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let config = "[[provider]]\nname = \"box\"\nadapter = \"outbox\"\ndata_dir = \"{dir}/box\"\n[[route]]\npath = \"/v1/send\"\nproviders = [\"box\"]\n";
+        let (mut child, _addr, _admin, logs) = serve(dir.path(), config);
+        Command::new("kill").args(["-HUP", &child.0.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut reloaded = false;
+        while !reloaded && Instant::now() < deadline {
+            match logs.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => reloaded = line.contains("config reloaded") || line.contains("config not reloaded"),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+        }
+        assert_eq!(child.0.try_wait().unwrap(), None, "a SIGHUP killed smsbridge");
+        assert!(reloaded, "the SIGHUP reloaded the config");
+    }
+}

@@ -84,11 +84,6 @@ impl Postgres {
         }))
     }
 
-    /// Whether the last operation on the database succeeded.
-    pub fn is_up(&self) -> bool {
-        self.health.load(Ordering::Relaxed) == UP
-    }
-
     /// Probes the database every second while `this` lives, so that health
     /// follows it even with no traffic.
     pub fn start_probe(this: &Arc<Postgres>) {
@@ -116,21 +111,6 @@ impl Postgres {
         })
         .await
         .is_ok()
-    }
-
-    /// Instances whose heartbeat the database saw in the last 10 s.
-    pub async fn instances_alive(&self) -> Result<i64> {
-        let within = ALIVE_WITHIN.as_millis() as i64;
-        self.run("health", async |c| {
-            let row = c
-                .query_one(
-                    "SELECT count(*) FROM smsbridge.instances WHERE seen_ms > smsbridge.now_ms() - $1",
-                    &[&within],
-                )
-                .await?;
-            Ok(row.get::<_, i64>(0))
-        })
-        .await
     }
 
     /// Runs `f` on a pooled connection, migrating the schema first if no
@@ -174,6 +154,32 @@ impl Postgres {
             tracing::info!("state database reachable");
         }
         telemetry::state_up(up);
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::storage::SharedBackend for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn is_up(&self) -> bool {
+        self.health.load(Ordering::Relaxed) == UP
+    }
+
+    /// Instances whose heartbeat the database saw in the last 10 s.
+    async fn instances_alive(&self) -> Result<i64> {
+        let within = ALIVE_WITHIN.as_millis() as i64;
+        self.run("health", async |c| {
+            let row = c
+                .query_one(
+                    "SELECT count(*) FROM smsbridge.instances WHERE seen_ms > smsbridge.now_ms() - $1",
+                    &[&within],
+                )
+                .await?;
+            Ok(row.get::<_, i64>(0))
+        })
+        .await
     }
 }
 

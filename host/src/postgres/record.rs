@@ -10,8 +10,10 @@
 
 use super::Postgres;
 use super::state::millis;
-use crate::outcome::{Attempt, DeliveryState};
-use crate::record::{Entry, LoggedMessage, MessageLog, Queue, Queued, StatusAt, now_ms, number_hash, stored_outcome};
+use crate::outcome::DeliveryState;
+use crate::record::{
+    Entry, LoggedMessage, MessageLog, Queue, Queued, assemble, now_ms, number_hash, stored_attempt, stored_status,
+};
 use anyhow::{Result, bail};
 use async_trait::async_trait;
 use std::collections::HashSet;
@@ -87,48 +89,56 @@ impl MessageLog for Postgres {
     }
 
     async fn get(&self, id: &str) -> Result<Option<LoggedMessage>> {
+        Ok(self.get_all(vec![id.to_string()]).await?.pop())
+    }
+
+    /// Three prepared statements in one trip to the pool, whatever the
+    /// number of messages.
+    async fn get_all(&self, ids: Vec<String>) -> Result<Vec<LoggedMessage>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         self.run("record", async |c| {
-            let Some(row) = c
-                .query_opt(
+            let messages = c
+                .prepare_cached(
                     "SELECT id, route, to_masked, provider, provider_id, segments, created_ms
-                     FROM smsbridge.messages WHERE id = $1",
-                    &[&id],
+                     FROM smsbridge.messages WHERE id = ANY($1)",
                 )
-                .await?
-            else {
-                return Ok(None);
-            };
+                .await?;
             let attempts = c
-                .query("SELECT provider, outcome, ms FROM smsbridge.attempts WHERE message_id = $1 ORDER BY n", &[&id])
-                .await?
-                .iter()
-                .map(|r| Attempt {
-                    provider: r.get(0),
-                    outcome: stored_outcome(r.get(1)),
-                    ms: r.get::<_, i64>(2) as u64,
-                })
-                .collect();
+                .prepare_cached(
+                    "SELECT message_id, provider, outcome, ms FROM smsbridge.attempts
+                     WHERE message_id = ANY($1) ORDER BY message_id, n",
+                )
+                .await?;
             let statuses = c
-                .query("SELECT status, at_ms FROM smsbridge.statuses WHERE message_id = $1 ORDER BY seq", &[&id])
-                .await?
+                .prepare_cached(
+                    "SELECT message_id, status, at_ms FROM smsbridge.statuses
+                     WHERE message_id = ANY($1) ORDER BY message_id, seq",
+                )
+                .await?;
+            let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&ids];
+            // Pipelined on the one connection: one round trip for the three.
+            let (messages, attempts, statuses) =
+                tokio::try_join!(c.query(&messages, params), c.query(&attempts, params), c.query(&statuses, params))?;
+            let messages = messages
                 .iter()
-                .map(|r| StatusAt {
-                    // Only this module writes the column, from `DeliveryState`.
-                    status: DeliveryState::parse(r.get(0)).unwrap_or(DeliveryState::Queued),
-                    at_ms: r.get::<_, i64>(1) as u64,
+                .map(|r| LoggedMessage {
+                    id: r.get(0),
+                    route: r.get(1),
+                    to: r.get(2),
+                    provider: r.get(3),
+                    provider_id: r.get(4),
+                    segments: r.get::<_, i32>(5) as u32,
+                    created_ms: r.get::<_, i64>(6) as u64,
+                    attempts: Vec::new(),
+                    statuses: Vec::new(),
                 })
                 .collect();
-            Ok(Some(LoggedMessage {
-                id: row.get(0),
-                route: row.get(1),
-                to: row.get(2),
-                provider: row.get(3),
-                provider_id: row.get(4),
-                segments: row.get::<_, i32>(5) as u32,
-                created_ms: row.get::<_, i64>(6) as u64,
-                attempts,
-                statuses,
-            }))
+            let attempts =
+                attempts.iter().map(|r| (r.get(0), stored_attempt(r.get(1), r.get(2), r.get::<_, i64>(3) as u64)));
+            let statuses = statuses.iter().map(|r| (r.get(0), stored_status(r.get(1), r.get::<_, i64>(2) as u64)));
+            Ok(assemble(&ids, messages, attempts.collect(), statuses.collect()))
         })
         .await
     }

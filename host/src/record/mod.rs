@@ -79,14 +79,46 @@ pub fn number_hash(key: &[u8], e164: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// An attempt's outcome as stored; a word from an older version reads as
+/// An attempt as stored; an outcome word from an older version reads as
 /// the closest one.
-pub fn stored_outcome(word: &str) -> Outcome {
-    match Outcome::parse(word) {
+pub fn stored_attempt(provider: String, outcome: &str, ms: u64) -> Attempt {
+    let outcome = match Outcome::parse(outcome) {
         Some(o) => o,
-        None if word.starts_with("maybe_sent") => Outcome::MaybeSent,
+        None if outcome.starts_with("maybe_sent") => Outcome::MaybeSent,
         None => Outcome::Fault,
+    };
+    Attempt { provider, outcome, ms }
+}
+
+/// A point of a timeline as stored. Only the backends write the column,
+/// from [`DeliveryState`], so a word they cannot read is not expected.
+pub fn stored_status(status: &str, at_ms: u64) -> StatusAt {
+    StatusAt { status: DeliveryState::parse(status).unwrap_or(DeliveryState::Queued), at_ms }
+}
+
+/// Messages read in three batches (the messages, then all their attempts,
+/// then all their statuses, each ordered within its message), put together
+/// in the order of `ids`; ids not found are left out. The one row mapper
+/// of every backend, so that none reads a row per message.
+pub fn assemble(
+    ids: &[String],
+    messages: Vec<LoggedMessage>,
+    attempts: Vec<(String, Attempt)>,
+    statuses: Vec<(String, StatusAt)>,
+) -> Vec<LoggedMessage> {
+    let mut found: std::collections::HashMap<String, LoggedMessage> =
+        messages.into_iter().map(|m| (m.id.clone(), m)).collect();
+    for (id, attempt) in attempts {
+        if let Some(m) = found.get_mut(&id) {
+            m.attempts.push(attempt);
+        }
     }
+    for (id, status) in statuses {
+        if let Some(m) = found.get_mut(&id) {
+            m.statuses.push(status);
+        }
+    }
+    ids.iter().filter_map(|id| found.remove(id)).collect()
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -3,7 +3,8 @@
 //! meant it is refused here: bytes that are not UTF-8 (unless the form
 //! names its charset) and JSON objects that name a key twice.
 
-use super::Problem;
+use super::problem::{Code, Problem};
+use axum::body::{Body, to_bytes};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
@@ -26,7 +27,7 @@ pub(super) fn read_fields(parts: &Parts, body: &[u8]) -> Result<HashMap<String, 
         other => {
             return Err(Problem::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                Code::UnsupportedMediaType,
                 format!(
                     "Content-Type {} is not accepted; send application/x-www-form-urlencoded, application/json or application/xml",
                     other.unwrap_or("(none)")
@@ -61,7 +62,7 @@ fn form_charset(declared: Option<String>) -> Result<Charset, Problem> {
         Some("iso-8859-1" | "iso8859-1" | "latin1" | "l1") => Ok(Charset::Latin1),
         Some(other) => Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             format!("charset {other} is not accepted; send UTF-8, or ISO-8859-1 named as such"),
         )),
     }
@@ -96,7 +97,7 @@ fn not_utf8(what: &str, field: Option<&str>) -> Problem {
     let why = format!(
         "{what} is not UTF-8; send UTF-8, or name the charset in Content-Type (charset=iso-8859-1) for a form body"
     );
-    let problem = Problem::new(StatusCode::BAD_REQUEST, "invalid_encoding", why);
+    let problem = Problem::new(StatusCode::BAD_REQUEST, Code::InvalidEncoding, why);
     match field {
         Some(name) => problem.with("field", name),
         None => problem,
@@ -105,7 +106,7 @@ fn not_utf8(what: &str, field: Option<&str>) -> Problem {
 
 /// A JSON object's scalars, by dotted path.
 pub(super) fn json_fields(body: &[u8]) -> Result<HashMap<String, String>, Problem> {
-    let bad = |why: String| Problem::new(StatusCode::BAD_REQUEST, "invalid_json", why);
+    let bad = |why: String| Problem::new(StatusCode::BAD_REQUEST, Code::InvalidJson, why);
     let Strict(value) = serde_json::from_slice(body).map_err(|e| bad(format!("body is not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(bad("body must be a JSON object".into()));
@@ -201,7 +202,7 @@ fn flatten(value: &Value, path: &mut String, fields: &mut HashMap<String, String
 /// names the phone and message elements in its request body template.
 fn xml_fields(body: &[u8]) -> Result<HashMap<String, String>, Problem> {
     use quick_xml::events::Event;
-    let bad = |why: String| Problem::new(StatusCode::BAD_REQUEST, "invalid_xml", why);
+    let bad = |why: String| Problem::new(StatusCode::BAD_REQUEST, Code::InvalidXml, why);
     let mut reader = quick_xml::Reader::from_reader(body);
     let (mut fields, mut open, mut buf) = (HashMap::new(), Vec::<String>::new(), Vec::new());
     loop {
@@ -249,6 +250,25 @@ fn xml_fields(body: &[u8]) -> Result<HashMap<String, String>, Problem> {
     Ok(fields)
 }
 
+/// The whole body, within `[server]`'s size cap and read deadline.
+pub(super) async fn read_body(body: Body, server: &crate::config::Server) -> Result<axum::body::Bytes, Problem> {
+    let max = server.max_body_bytes;
+    let deadline = std::time::Duration::from_millis(server.body_read_timeout_ms);
+    match tokio::time::timeout(deadline, to_bytes(body, max)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(_)) => Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::BodyTooLarge,
+            format!("request body is larger than {max} bytes"),
+        )),
+        Err(_) => Err(Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            Code::BodyTimeout,
+            format!("the request body did not arrive within {} ms", deadline.as_millis()),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod properties {
     use super::*;
@@ -261,9 +281,9 @@ mod properties {
             pairs(b"a=C%C3%B3digo+1&b", Charset::Utf8).unwrap(),
             [("a".into(), "Código 1".into()), ("b".into(), String::new())]
         );
-        assert_eq!(pairs(b"a=C%F3digo", Charset::Utf8).unwrap_err(), "invalid_encoding");
+        assert_eq!(pairs(b"a=C%F3digo", Charset::Utf8).unwrap_err(), Code::InvalidEncoding);
         assert_eq!(pairs(b"a=C%F3digo", Charset::Latin1).unwrap(), [("a".into(), "Código".into())]);
-        assert_eq!(pairs(b"%FF=1", Charset::Utf8).unwrap_err(), "invalid_encoding");
+        assert_eq!(pairs(b"%FF=1", Charset::Utf8).unwrap_err(), Code::InvalidEncoding);
     }
 
     #[test]

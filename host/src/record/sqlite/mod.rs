@@ -1,111 +1,18 @@
 //! The embedded message record and queue: one SQLite database (WAL).
 
-use super::{Entry, LoggedMessage, MessageLog, Queue, Queued, StatusAt, now_ms, stored_outcome};
-use crate::outcome::{Attempt, DeliveryState};
+use super::{Entry, LoggedMessage, MessageLog, assemble, now_ms, stored_attempt, stored_status};
+use crate::outcome::DeliveryState;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Set on every open: they belong to the connection, not the file.
-const PRAGMAS: &str = "
-PRAGMA journal_mode = WAL;
--- A message answered 202 survives a power failure, and so does the mark
--- that keeps it from being sent twice.
-PRAGMA synchronous = FULL;
--- Deleted rows (a delivered message's text) are overwritten, not left in
--- free pages.
-PRAGMA secure_delete = ON;
-PRAGMA foreign_keys = ON;
-";
+mod queue;
+mod schema;
 
-/// The schema's migrations, in order; a file's `user_version` counts those
-/// applied. They only add, so an older smsbridge refuses a newer file
-/// rather than misread it. The first creates what files from before
-/// versioning already hold, so those adopt it as they are.
-const MIGRATIONS: &[&str] = &[SCHEMA_1];
-
-const SCHEMA_1: &str = "
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS messages (
-    id TEXT PRIMARY KEY,
-    created_ms INTEGER NOT NULL,
-    route TEXT NOT NULL,
-    to_masked TEXT NOT NULL,
-    number_hash TEXT NOT NULL,
-    provider TEXT NOT NULL,
-    provider_id TEXT,
-    segments INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_by_number ON messages (number_hash, created_ms);
-CREATE INDEX IF NOT EXISTS messages_by_provider_id ON messages (provider, provider_id);
-CREATE INDEX IF NOT EXISTS messages_by_age ON messages (created_ms);
-CREATE TABLE IF NOT EXISTS attempts (
-    message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
-    n INTEGER NOT NULL,
-    provider TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    ms INTEGER NOT NULL,
-    PRIMARY KEY (message_id, n)
-);
-CREATE TABLE IF NOT EXISTS statuses (
-    message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
-    status TEXT NOT NULL,
-    at_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS statuses_by_message ON statuses (message_id);
--- Verified callbacks already applied, by a digest of provider and content.
-CREATE TABLE IF NOT EXISTS callbacks_seen (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
--- Messages of queued routes, accepted and not yet delivered. The text and the
--- number are needed to deliver after a restart; the row goes once delivered.
-CREATE TABLE IF NOT EXISTS queue (
-    id TEXT PRIMARY KEY,
-    route TEXT NOT NULL,
-    to_e164 TEXT NOT NULL,
-    body TEXT NOT NULL,
-    expires_ms INTEGER NOT NULL,
-    next_ms INTEGER NOT NULL,
-    tries INTEGER NOT NULL DEFAULT 0,
-    -- The provider a request was about to reach, while it may be on its way.
-    sending TEXT,
-    -- Providers that may have the message from before a crash: never again.
-    uncertain TEXT NOT NULL DEFAULT '[]'
-);
-CREATE INDEX IF NOT EXISTS queue_due ON queue (next_ms);
-";
-
-/// Applies the migrations `db` lacks, in one transaction that holds the
-/// write lock; refuses a file a newer smsbridge migrated further.
-fn migrate(db: &mut Connection) -> Result<()> {
-    let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let applied: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if applied > MIGRATIONS.len() {
-        anyhow::bail!("its schema is version {applied}, from a newer smsbridge; this one knows {}", MIGRATIONS.len());
-    }
-    for migration in &MIGRATIONS[applied..] {
-        tx.execute_batch(migration)?;
-    }
-    tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
-    tx.commit()?;
-    Ok(())
-}
-
-/// The providers that may have a queued message: the stored list (JSON, so
-/// no name can split into two), an older file's comma list, and `sending`.
-fn stored_uncertain(stored: &str, sending: Option<String>) -> Result<Vec<String>> {
-    let mut uncertain: Vec<String> = if stored.starts_with('[') {
-        serde_json::from_str(stored).context("a queued message's uncertain providers")?
-    } else {
-        stored.split(',').filter(|p| !p.is_empty()).map(Into::into).collect()
-    };
-    if let Some(p) = sending.filter(|p| !uncertain.contains(p)) {
-        uncertain.push(p);
-    }
-    Ok(uncertain)
-}
+use schema::{PRAGMAS, migrate};
 
 /// How long opening waits for another process's write lock.
 const OPEN_WAIT: Duration = Duration::from_secs(60);
@@ -226,18 +133,16 @@ fn private_files(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The messages of `ids` that exist, in that order.
+/// Messages `ids` with their attempts and statuses, in three statements
+/// prepared once, whatever the number of messages.
 fn read_messages(db: &Connection, ids: &[String]) -> Result<Vec<LoggedMessage>> {
-    ids.iter().filter_map(|id| read_message(db, id).transpose()).collect()
-}
-
-/// Message `id` with its attempts and statuses, by statements prepared once.
-fn read_message(db: &Connection, id: &str) -> Result<Option<LoggedMessage>> {
-    let row = db
+    let wanted = serde_json::to_string(ids)?;
+    let messages = db
         .prepare_cached(
-            "SELECT id, route, to_masked, provider, provider_id, segments, created_ms FROM messages WHERE id = ?1",
+            "SELECT id, route, to_masked, provider, provider_id, segments, created_ms FROM messages
+             WHERE id IN (SELECT value FROM json_each(?1))",
         )?
-        .query_row([id], |r| {
+        .query_map([&wanted], |r| {
             Ok(LoggedMessage {
                 id: r.get(0)?,
                 route: r.get(1)?,
@@ -249,26 +154,29 @@ fn read_message(db: &Connection, id: &str) -> Result<Option<LoggedMessage>> {
                 attempts: Vec::new(),
                 statuses: Vec::new(),
             })
-        })
-        .optional()?;
-    let Some(mut message) = row else { return Ok(None) };
-    let mut q = db.prepare_cached("SELECT provider, outcome, ms FROM attempts WHERE message_id = ?1 ORDER BY n")?;
-    message.attempts = q
-        .query_map([id], |r| {
-            let outcome: String = r.get(1)?;
-            Ok(Attempt { provider: r.get(0)?, outcome: stored_outcome(&outcome), ms: r.get(2)? })
         })?
         .collect::<Result<_, _>>()?;
-    let mut q = db.prepare_cached("SELECT status, at_ms FROM statuses WHERE message_id = ?1 ORDER BY rowid")?;
-    message.statuses = q
-        .query_map([id], |r| {
-            let status: String = r.get(0)?;
-            // Only this module writes the column, from `DeliveryState`.
-            let status = DeliveryState::parse(&status).unwrap_or(DeliveryState::Queued);
-            Ok(StatusAt { status, at_ms: r.get(1)? })
+    let attempts = db
+        .prepare_cached(
+            "SELECT message_id, provider, outcome, ms FROM attempts
+             WHERE message_id IN (SELECT value FROM json_each(?1)) ORDER BY message_id, n",
+        )?
+        .query_map([&wanted], |r| {
+            let outcome: String = r.get(2)?;
+            Ok((r.get(0)?, stored_attempt(r.get(1)?, &outcome, r.get(3)?)))
         })?
         .collect::<Result<_, _>>()?;
-    Ok(Some(message))
+    let statuses = db
+        .prepare_cached(
+            "SELECT message_id, status, at_ms FROM statuses
+             WHERE message_id IN (SELECT value FROM json_each(?1)) ORDER BY message_id, rowid",
+        )?
+        .query_map([&wanted], |r| {
+            let status: String = r.get(1)?;
+            Ok((r.get(0)?, stored_status(&status, r.get(2)?)))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(assemble(ids, messages, attempts, statuses))
 }
 
 #[async_trait]
@@ -328,7 +236,7 @@ impl MessageLog for SqliteRecord {
 
     async fn get(&self, id: &str) -> Result<Option<LoggedMessage>> {
         let id = id.to_string();
-        self.run(move |_, db| read_message(db, &id)).await
+        self.run(move |_, db| Ok(read_messages(db, &[id])?.pop())).await
     }
 
     /// All of `ids` in one trip to the record's thread.
@@ -391,111 +299,13 @@ impl MessageLog for SqliteRecord {
     }
 }
 
-#[async_trait]
-impl Queue for SqliteRecord {
-    /// Accepts a message of a queued route, to be delivered within `validity`.
-    async fn enqueue(&self, id: &str, route: &str, to: &str, body: &str, validity: Duration) -> Result<()> {
-        let now = now_ms();
-        let sealer = &self.inner.sealer;
-        let row = (id.to_string(), route.to_string(), sealer.seal(id, to), sealer.seal(id, body));
-        let sql = "INSERT INTO queue (id, route, to_e164, body, expires_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-        self.execute(sql, (row.0, row.1, row.2, row.3, now + validity.as_millis() as u64, now)).await?;
-        Ok(())
-    }
-
-    /// After a restart: a request that was on its way when the process
-    /// stopped may have reached its provider, which must not get it again.
-    async fn recover(&self) -> Result<usize> {
-        self.run(|_, db| {
-            let tx = db.transaction()?;
-            let on_the_way: Vec<(String, String, String)> = tx
-                .prepare("SELECT id, uncertain, sending FROM queue WHERE sending IS NOT NULL")?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            for (id, uncertain, sending) in &on_the_way {
-                let uncertain = stored_uncertain(uncertain, Some(sending.clone()))?;
-                tx.execute(
-                    "UPDATE queue SET uncertain = ?2, sending = NULL WHERE id = ?1",
-                    params![id, serde_json::to_string(&uncertain)?],
-                )?;
-            }
-            tx.commit()?;
-            Ok(on_the_way.len())
-        })
-        .await
-    }
-
-    /// Queued messages due now, oldest first, leaving out `busy` ones.
-    async fn due(&self, limit: usize, busy: &HashSet<String>) -> Result<Vec<Queued>> {
-        let busy = busy.clone();
-        self.run(move |inner, db| {
-            let mut q = db.prepare_cached(
-                "SELECT id, route, to_e164, body, expires_ms, tries, uncertain, sending FROM queue
-             WHERE next_ms <= ?1 ORDER BY next_ms, id LIMIT ?2",
-            )?;
-            let rows = q.query_map(params![now_ms(), (limit + busy.len()) as i64], |r| {
-                // A provider still marked as sending (a crash before `recover`
-                // could write) may have the message too.
-                let uncertain = stored_uncertain(&r.get::<_, String>(6)?, r.get(7)?)
-                    .map_err(|e| rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into()))?;
-                let id: String = r.get(0)?;
-                let open = |column: usize| -> rusqlite::Result<String> {
-                    let sealed: String = r.get(column)?;
-                    inner.sealer.open(&id, &sealed).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
-                };
-                Ok(Queued {
-                    to: open(2)?,
-                    body: open(3)?,
-                    id,
-                    route: r.get(1)?,
-                    expires_ms: r.get(4)?,
-                    tries: r.get(5)?,
-                    uncertain,
-                })
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let row = row?;
-                if !busy.contains(&row.id) && out.len() < limit {
-                    out.push(row);
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    /// `provider` may get the message from here on.
-    async fn mark_sending(&self, id: &str, provider: &str) -> Result<()> {
-        self.execute("UPDATE queue SET sending = ?2 WHERE id = ?1", (id.to_string(), provider.to_string())).await?;
-        Ok(())
-    }
-
-    /// The attempt ended with an answer: no longer in doubt.
-    async fn clear_sending(&self, id: &str) -> Result<()> {
-        self.execute("UPDATE queue SET sending = NULL WHERE id = ?1", (id.to_string(),)).await?;
-        Ok(())
-    }
-
-    /// Tries again after `wait`.
-    async fn reschedule(&self, id: &str, wait: Duration, uncertain: &[String]) -> Result<()> {
-        let uncertain = serde_json::to_string(uncertain)?;
-        let sql = "UPDATE queue SET next_ms = ?2, tries = tries + 1, sending = NULL, uncertain = ?3 WHERE id = ?1";
-        self.execute(sql, (id.to_string(), now_ms() + wait.as_millis() as u64, uncertain)).await?;
-        Ok(())
-    }
-
-    /// The message is done with: delivered, refused or expired.
-    async fn dequeue(&self, id: &str) -> Result<()> {
-        self.execute("DELETE FROM queue WHERE id = ?1", (id.to_string(),)).await?;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::schema::MIGRATIONS;
     use super::*;
-    use crate::outcome::Outcome;
+    use crate::outcome::{Attempt, Outcome};
+    use crate::record::Queue;
+    use std::collections::HashSet;
 
     fn entry<'a>(id: &'a str, to: &'a str, attempts: &'a [Attempt]) -> Entry<'a> {
         Entry {

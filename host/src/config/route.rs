@@ -1,0 +1,327 @@
+//! `[[route]]`: a path callers send to, the fields it reads, its providers
+//! and delivery rules, and the presets that suit each MFA product.
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Post,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub path: String,
+    pub methods: Vec<Method>,
+    pub fields: Fields,
+    /// Provider names, in the order they are tried.
+    pub providers: Vec<String>,
+    pub default_country: Option<phonenumber::country::Id>,
+    /// Sender id / from number for this route, overriding the provider's.
+    pub sender: Option<String>,
+    /// How callers prove who they are; `None` leaves the route open.
+    pub auth: Option<CallerAuth>,
+    /// Caller networks allowed; empty allows any.
+    pub allow_networks: Vec<ipnet::IpNet>,
+    /// A text answer on success instead of JSON, e.g. `RESULT:OK {id}`.
+    pub success_body: Option<String>,
+    /// The text built from `fields.code` when the caller sends only a
+    /// code: `Your code is {code}`.
+    pub template: Option<String>,
+    /// The shape of the answers.
+    pub answer: Answer,
+    /// Digits without `+` are read as an international number.
+    pub international_numbers: bool,
+    pub delivery: Delivery,
+    pub limits: Limits,
+}
+
+/// The shape of a route's answers: smsbridge's own, or the caller's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    #[default]
+    Json,
+    /// Okta's telephony inline hook: `commands` with a status, or an `error`.
+    Okta,
+    /// Supabase's Send SMS hook: `{}`, or `{"error": {"http_code", "message"}}`.
+    Supabase,
+}
+
+/// How hard a route tries: retries, failover and their deadline.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The whole send, every attempt and wait included.
+    pub deadline: Duration,
+    /// Extra attempts at one provider after a transient failure.
+    pub retries: u32,
+    /// First wait before a retry; doubled each time, with full jitter.
+    pub backoff: Duration,
+    /// Also try the next provider after `rejected` or `invalid-recipient`.
+    pub failover_on_permanent: bool,
+    /// Also try the next provider after one that may have the message (its
+    /// answer did not come): at least once across providers, not at most.
+    pub failover_on_unknown: bool,
+    /// What the caller hears when a provider may have the message but did
+    /// not confirm it.
+    pub on_unknown: OnUnknown,
+    /// How long a repeated request (same number and message, or the same
+    /// `Idempotency-Key`) gets the first answer instead of a second SMS.
+    /// Zero turns it off.
+    pub idempotency_window: Duration,
+    /// Answer 202 once the message is durably queued; deliver in the
+    /// background, across restarts, until `validity` has passed.
+    pub queued: bool,
+    pub validity: Duration,
+}
+
+/// The answer for a message a provider may have, unconfirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnknown {
+    /// 200 `pending`, marked `unconfirmed`: the user waits for the SMS
+    /// rather than asking for another one that may arrive as well.
+    #[default]
+    Pending,
+    /// 503 `unconfirmed`: the MFA server decides.
+    Failed,
+}
+
+/// The names of the caller's fields: every MFA product lets its admin choose.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fields {
+    pub phone: String,
+    pub message: String,
+    /// The field with the one-time code alone, for callers that send no
+    /// text (the route's `template` makes it).
+    pub code: Option<String>,
+}
+
+impl Default for Fields {
+    fn default() -> Fields {
+        Fields { phone: defaults::phone_field(), message: defaults::message_field(), code: None }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) path: Spanned<String>,
+    #[serde(default = "defaults::methods")]
+    pub(super) methods: Vec<Method>,
+    pub(super) fields: Option<Fields>,
+    pub(super) providers: Spanned<Vec<Spanned<String>>>,
+    pub(super) default_country: Option<Spanned<String>>,
+    pub(super) sender: Option<String>,
+    pub(super) auth: Option<Spanned<RawAuth>>,
+    #[serde(default)]
+    pub(super) allow_networks: Vec<Spanned<String>>,
+    pub(super) success_body: Option<String>,
+    pub(super) template: Option<String>,
+    pub(super) answer: Option<Answer>,
+    /// A product whose request and answer shapes the route takes.
+    pub(super) caller: Option<Spanned<String>>,
+    /// Digits without `+` are an international number (Supabase drops the `+`).
+    pub(super) international_numbers: Option<bool>,
+    pub(super) deadline_ms: Option<u64>,
+    #[serde(default = "defaults::retries")]
+    pub(super) retries: u32,
+    #[serde(default = "defaults::backoff_ms")]
+    pub(super) backoff_ms: u64,
+    #[serde(default)]
+    pub(super) failover_on_permanent: bool,
+    #[serde(default)]
+    pub(super) failover_on_unknown: bool,
+    #[serde(default)]
+    pub(super) on_unknown: OnUnknown,
+    pub(super) idempotency_window_s: Option<u64>,
+    pub(super) limits: Option<Spanned<RawLimits>>,
+    #[serde(default)]
+    pub(super) queued: bool,
+    #[serde(default = "defaults::validity_s")]
+    pub(super) validity_s: u64,
+}
+
+impl Route {
+    /// Checks one `[[route]]` against the providers and the routes before it.
+    pub(super) fn from_raw(
+        mut r: RawRoute,
+        providers: &[Provider],
+        defined: &[Route],
+        has_record: bool,
+        src: Source,
+    ) -> Result<Route> {
+        if let Some(caller) = r.caller.take() {
+            preset(&mut r, caller.get_ref()).map_err(|e| anyhow!("{}: route: {e}", src.at(caller.span())))?;
+        }
+        let deadline_ms = r.deadline_ms.unwrap_or_else(defaults::deadline_ms);
+        let idempotency_window_s = r.idempotency_window_s.unwrap_or_else(defaults::idempotency_window_s);
+        let path = r.path.get_ref().clone();
+        let at_path = || src.at(r.path.span());
+        if !path.starts_with('/') {
+            bail!("{}: route path `{path}` must start with `/`", at_path());
+        }
+        if defined.iter().any(|q| q.path == path) {
+            bail!("{}: route `{path}` is defined twice", at_path());
+        }
+        if r.providers.get_ref().is_empty() {
+            bail!("{}: route `{path}`: `providers` must name at least one provider", src.at(r.providers.span()));
+        }
+        for name in r.providers.get_ref() {
+            if !providers.iter().any(|p| &p.name == name.get_ref()) {
+                bail!("{}: route `{path}`: provider `{}` is not defined", src.at(name.span()), name.get_ref());
+            }
+        }
+        let default_country = match &r.default_country {
+            None => None,
+            Some(c) => Some(c.get_ref().to_uppercase().parse::<phonenumber::country::Id>().map_err(|_| {
+                anyhow!(
+                    "{}: route `{path}`: `default_country` `{}` is not an ISO 3166 country code such as GB or US",
+                    src.at(c.span()),
+                    c.get_ref()
+                )
+            })?),
+        };
+        let auth = match &r.auth {
+            None => None,
+            Some(a) => Some(CallerAuth::from_raw(a.get_ref(), &path, src)?),
+        };
+        let mut allow_networks = Vec::new();
+        for net in &r.allow_networks {
+            let text = net.get_ref();
+            // A bare address is a network of one.
+            let parsed =
+                text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            allow_networks.push(parsed.map_err(|_| {
+                anyhow!(
+                    "{}: route `{path}`: `allow_networks` entry `{text}` is not an address or CIDR network",
+                    src.at(net.span())
+                )
+            })?);
+        }
+        if r.methods.is_empty() {
+            bail!("{}: route `{path}`: `methods` must not be empty", at_path());
+        }
+        let what = || format!("{}: route `{path}`", at_path());
+        let deadline = duration_ms("deadline_ms", deadline_ms, what)?;
+        let backoff = duration_ms("backoff_ms", r.backoff_ms, what)?;
+        // 0 keeps no answers: every request is a new send.
+        let idempotency_window = Duration::from_secs(within(
+            "idempotency_window_s",
+            idempotency_window_s,
+            0..=MAX_DURATION_MS / 1000,
+            "seconds (30 days)",
+            what,
+        )?);
+        let validity = duration_s("validity_s", r.validity_s, what)?;
+        let retries = within("retries", r.retries, 0..=100, "retries", what)?;
+        let limits_span = r.limits.as_ref().map(|l| l.span()).unwrap_or(r.path.span());
+        let limits = Limits::from_raw(r.limits.map(Spanned::into_inner).unwrap_or_default(), &path, limits_span, src)?;
+        if let Some(CallerAuth::Webhook { tolerance, .. }) = &auth
+            && idempotency_window_s < tolerance.as_secs()
+        {
+            bail!(
+                "{}: route `{path}`: `idempotency_window_s` ({idempotency_window_s}) must be at least the webhook \
+                 `tolerance_s` ({}): a replayed webhook-id is caught by the repeats",
+                at_path(),
+                tolerance.as_secs()
+            );
+        }
+        let fields = r.fields.unwrap_or_default();
+        match (&fields.code, &r.template) {
+            (Some(_), None) => bail!(
+                "{}: route `{path}`: `fields.code` needs a `template` for the text, such as \"Your code is {{code}}\"",
+                at_path()
+            ),
+            (_, Some(t)) if !t.contains("{code}") => {
+                bail!("{}: route `{path}`: `template` must contain {{code}}", at_path())
+            }
+            (None, Some(_)) => {
+                bail!("{}: route `{path}`: `template` needs `fields.code`, the field the code is in", at_path())
+            }
+            _ => {}
+        }
+        if r.queued && !has_record {
+            bail!(
+                "{}: route `{path}`: `queued = true` keeps messages in the message record: add a [record] section",
+                at_path()
+            );
+        }
+        Ok(Route {
+            methods: r.methods,
+            fields,
+            template: r.template,
+            answer: r.answer.unwrap_or_default(),
+            international_numbers: r.international_numbers.unwrap_or(false),
+            providers: r.providers.into_inner().into_iter().map(Spanned::into_inner).collect(),
+            default_country,
+            sender: r.sender,
+            auth,
+            allow_networks,
+            success_body: r.success_body,
+            delivery: Delivery {
+                deadline,
+                retries,
+                backoff: if r.backoff_ms == 0 { Duration::ZERO } else { backoff },
+                failover_on_permanent: r.failover_on_permanent,
+                failover_on_unknown: r.failover_on_unknown,
+                on_unknown: r.on_unknown,
+                // Zero turns repeated-request answers off.
+                idempotency_window: if idempotency_window_s == 0 { Duration::ZERO } else { idempotency_window },
+                queued: r.queued,
+                validity,
+            },
+            limits,
+            path,
+        })
+    }
+}
+
+/// The request and answer shapes of a product that calls smsbridge, filled
+/// in where the route leaves them out: every one can be overridden.
+fn preset(r: &mut RawRoute, caller: &str) -> Result<(), String> {
+    let fields = |phone: &str, message: &str, code: &str| Fields {
+        phone: phone.into(),
+        message: message.into(),
+        code: Some(code.into()),
+    };
+    match caller {
+        "okta" => {
+            r.fields.get_or_insert_with(|| {
+                fields(
+                    "data.messageProfile.phoneNumber",
+                    "data.messageProfile.msgTemplate",
+                    "data.messageProfile.otpCode",
+                )
+            });
+            r.template.get_or_insert_with(|| "Your verification code is {code}".into());
+            r.answer.get_or_insert(Answer::Okta);
+            // Okta falls back to its own providers after 3 s.
+            r.deadline_ms.get_or_insert(2500);
+        }
+        "supabase" => {
+            r.fields.get_or_insert_with(|| fields("user.phone", "sms.message", "sms.otp"));
+            r.template.get_or_insert_with(|| "Your code is {code}".into());
+            r.answer.get_or_insert(Answer::Supabase);
+            r.international_numbers.get_or_insert(true);
+            // Supabase gives up after 5 s.
+            r.deadline_ms.get_or_insert(4000);
+            // A replayed webhook-id is refused for as long as a signature is valid.
+            r.idempotency_window_s.get_or_insert(300);
+        }
+        "auth0" => {
+            r.fields.get_or_insert_with(|| Fields { phone: "recipient".into(), message: "body".into(), code: None });
+        }
+        "authentik" => {
+            // `Body` is the code alone, `Message` the whole text.
+            r.fields.get_or_insert_with(|| fields("To", "Message", "Body"));
+            r.template.get_or_insert_with(|| "Your code is {code}".into());
+        }
+        other => {
+            return Err(format!("`caller` `{other}` is not a known product (okta, supabase, auth0, authentik)"));
+        }
+    }
+    Ok(())
+}
