@@ -13,12 +13,12 @@ use crate::delivery::queue::QueueWorker;
 use crate::delivery::{Courier, Refusal, Sent, Via, admission, new_id};
 use crate::keyed::Keyed;
 use crate::outcome::{Callback, ReceiptRefusal};
-use crate::record::MessageLog;
+use crate::record::MessageRecord;
 use crate::registry::{Change, Registry};
-use crate::routing::{Routes, Routing};
+use crate::routing::{LiveRouting, Routing};
 use crate::runtime::Runtime;
-use crate::state::SharedState;
-use crate::storage::{SharedBackend, Storage};
+use crate::state::{SharedBackend, SharedState};
+use crate::storage::Storage;
 use anyhow::Result;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use std::time::Duration;
 pub struct Gateway {
     pub runtime: Arc<Runtime>,
     pub registry: Arc<Registry>,
-    routes: Arc<Routes>,
+    live: Arc<LiveRouting>,
     /// Send counters and repeated-request answers.
     pub state: Arc<dyn SharedState>,
     /// The MAC key of every limit and repeat key in `state`.
@@ -38,7 +38,7 @@ pub struct Gateway {
     courier: Arc<Courier>,
     /// The durable message record, when the config asks for one. Opened at
     /// start; a changed `[record]` takes a restart.
-    pub record: Option<Arc<dyn MessageLog>>,
+    pub record: Option<Arc<dyn MessageRecord>>,
     queue: Option<Arc<QueueWorker>>,
 }
 
@@ -56,14 +56,14 @@ impl Gateway {
         }
         let storage = Storage::open(&config)?;
         let queue = storage.queue.map(|q| Arc::new(QueueWorker::new(q)));
-        let record = storage.log;
+        let record = storage.record;
         let keys = state_keys(&config);
-        let routes = Routes::new(config, registry.clone(), queue.as_ref().map(|q| q.marker()))?;
+        let live = LiveRouting::new(config, registry.clone(), queue.as_ref().map(|q| q.marker()))?;
         Ok(Gateway {
             courier: Arc::new(Courier::new(runtime.clone(), record.clone())),
             runtime,
             registry,
-            routes: Arc::new(routes),
+            live: Arc::new(live),
             state: storage.state,
             keys,
             shared: storage.shared,
@@ -84,35 +84,35 @@ impl Gateway {
 
     /// The snapshot a send should use.
     pub fn routing(&self) -> Arc<Routing> {
-        self.routes.current()
+        self.live.current()
     }
 
     /// Replaces the config if it binds; otherwise the old one keeps serving.
     pub async fn apply_config(&self, config: Config) -> Result<()> {
-        self.routes.apply_config(config).await
+        self.live.apply_config(config).await
     }
 
     /// Notes the address the admin listener was bound to at start.
     pub fn admin_bound(&self, addr: std::net::SocketAddr) {
-        self.routes.admin_bound(addr);
+        self.live.admin_bound(addr);
     }
 
     /// Re-reads the config file, keeping the old config if the new one fails.
     pub async fn reload_config(&self) {
-        self.routes.reload_config().await
+        self.live.reload_config().await
     }
 
     /// Loads, replaces or unloads the adapter of one file in the adapters
     /// folder, then rebinds the providers that use it.
     pub async fn reload_adapter(&self, path: &Path) -> Change {
-        self.routes.reload_adapter(path).await
+        self.live.reload_adapter(path).await
     }
 
     /// Delivers queued messages in the background, as long as the gateway
     /// lives.
     pub fn start_queue(&self) {
         if let Some(queue) = &self.queue {
-            queue.start(&self.courier, &self.routes);
+            queue.start(&self.courier, &self.live);
         }
     }
 

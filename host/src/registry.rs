@@ -127,6 +127,7 @@ impl Registry {
                 let mut inner = self.inner.write().unwrap();
                 inner.errors.remove(&name);
                 inner.live.insert(name.clone(), adapter);
+                self.forget_replaced(&inner);
                 crate::telemetry::reload(&name, "loaded");
                 Change::Loaded(name)
             }
@@ -158,7 +159,15 @@ impl Registry {
                 }
             }
         }
+        self.forget_replaced(&inner);
         Change::Unloaded(name.into())
+    }
+
+    /// Drops the compiled code of builds no name serves any more; sends
+    /// still running on one keep it until they finish.
+    fn forget_replaced(&self, inner: &Inner) {
+        let in_use: Vec<String> = inner.live.values().chain(inner.bundled.values()).map(|a| a.sha256.clone()).collect();
+        self.runtime.keep_only(&in_use);
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Adapter>> {
@@ -217,4 +226,38 @@ fn log_loaded(name: &str, adapter: &Adapter) {
         sha256 = %&adapter.sha256[..12],
         "adapter loaded ({how})"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bytes` with a custom section appended: the same adapter, another build.
+    fn build(bytes: &[u8], n: u8) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        out.extend_from_slice(&[0, 3, 2, b'v', n]);
+        out
+    }
+
+    #[tokio::test]
+    async fn a_replaced_build_leaves_no_compiled_code_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new().unwrap();
+        let registry = Registry::load(runtime.clone(), Some(dir.path()), None, &|_| Vec::new()).await.unwrap();
+        let bundled = runtime.compiled_builds();
+        let outbox = BUNDLED.iter().find(|(name, _)| *name == "outbox").unwrap().1;
+        let file = dir.path().join("outbox.wasm");
+        for n in 0..4 {
+            std::fs::write(&file, build(outbox, n)).unwrap();
+            assert!(matches!(registry.reload(&file, &|_| Vec::new()).await, Change::Loaded(_)));
+            assert_eq!(
+                runtime.compiled_builds(),
+                bundled + 1,
+                "only the build serving now is kept, beside the bundled"
+            );
+        }
+        std::fs::remove_file(&file).unwrap();
+        assert!(matches!(registry.reload(&file, &|_| Vec::new()).await, Change::Unloaded(_)));
+        assert_eq!(runtime.compiled_builds(), bundled);
+    }
 }

@@ -1,5 +1,5 @@
 //! What a send uses — routes, provider settings, the adapter version of each
-//! provider — as one immutable [`Routing`] snapshot, and [`Routes`], which
+//! provider — as one immutable [`Routing`] snapshot, and [`LiveRouting`], which
 //! swaps it whole when the config or an adapter changes. A send in flight
 //! keeps the snapshot it started with; every later send gets the new one.
 
@@ -130,7 +130,7 @@ pub fn sandbox_spec(p: &Provider, interceptor: Option<Arc<dyn Interceptor>>) -> 
 }
 
 /// The current snapshot, and the reloads that replace it.
-pub struct Routes {
+pub struct LiveRouting {
     current: ArcSwap<Routing>,
     registry: Arc<Registry>,
     /// Serialises rebuilding the snapshot, so no change is lost to a race.
@@ -145,12 +145,12 @@ pub struct Routes {
     admin_bound: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
-impl Routes {
+impl LiveRouting {
     /// Binds `config` strictly: a provider without its adapter or a required
     /// setting is an error. `queue` is the queue's marker, when a queue runs.
-    pub fn new(config: Config, registry: Arc<Registry>, queue: Option<Arc<dyn Interceptor>>) -> Result<Routes> {
+    pub fn new(config: Config, registry: Arc<Registry>, queue: Option<Arc<dyn Interceptor>>) -> Result<LiveRouting> {
         let routing = Routing::bind(config, &registry, true, queue.as_ref())?;
-        Ok(Routes {
+        Ok(LiveRouting {
             current: ArcSwap::from_pointee(routing),
             registry,
             rebuild: Default::default(),

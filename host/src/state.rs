@@ -66,6 +66,17 @@ pub trait SharedState: Send + Sync {
     async fn session_close(&self, key: &str) -> anyhow::Result<()>;
 }
 
+/// A backend that several instances share, as health reports it.
+#[async_trait]
+pub trait SharedBackend: Send + Sync {
+    /// Its name in `/admin/health`.
+    fn name(&self) -> &'static str;
+    /// Whether its last operation succeeded.
+    fn is_up(&self) -> bool;
+    /// The instances that share it and were seen alive lately.
+    async fn instances_alive(&self) -> anyhow::Result<i64>;
+}
+
 /// The embedded store: exact sliding windows (one timestamp per event) and
 /// idempotency entries, in memory, swept as they expire.
 #[derive(Default)]

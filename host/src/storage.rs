@@ -1,6 +1,6 @@
 //! The one place that chooses where smsbridge keeps what it keeps: limit
 //! counters and repeated answers ([`SharedState`]), the message record
-//! ([`MessageLog`]) and the queue of queued routes ([`Queue`]). Embedded by
+//! ([`MessageRecord`]) and the queue of queued routes ([`Queue`]). Embedded by
 //! default (memory, and SQLite with `[record]`), one PostgreSQL database for
 //! all three with `[state]`. Everything above sees only the traits, and
 //! health asks the shared backend, if any, for its name and whether it
@@ -8,29 +8,17 @@
 
 use crate::config::Config;
 use crate::postgres::Postgres;
-use crate::record::{MessageLog, Queue, SqliteRecord};
-use crate::state::{MemoryState, SharedState};
+use crate::record::{MessageRecord, Queue, SqliteRecord};
+use crate::state::{MemoryState, SharedBackend, SharedState};
 use anyhow::Result;
-use async_trait::async_trait;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-
-/// A backend that several instances share, as health reports it.
-#[async_trait]
-pub trait SharedBackend: Send + Sync {
-    /// Its name in `/admin/health`.
-    fn name(&self) -> &'static str;
-    /// Whether its last operation succeeded.
-    fn is_up(&self) -> bool;
-    /// The instances that share it and were seen alive lately.
-    async fn instances_alive(&self) -> Result<i64>;
-}
 
 /// Where this instance keeps its state, record and queue.
 pub struct Storage {
     pub state: Arc<dyn SharedState>,
     /// With `[record]` (or `[state]`).
-    pub log: Option<Arc<dyn MessageLog>>,
+    pub record: Option<Arc<dyn MessageRecord>>,
     pub queue: Option<Arc<dyn Queue>>,
     /// With `[state]`: the backend the instances share.
     pub shared: Option<Arc<dyn SharedBackend>>,
@@ -46,18 +34,20 @@ impl Storage {
                 // Checked by the config: a shared record has a shared key.
                 let pg = Postgres::open(state, key.unwrap_or_default())?;
                 Postgres::start_probe(&pg);
-                Storage { state: pg.clone(), log: Some(pg.clone()), queue: Some(pg.clone()), shared: Some(pg) }
+                Storage { state: pg.clone(), record: Some(pg.clone()), queue: Some(pg.clone()), shared: Some(pg) }
             }
             (None, Some(record)) => {
                 let Some(path) = &record.path else { anyhow::bail!("[record] needs `path`") };
                 let sqlite = Arc::new(SqliteRecord::open(path, key)?);
                 let state = Arc::new(MemoryState::default());
-                Storage { state, log: Some(sqlite.clone()), queue: Some(sqlite), shared: None }
+                Storage { state, record: Some(sqlite.clone()), queue: Some(sqlite), shared: None }
             }
-            (None, None) => Storage { state: Arc::new(MemoryState::default()), log: None, queue: None, shared: None },
+            (None, None) => {
+                Storage { state: Arc::new(MemoryState::default()), record: None, queue: None, shared: None }
+            }
         };
-        if let (Some(log), Some(record)) = (&storage.log, &config.record) {
-            purge_hourly(Arc::downgrade(log), record.retention);
+        if let (Some(log), Some(config)) = (&storage.record, &config.record) {
+            purge_hourly(Arc::downgrade(log), config.retention);
         }
         Ok(storage)
     }
@@ -65,7 +55,7 @@ impl Storage {
 
 /// Purges the record of messages older than `retention`, hourly, while it
 /// is open.
-fn purge_hourly(record: Weak<dyn MessageLog>, retention: Duration) {
+fn purge_hourly(record: Weak<dyn MessageRecord>, retention: Duration) {
     tokio::spawn(async move {
         while let Some(record) = record.upgrade() {
             match record.purge(retention).await {

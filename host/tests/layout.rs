@@ -83,3 +83,24 @@ fn nothing_above_the_runtime_names_a_generated_type() {
     let main = std::fs::read_to_string(src.join("main.rs")).unwrap();
     assert!(!main.contains("bindings::"), "main.rs names a generated path");
 }
+
+#[test]
+fn no_source_file_holds_more_than_500_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src];
+    let mut long = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+                if lines > 500 {
+                    long.push(format!("{} ({lines} lines)", path.display()));
+                }
+            }
+        }
+    }
+    assert!(long.is_empty(), "files past 500 lines hold a second concern: {long:?}");
+}

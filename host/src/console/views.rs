@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::outcome::Attempt;
-use crate::record::LoggedMessage;
+use crate::record::RecordedMessage;
 use crate::registry::LoadError;
 use crate::runtime::Adapter;
 use crate::stats::{Snapshot, View};
@@ -208,9 +208,9 @@ fn attempts_list(attempts: &[Attempt]) -> Markup {
 pub(super) enum Listing {
     NoRecord,
     BadNumber(String),
-    Recent(anyhow::Result<Vec<LoggedMessage>>),
+    Recent(anyhow::Result<Vec<RecordedMessage>>),
     /// Messages to a number, masked.
-    To(String, anyhow::Result<Vec<LoggedMessage>>),
+    To(String, anyhow::Result<Vec<RecordedMessage>>),
 }
 
 pub(super) fn messages(listing: &Listing, csrf: &str) -> Markup {
@@ -247,7 +247,7 @@ pub(super) fn messages(listing: &Listing, csrf: &str) -> Markup {
     }
 }
 
-fn message_row(m: &LoggedMessage) -> Markup {
+fn message_row(m: &RecordedMessage) -> Markup {
     let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(m.created_ms));
     let timeline: Vec<&str> = m.statuses.iter().map(|s| s.status.as_str()).collect();
     html! {

@@ -15,7 +15,7 @@ pub mod queue;
 use crate::config::{OnUnknown, Route};
 use crate::outcome::{self, Attempt, DeliveryState, Failure, Outgoing};
 use crate::phone::PhoneError;
-use crate::record::{Entry, MessageLog, Queue};
+use crate::record::{Entry, MessageRecord, Queue};
 use crate::routing::Routing;
 use crate::runtime::Runtime;
 use crate::telemetry;
@@ -86,12 +86,12 @@ pub struct Courier {
     runtime: Arc<Runtime>,
     circuits: Circuits,
     bulkheads: Bulkheads,
-    log: Option<Arc<dyn MessageLog>>,
+    record: Option<Arc<dyn MessageRecord>>,
 }
 
 impl Courier {
-    pub fn new(runtime: Arc<Runtime>, log: Option<Arc<dyn MessageLog>>) -> Courier {
-        Courier { runtime, circuits: Circuits::default(), bulkheads: Bulkheads::default(), log }
+    pub fn new(runtime: Arc<Runtime>, record: Option<Arc<dyn MessageRecord>>) -> Courier {
+        Courier { runtime, circuits: Circuits::default(), bulkheads: Bulkheads::default(), record }
     }
 
     /// The providers' bulkheads, which status callbacks enter too.
@@ -217,8 +217,8 @@ impl Courier {
     /// Writes a send to the message log, if there is one. A log that cannot
     /// be written is logged, and the send's answer stands.
     pub async fn remember(&self, entry: &Entry<'_>) {
-        if let Some(log) = &self.log
-            && let Err(e) = log.add(entry).await
+        if let Some(record) = &self.record
+            && let Err(e) = record.add(entry).await
         {
             tracing::error!(id = %entry.id, "message record not written: {e:#}");
         }

@@ -19,7 +19,7 @@ use crate::outbound::{Error as HttpError, Exchange, Intercepted, Interceptor, Re
 use crate::outcome::{Attempt, DeliveryState, Failure, Outcome};
 use crate::phone;
 use crate::record::{Entry, Queue, Queued, now_ms};
-use crate::routing::Routes;
+use crate::routing::LiveRouting;
 use crate::telemetry;
 use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
@@ -147,8 +147,8 @@ impl QueueWorker {
     /// Delivers queued messages in the background until the worker, the
     /// courier or the routes are dropped: first those a restart
     /// interrupted, then each as it comes due.
-    pub fn start(self: &Arc<Self>, courier: &Arc<Courier>, routes: &Arc<Routes>) {
-        let (worker, courier, routes) = (Arc::downgrade(self), Arc::downgrade(courier), Arc::downgrade(routes));
+    pub fn start(self: &Arc<Self>, courier: &Arc<Courier>, live: &Arc<LiveRouting>) {
+        let (worker, courier, live) = (Arc::downgrade(self), Arc::downgrade(courier), Arc::downgrade(live));
         tokio::spawn(async move {
             if let Some(w) = worker.upgrade() {
                 // Tidying only: `due` counts a leftover mark as uncertain too.
@@ -158,7 +158,7 @@ impl QueueWorker {
                 }
             }
             while let Some(w) = worker.upgrade() {
-                w.dispatch(&courier, &routes).await;
+                w.dispatch(&courier, &live).await;
                 // Polls at least every 250 ms: a rescheduled message comes due
                 // without a wake.
                 let wake = w.wake.clone();
@@ -170,7 +170,7 @@ impl QueueWorker {
 
     /// Retries the writes owed, then starts delivering the messages due
     /// now, as many as there is room for.
-    async fn dispatch(self: &Arc<Self>, courier: &Weak<Courier>, routes: &Weak<Routes>) {
+    async fn dispatch(self: &Arc<Self>, courier: &Weak<Courier>, live: &Weak<LiveRouting>) {
         self.pay_owed().await;
         let mut busy = self.marker.delivering.lock().unwrap().clone();
         busy.extend(self.owed.lock().unwrap().keys().cloned());
@@ -186,20 +186,20 @@ impl QueueWorker {
         let due = self.queue.due(room, &busy).await;
         let Ok(due) = self.marker.faults.check("read", due) else { return };
         for q in due {
-            let (Some(courier), Some(routes)) = (courier.upgrade(), routes.upgrade()) else { return };
+            let (Some(courier), Some(live)) = (courier.upgrade(), live.upgrade()) else { return };
             self.marker.delivering.lock().unwrap().insert(q.id.clone());
             let worker = self.clone();
             tokio::spawn(async move {
                 let id = q.id.clone();
-                worker.deliver(&courier, &routes, q).await;
+                worker.deliver(&courier, &live, q).await;
                 worker.marker.delivering.lock().unwrap().remove(&id);
                 worker.wake.notify_one();
             });
         }
     }
 
-    async fn deliver(&self, courier: &Courier, routes: &Routes, q: Queued) {
-        let routing = routes.current();
+    async fn deliver(&self, courier: &Courier, live: &LiveRouting, q: Queued) {
+        let routing = live.current();
         let Some(route) = routing.config.route(&q.route) else {
             tracing::error!(id = %q.id, route = %q.route, "queued message dropped: its route is gone");
             return self.settle(&q.id, Write::Dequeue).await;

@@ -158,7 +158,7 @@ impl Postgres {
 }
 
 #[async_trait::async_trait]
-impl crate::storage::SharedBackend for Postgres {
+impl crate::state::SharedBackend for Postgres {
     fn name(&self) -> &'static str {
         "postgres"
     }

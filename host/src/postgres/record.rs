@@ -12,7 +12,7 @@ use super::Postgres;
 use super::state::millis;
 use crate::outcome::DeliveryState;
 use crate::record::{
-    Entry, LoggedMessage, MessageLog, Queue, Queued, assemble, now_ms, number_hash, stored_attempt, stored_status,
+    Entry, MessageRecord, Queue, Queued, RecordedMessage, assemble, now_ms, number_hash, stored_attempt, stored_status,
 };
 use anyhow::{Result, bail};
 use async_trait::async_trait;
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
 #[async_trait]
-impl MessageLog for Postgres {
+impl MessageRecord for Postgres {
     async fn add(&self, entry: &Entry<'_>) -> Result<()> {
         let hash = number_hash(&self.number_key, entry.to);
         let masked = crate::phone::mask(entry.to);
@@ -88,13 +88,13 @@ impl MessageLog for Postgres {
         Ok(inserted > 0)
     }
 
-    async fn get(&self, id: &str) -> Result<Option<LoggedMessage>> {
+    async fn get(&self, id: &str) -> Result<Option<RecordedMessage>> {
         Ok(self.get_all(vec![id.to_string()]).await?.pop())
     }
 
     /// Three prepared statements in one trip to the pool, whatever the
     /// number of messages.
-    async fn get_all(&self, ids: Vec<String>) -> Result<Vec<LoggedMessage>> {
+    async fn get_all(&self, ids: Vec<String>) -> Result<Vec<RecordedMessage>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -123,7 +123,7 @@ impl MessageLog for Postgres {
                 tokio::try_join!(c.query(&messages, params), c.query(&attempts, params), c.query(&statuses, params))?;
             let messages = messages
                 .iter()
-                .map(|r| LoggedMessage {
+                .map(|r| RecordedMessage {
                     id: r.get(0),
                     route: r.get(1),
                     to: r.get(2),
@@ -143,7 +143,7 @@ impl MessageLog for Postgres {
         .await
     }
 
-    async fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<LoggedMessage>> {
+    async fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<RecordedMessage>> {
         let hash = number_hash(&self.number_key, e164);
         let limit = limit.min(10_000) as i64;
         let ids: Vec<String> = self
@@ -161,7 +161,7 @@ impl MessageLog for Postgres {
         self.get_all(ids).await
     }
 
-    async fn recent(&self, limit: usize) -> Result<Vec<LoggedMessage>> {
+    async fn recent(&self, limit: usize) -> Result<Vec<RecordedMessage>> {
         let limit = limit.min(10_000) as i64;
         let ids: Vec<String> = self
             .run("record", async |c| {

@@ -1,5 +1,5 @@
 //! The durable message record and the queue of queued routes: two small
-//! async interfaces, [`MessageLog`] and [`Queue`], with no storage types in
+//! async interfaces, [`MessageRecord`] and [`Queue`], with no storage types in
 //! their signatures, so a shared database can serve several smsbridge
 //! instances through them. [`sqlite::SqliteRecord`] is the embedded
 //! implementation of both.
@@ -22,7 +22,7 @@ pub use sqlite::SqliteRecord;
 
 /// One message as the record knows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct LoggedMessage {
+pub struct RecordedMessage {
     pub id: String,
     pub route: String,
     /// Masked.
@@ -56,7 +56,7 @@ pub struct Queued {
     pub uncertain: Vec<String>,
 }
 
-/// What one send came to, for [`MessageLog::add`].
+/// What one send came to, for [`MessageRecord::add`].
 pub struct Entry<'a> {
     pub id: &'a str,
     pub route: &'a str,
@@ -102,11 +102,11 @@ pub fn stored_status(status: &str, at_ms: u64) -> StatusAt {
 /// of every backend, so that none reads a row per message.
 pub fn assemble(
     ids: &[String],
-    messages: Vec<LoggedMessage>,
+    messages: Vec<RecordedMessage>,
     attempts: Vec<(String, Attempt)>,
     statuses: Vec<(String, StatusAt)>,
-) -> Vec<LoggedMessage> {
-    let mut found: std::collections::HashMap<String, LoggedMessage> =
+) -> Vec<RecordedMessage> {
+    let mut found: std::collections::HashMap<String, RecordedMessage> =
         messages.into_iter().map(|m| (m.id.clone(), m)).collect();
     for (id, attempt) in attempts {
         if let Some(m) = found.get_mut(&id) {
@@ -128,19 +128,19 @@ pub fn now_ms() -> u64 {
 
 /// Every send and its delivery-status timeline.
 #[async_trait]
-pub trait MessageLog: Send + Sync {
+pub trait MessageRecord: Send + Sync {
     /// Records one send and its first status.
     async fn add(&self, entry: &Entry<'_>) -> Result<()>;
     /// Adds `status` to the timeline of the message `provider` knows as
     /// `provider_id`; false when there is no such message.
     async fn update_status(&self, provider: &str, provider_id: &str, status: DeliveryState) -> Result<bool>;
-    async fn get(&self, id: &str) -> Result<Option<LoggedMessage>>;
+    async fn get(&self, id: &str) -> Result<Option<RecordedMessage>>;
     /// The latest `limit` messages to `e164`, newest first.
-    async fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<LoggedMessage>>;
+    async fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<RecordedMessage>>;
     /// The latest `limit` messages to any number, newest first.
-    async fn recent(&self, limit: usize) -> Result<Vec<LoggedMessage>>;
+    async fn recent(&self, limit: usize) -> Result<Vec<RecordedMessage>>;
     /// The messages `ids` name, in that order; ids not found are left out.
-    async fn get_all(&self, ids: Vec<String>) -> Result<Vec<LoggedMessage>> {
+    async fn get_all(&self, ids: Vec<String>) -> Result<Vec<RecordedMessage>> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             out.extend(self.get(&id).await?);

@@ -198,9 +198,13 @@ impl Runtime {
 
     /// Forgets the compiled code of every build but those `in_use` (hex
     /// SHA-256s): a build replaced by a hot reload is not kept for the life
-    /// of the process. The number of builds kept.
-    pub fn keep_only(&self, in_use: &[String]) -> usize {
+    /// of the process.
+    pub fn keep_only(&self, in_use: &[String]) {
         self.cache.retain(in_use);
+    }
+
+    /// Builds whose compiled code this process keeps.
+    pub fn compiled_builds(&self) -> usize {
         self.cache.len()
     }
 

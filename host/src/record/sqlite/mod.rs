@@ -1,6 +1,6 @@
 //! The embedded message record and queue: one SQLite database (WAL).
 
-use super::{Entry, LoggedMessage, MessageLog, assemble, now_ms, stored_attempt, stored_status};
+use super::{Entry, MessageRecord, RecordedMessage, assemble, now_ms, stored_attempt, stored_status};
 use crate::outcome::DeliveryState;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
@@ -135,7 +135,7 @@ fn private_files(path: &Path) -> Result<()> {
 
 /// Messages `ids` with their attempts and statuses, in three statements
 /// prepared once, whatever the number of messages.
-fn read_messages(db: &Connection, ids: &[String]) -> Result<Vec<LoggedMessage>> {
+fn read_messages(db: &Connection, ids: &[String]) -> Result<Vec<RecordedMessage>> {
     let wanted = serde_json::to_string(ids)?;
     let messages = db
         .prepare_cached(
@@ -143,7 +143,7 @@ fn read_messages(db: &Connection, ids: &[String]) -> Result<Vec<LoggedMessage>> 
              WHERE id IN (SELECT value FROM json_each(?1))",
         )?
         .query_map([&wanted], |r| {
-            Ok(LoggedMessage {
+            Ok(RecordedMessage {
                 id: r.get(0)?,
                 route: r.get(1)?,
                 to: r.get(2)?,
@@ -180,7 +180,7 @@ fn read_messages(db: &Connection, ids: &[String]) -> Result<Vec<LoggedMessage>> 
 }
 
 #[async_trait]
-impl MessageLog for SqliteRecord {
+impl MessageRecord for SqliteRecord {
     /// Records one send and its first status.
     async fn add(&self, entry: &Entry<'_>) -> Result<()> {
         let now = now_ms();
@@ -234,18 +234,18 @@ impl MessageLog for SqliteRecord {
         .await
     }
 
-    async fn get(&self, id: &str) -> Result<Option<LoggedMessage>> {
+    async fn get(&self, id: &str) -> Result<Option<RecordedMessage>> {
         let id = id.to_string();
         self.run(move |_, db| Ok(read_messages(db, &[id])?.pop())).await
     }
 
     /// All of `ids` in one trip to the record's thread.
-    async fn get_all(&self, ids: Vec<String>) -> Result<Vec<LoggedMessage>> {
+    async fn get_all(&self, ids: Vec<String>) -> Result<Vec<RecordedMessage>> {
         self.run(move |_, db| read_messages(db, &ids)).await
     }
 
     /// The latest `limit` messages to `e164`, newest first.
-    async fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<LoggedMessage>> {
+    async fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<RecordedMessage>> {
         let hash = self.number_hash(e164);
         self.run(move |_, db| {
             let ids: Vec<String> = db
@@ -259,7 +259,7 @@ impl MessageLog for SqliteRecord {
         .await
     }
 
-    async fn recent(&self, limit: usize) -> Result<Vec<LoggedMessage>> {
+    async fn recent(&self, limit: usize) -> Result<Vec<RecordedMessage>> {
         self.run(move |_, db| {
             let ids: Vec<String> = db
                 .prepare_cached("SELECT id FROM messages ORDER BY created_ms DESC, id DESC LIMIT ?1")?
