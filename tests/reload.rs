@@ -363,3 +363,73 @@ async fn the_admin_listener_requires_its_token_when_one_is_set() {
     assert_eq!(status(None).await, 401);
     assert_eq!(status(Some("Bearer adm-0a55e1c3b7")).await, 200);
 }
+
+/// A provider on loopback that answers every request on a connection kept
+/// alive, and counts the connections it accepted.
+fn counting_provider() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let answer = r#"{"id":"pooled-1"}"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        answer.len()
+                    );
+                    if writer.write_all(format!("{head}{answer}").as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, connections)
+}
+
+#[tokio::test]
+async fn a_config_reload_keeps_the_connections_to_providers() {
+    let (mock, connections) = counting_provider();
+    let provider = format!(
+        "[[provider]]\nname = \"p\"\nadapter = \"generic-http\"\nallow_hosts = [\"{mock}\"]\n[provider.config]\n\
+         url = \"{mock}/send\"\nparams = \"to={{to}}&text={{body}}\"\nid_pointer = \"/id\"\n"
+    );
+    let config = format!("{provider}{}", quiet_route("/v1/send", &["p"], ""));
+    let bridge = Bridge::start(&config).await;
+    let send = || bridge.post_form("/v1/send", &[("phone", PHONE), ("message", "hi")]);
+    assert_eq!(send().await.status, 200);
+    // A reload that changes a route, not the provider: its connection stays.
+    let edited = format!("{config}{}", quiet_route("/v1/other", &["p"], ""));
+    let edited =
+        smsbridge::config::Config::parse(&edited.replace("{dir}", bridge.dir.path().to_str().unwrap()), "edit")
+            .unwrap();
+    bridge.gateway.apply_config(edited).await.unwrap();
+    assert_eq!(send().await.status, 200);
+    assert_eq!(bridge.post_form("/v1/other", &[("phone", PHONE), ("message", "hi")]).await.status, 200);
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "a reload dropped the pooled connection to the provider");
+}

@@ -9,10 +9,10 @@
 
 use smsbridge::config::Config;
 use smsbridge::outbound::Canned;
+use smsbridge::outbound::Response as HttpResponse;
 use smsbridge::outcome::Outgoing;
 use smsbridge::routing::sandbox_spec;
 use smsbridge::runtime::{ProviderContext, Runtime};
-use smsbridge::wit::HttpResponse;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -110,7 +110,8 @@ from = "Bank"
             headers: vec![("content-type".into(), "application/json".into())],
             body: br#"{"id":"msg-1"}"#.to_vec(),
         });
-        let spec = sandbox_spec(&config.providers[0], Some(Arc::new(canned)));
+        let mut spec = sandbox_spec(&config.providers[0], None);
+        spec.responder = Some(Arc::new(canned));
         let ctx = ProviderContext::new(spec, &adapter.info).unwrap();
         let ctx = Arc::new(ctx);
         // Warm up, and check the canned answer goes through the real adapter.

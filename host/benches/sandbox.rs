@@ -15,10 +15,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use smsbridge::artifacts::BUNDLED;
 use smsbridge::config::Config;
 use smsbridge::outbound::Canned;
+use smsbridge::outbound::Response as HttpResponse;
 use smsbridge::outcome::Outgoing;
 use smsbridge::routing::sandbox_spec;
 use smsbridge::runtime::{ProviderContext, Runtime};
-use smsbridge::wit::HttpResponse;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,7 +53,8 @@ from = "+15005550006"
         headers: vec![("content-type".into(), "application/json".into())],
         body: TWILIO_CREATED.as_bytes().to_vec(),
     });
-    let spec = sandbox_spec(&config.providers[0], Some(Arc::new(canned)));
+    let mut spec = sandbox_spec(&config.providers[0], None);
+    spec.responder = Some(Arc::new(canned));
     let ctx = ProviderContext::new(spec, &twilio.info).unwrap();
     let ctx = Arc::new(ctx);
     let msg = Outgoing {

@@ -5,10 +5,9 @@
 //! with that one's canned response; every difference is reported by name.
 
 use crate::config::{SandboxLimits, Setting};
-use crate::outbound::{Exchange, Intercepted, Interceptor};
+use crate::outbound::{Error as HttpError, Request as HttpRequest, Responder, Response as HttpResponse};
 use crate::outcome::{Outcome as SendOutcome, Outgoing};
 use crate::runtime::{ProviderContext, Runtime, SandboxSpec};
-use crate::wit::{HttpError, HttpRequest, HttpResponse};
 use anyhow::{Context, Result, anyhow};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -128,7 +127,8 @@ pub async fn run(runtime: &Runtime, bytes: &[u8], fixture: Fixture) -> Result<Re
             max_response_bytes: 1 << 20,
             data_dir: None,
         },
-        interceptor: Some(answers.clone()),
+        interceptor: None,
+        responder: Some(answers.clone()),
     };
     let ctx = Arc::new(ProviderContext::new(spec, &adapter.info)?);
     let m = fixture.message;
@@ -167,9 +167,9 @@ struct Answers {
 }
 
 #[async_trait::async_trait]
-impl Interceptor for Answers {
-    async fn intercept(&self, _exchange: Exchange<'_>, req: &HttpRequest) -> Intercepted {
-        Intercepted::Answer(self.answer(req))
+impl Responder for Answers {
+    async fn respond(&self, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
+        self.answer(req)
     }
 }
 

@@ -8,6 +8,7 @@ pub mod browser;
 pub mod config;
 pub mod console;
 pub mod delivery;
+pub mod egress;
 pub mod fixture;
 pub mod gateway;
 pub mod keyed;
@@ -30,7 +31,6 @@ pub mod telemetry;
 pub mod tls;
 pub mod trust;
 pub mod watch;
-pub mod wit;
 
 /// Components built from `adapters/` by the build script.
 pub mod artifacts {

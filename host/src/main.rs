@@ -321,7 +321,7 @@ async fn check(config: Option<&Path>) -> Result<()> {
                 (false, true) => "MISSING",
                 (false, false) => "not set",
             };
-            say!("  {:<20} {:<8} {:<9} {}", key.name, smsbridge::wit::key_kind(key), state, key.description);
+            say!("  {:<20} {:<8} {:<9} {}", key.name, key.kind(), state, key.description);
         }
         let hosts = p.sandbox.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
         say!("  allow_hosts: {}", if hosts.is_empty() { "(none)".into() } else { hosts.join(", ") });
@@ -358,7 +358,7 @@ async fn inspect(file: &Path) -> Result<()> {
             if info.default_hosts.is_empty() { "(none)".into() } else { info.default_hosts.join(", ") }
         );
         for key in &info.config_keys {
-            say!("setting:  {:<22} {:<8} {}", key.name, smsbridge::wit::key_kind(key), key.description);
+            say!("setting:  {:<22} {:<8} {}", key.name, key.kind(), key.description);
         }
     }
     match report.problem {

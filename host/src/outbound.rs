@@ -1,105 +1,60 @@
-//! The host side of the adapter's `http` import: the one place where egress
-//! policy is enforced.
+//! HTTP, the first transport through the egress gate (`egress`): the host
+//! side of the adapter's `http` import.
 //!
-//! A request leaves only if its parsed URL names a host on the provider
-//! instance's allowlist (plain `http` only where the entry says so), with no
-//! redirects, within the send's remaining time, and its answer is cut off at
-//! a size cap. The guest cannot set `Host` or framing headers, so the checked
-//! URL is the one the request goes to.
+//! A request leaves only if its parsed URL is on the provider instance's
+//! allowlist (plain `http` only where the entry says so) and its host name
+//! resolves outside the denied networks, with no redirects, within the
+//! send's remaining time, and its answer is cut off at a size cap. The guest
+//! cannot set `Host` or framing headers, so the checked URL is the one the
+//! request goes to.
 //!
-//! A request the allowlist admits passes an optional [`Interceptor`] before
-//! it leaves: the queue marks the provider that may get the message, and
-//! fixtures and benchmarks answer in place of the network.
+//! Every provider shares one client, and with it the pooled connections:
+//! a config or adapter reload drops none of them.
+//!
+//! A request the gate admits passes the [`Interceptor`] (the queue's mark)
+//! and then, where one is set, a [`Responder`] that answers in place of the
+//! network (fixtures and benchmarks).
 
-pub use crate::wit::{HttpError as Error, HttpRequest as Request, HttpResponse as Response};
-use anyhow::{Result, bail};
+use crate::egress::{self, Allowlist, Exchange, Interceptor};
+use anyhow::Result;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 use url::Url;
 
-/// One allowlist entry: `api.twilio.com`, `*.signalwire.com`,
-/// `api.example.com:8443` or `http://127.0.0.1:9000`.
+/// An adapter's request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostRule {
-    scheme: String,
-    host: String,
-    port: Option<u16>,
+pub struct Request {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
-impl HostRule {
-    pub fn parse(entry: &str) -> Result<HostRule> {
-        let (scheme, rest) = match entry.split_once("://") {
-            Some((s @ ("http" | "https"), rest)) => (s, rest),
-            Some((s, _)) => bail!("allow_hosts entry `{entry}`: scheme `{s}` is not http or https"),
-            None => ("https", entry),
-        };
-        let rest = rest.trim_end_matches('/');
-        if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
-            bail!("allow_hosts entry `{entry}` must be a host, optionally with scheme and port");
-        }
-        // Let the URL parser split host and port, so IPv6 and IDNA agree with
-        // how request URLs are read.
-        let wildcard = rest.starts_with("*.");
-        let probe = format!("{scheme}://{}", if wildcard { &rest[2..] } else { rest });
-        let url = Url::parse(&probe).map_err(|e| anyhow::anyhow!("allow_hosts entry `{entry}`: {e}"))?;
-        let host = url.host_str().unwrap_or_default().to_string();
-        Ok(HostRule {
-            scheme: scheme.into(),
-            host: if wildcard { format!("*.{host}") } else { host },
-            port: url.port(),
-        })
-    }
-
-    fn permits(&self, url: &Url) -> bool {
-        let Some(host) = url.host_str() else {
-            return false;
-        };
-        let host_ok = match self.host.strip_prefix("*.") {
-            Some(suffix) => {
-                host.len() > suffix.len() + 1
-                    && host.ends_with(suffix)
-                    && host[..host.len() - suffix.len()].ends_with('.')
-            }
-            None => host == self.host,
-        };
-        host_ok && url.scheme() == self.scheme && url.port() == self.port
-    }
+/// What came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
-/// An outbound HTTP client bound to one provider instance's policy.
-pub struct Outbound {
-    client: reqwest::Client,
-    rules: Vec<HostRule>,
-    max_response_bytes: usize,
-    interceptor: Option<Arc<dyn Interceptor>>,
+/// Why there is no response, as the adapter is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The host refused the call (host not allowed, bad URL or method).
+    Denied(String),
+    /// No answer within the provider instance's time budget.
+    Timeout,
+    /// Could not connect (DNS, TCP, TLS).
+    Connect(String),
+    /// The exchange broke or the answer was too large.
+    Protocol(String),
 }
 
-/// Which send a request belongs to.
-#[derive(Debug, Clone, Copy)]
-pub struct Exchange<'a> {
-    /// The provider instance.
-    pub provider: &'a str,
-    /// The message being sent; none for `info()` and callbacks.
-    pub message_id: Option<&'a str>,
-    /// Counts this send's requests that may have reached the provider
-    /// without their answer arriving: raised before a request leaves,
-    /// lowered once its answer comes or it is known not to have left.
-    pub in_doubt: Option<&'a AtomicU32>,
-}
-
-/// What an interceptor decided for one request.
-pub enum Intercepted {
-    /// Let it go to the network.
-    Continue,
-    /// Answer it with this, and send nothing.
-    Answer(Result<Response, Error>),
-}
-
-/// Sees every request the allowlist admits, just before it would leave.
+/// Answers requests in place of the network.
 #[async_trait::async_trait]
-pub trait Interceptor: Send + Sync {
-    async fn intercept(&self, exchange: Exchange<'_>, req: &Request) -> Intercepted;
+pub trait Responder: Send + Sync {
+    async fn respond(&self, req: &Request) -> Result<Response, Error>;
 }
 
 /// Answers every request with the same response: for benchmarks, which
@@ -107,10 +62,52 @@ pub trait Interceptor: Send + Sync {
 pub struct Canned(pub Response);
 
 #[async_trait::async_trait]
-impl Interceptor for Canned {
-    async fn intercept(&self, _exchange: Exchange<'_>, _req: &Request) -> Intercepted {
-        Intercepted::Answer(Ok(self.0.clone()))
+impl Responder for Canned {
+    async fn respond(&self, _req: &Request) -> Result<Response, Error> {
+        Ok(self.0.clone())
     }
+}
+
+/// Resolves host names for the HTTP client through the gate: a name that
+/// resolves into a denied network fails to connect, before any byte leaves.
+/// (hyper resolves no IP literal; only an allowlist entry can name one.)
+struct GateResolver;
+
+impl reqwest::dns::Resolve for GateResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found = egress::resolve(&host, 0).await?;
+            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The one HTTP client: connection pools outlive every reload.
+fn shared_client() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| client(Arc::new(GateResolver))).clone()
+}
+
+fn client(resolver: Arc<dyn reqwest::dns::Resolve>) -> reqwest::Client {
+    // reqwest is built without a default crypto provider; pick ring once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(resolver)
+        .user_agent(concat!("smsbridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the HTTP client's settings are valid")
+}
+
+/// An outbound HTTP client bound to one provider instance's policy.
+pub struct Outbound {
+    client: reqwest::Client,
+    allowlist: Allowlist,
+    max_response_bytes: usize,
+    interceptor: Option<Arc<dyn Interceptor>>,
+    responder: Option<Arc<dyn Responder>>,
 }
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -120,18 +117,22 @@ const HOST_OWNED_HEADERS: &[&str] =
 
 impl Outbound {
     pub fn new(
-        rules: Vec<HostRule>,
+        allowlist: Allowlist,
         max_response_bytes: usize,
         interceptor: Option<Arc<dyn Interceptor>>,
-    ) -> Result<Outbound> {
-        // reqwest is built without a default crypto provider; pick ring once.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(concat!("smsbridge/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Outbound { client, rules, max_response_bytes, interceptor })
+        responder: Option<Arc<dyn Responder>>,
+    ) -> Outbound {
+        Outbound { client: shared_client(), allowlist, max_response_bytes, interceptor, responder }
+    }
+
+    /// [`Outbound::new`] resolving names with `resolver` (which the gate's
+    /// check still applies to): for tests that need a name to point somewhere.
+    pub fn with_resolver(
+        allowlist: Allowlist,
+        max_response_bytes: usize,
+        resolver: Arc<dyn reqwest::dns::Resolve>,
+    ) -> Outbound {
+        Outbound { client: client(resolver), allowlist, max_response_bytes, interceptor: None, responder: None }
     }
 
     /// `scheme://host[:port]` of `url`, the most of a URL that is ever logged:
@@ -147,7 +148,7 @@ impl Outbound {
             return Err(Error::Denied(format!("method `{}` is not allowed", req.method)));
         }
         let url = Url::parse(&req.url).map_err(|e| Error::Denied(format!("invalid URL: {e}")))?;
-        if !self.rules.iter().any(|r| r.permits(&url)) {
+        if !self.allowlist.permits_url(&url) {
             return Err(Error::Denied(format!(
                 "{} is not in this provider's allow_hosts",
                 url.origin().ascii_serialization()
@@ -159,10 +160,11 @@ impl Outbound {
     /// Performs `req` if the policy allows it, answering by `deadline`.
     pub async fn send(&self, req: Request, deadline: Instant, exchange: Exchange<'_>) -> Result<Response, Error> {
         let (method, url) = self.admit(&req)?;
-        if let Some(interceptor) = &self.interceptor
-            && let Intercepted::Answer(answer) = interceptor.intercept(exchange, &req).await
-        {
-            return answer;
+        if let Some(interceptor) = &self.interceptor {
+            interceptor.before_leaving(exchange).await.map_err(|d| Error::Denied(d.0))?;
+        }
+        if let Some(responder) = &self.responder {
+            return responder.respond(&req).await;
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -180,26 +182,19 @@ impl Outbound {
             builder = builder.header(name, value);
         }
         // From here bytes may leave; a request dropped midway stays in doubt.
-        if let Some(doubt) = exchange.in_doubt {
-            doubt.fetch_add(1, Ordering::SeqCst);
-        }
-        let settled = || {
-            if let Some(doubt) = exchange.in_doubt {
-                doubt.fetch_sub(1, Ordering::SeqCst);
-            }
-        };
+        let mut leaving = exchange.leaving();
         let mut resp = match builder.send().await {
             Ok(resp) => resp,
             Err(e) => {
                 // Refused or unreachable: nothing reached the provider.
                 if e.is_connect() {
-                    settled();
+                    leaving.settled();
                 }
                 return Err(transport_error(e));
             }
         };
         // The provider answered: it knows what it did with the request.
-        settled();
+        leaving.settled();
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -228,6 +223,10 @@ fn transport_error(e: reqwest::Error) -> Error {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
+        // The gate refused the address a name resolved to.
+        if let Some(denied) = s.downcast_ref::<egress::Denied>() {
+            return Error::Denied(denied.0.clone());
+        }
         text = format!("{text}: {s}");
         source = s.source();
     }
@@ -237,34 +236,65 @@ fn transport_error(e: reqwest::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
-    fn permits(rule: &str, url: &str) -> bool {
-        HostRule::parse(rule).unwrap().permits(&Url::parse(url).unwrap())
+    /// A resolver that says what a hostile or careless DNS would.
+    struct Says(SocketAddr);
+
+    impl reqwest::dns::Resolve for Says {
+        fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+            let (host, at) = (name.as_str().to_string(), self.0);
+            Box::pin(async move {
+                let found = egress::checked(&host, vec![at])?;
+                Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+            })
+        }
     }
 
-    #[test]
-    fn allowlist_matches_parsed_urls_only() {
-        assert!(permits("api.twilio.com", "https://api.twilio.com/2010-04-01/x"));
-        assert!(permits("API.Twilio.com", "https://api.twilio.com:443/"));
-        assert!(!permits("api.twilio.com", "http://api.twilio.com/"));
-        assert!(!permits("api.twilio.com", "https://api.twilio.com:8443/"));
-        assert!(!permits("api.twilio.com", "https://api.twilio.com.evil.example/"));
-        assert!(!permits("api.twilio.com", "https://evil.example/?api.twilio.com"));
-        assert!(permits("api.twilio.com", "https://user:pw@api.twilio.com/"));
-        assert!(!permits("api.twilio.com", "https://api.twilio.com@evil.example/"));
-        assert!(permits("http://127.0.0.1:9000", "http://127.0.0.1:9000/sms"));
-        assert!(!permits("http://127.0.0.1:9000", "http://127.0.0.1:9001/sms"));
-        assert!(!permits("http://127.0.0.1:9000", "http://2130706433:9001/sms"));
-        assert!(permits("*.signalwire.com", "https://acme.signalwire.com/api"));
-        assert!(!permits("*.signalwire.com", "https://signalwire.com/api"));
-        assert!(!permits("*.signalwire.com", "https://evilsignalwire.com/api"));
-        assert!(permits("http://[::1]:8080", "http://[::1]:8080/"));
+    fn request(url: &str) -> Request {
+        Request { method: "POST".into(), url: url.into(), headers: Vec::new(), body: b"To=%2B447400123456".to_vec() }
     }
 
-    #[test]
-    fn allowlist_entries_are_checked() {
-        assert!(HostRule::parse("ftp://x.example").is_err());
-        assert!(HostRule::parse("x.example/path").is_err());
-        assert!(HostRule::parse("").is_err());
+    #[tokio::test]
+    async fn an_allowed_name_that_resolves_to_the_metadata_service_is_refused_before_any_byte_leaves() {
+        let allow = Allowlist::parse(&["http://sms.example:8080".into()]).unwrap();
+        let metadata: SocketAddr = "169.254.169.254:8080".parse().unwrap();
+        let out = Outbound::with_resolver(allow.clone(), 1024, Arc::new(Says(metadata)));
+        let doubt = AtomicU32::new(0);
+        let exchange = Exchange { provider: "p", message_id: Some("m"), in_doubt: Some(&doubt) };
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let started = Instant::now();
+        let err = out.send(request("http://sms.example:8080/send"), deadline, exchange).await.unwrap_err();
+        let Error::Denied(why) = err else { panic!("not refused by the gate: {err:?}") };
+        assert!(why.contains("169.254.169.254"), "{why}");
+        assert_eq!(doubt.load(Ordering::SeqCst), 0, "nothing left, so nothing is in doubt");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "refused, not timed out connecting");
+
+        // The same name resolving to a loopback server is reached.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let at = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        });
+        let allow = Allowlist::parse(&[format!("http://sms.example:{}", at.port())]).unwrap();
+        let out = Outbound::with_resolver(allow, 1024, Arc::new(Says(at)));
+        let url = format!("http://sms.example:{}/send", at.port());
+        let resp = out.send(request(&url), deadline, exchange).await.unwrap();
+        assert_eq!((resp.status, resp.body.as_slice()), (200, &b"ok"[..]));
+    }
+
+    #[tokio::test]
+    async fn a_literal_metadata_address_is_reached_only_if_an_entry_names_it() {
+        let allow = Allowlist::parse(&["http://sms.example".into()]).unwrap();
+        let out = Outbound::new(allow, 1024, None, None);
+        let exchange = Exchange { provider: "p", message_id: None, in_doubt: None };
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let err = out.send(request("http://169.254.169.254/latest/meta-data/"), deadline, exchange).await.unwrap_err();
+        assert!(matches!(err, Error::Denied(ref why) if why.contains("allow_hosts")), "{err:?}");
     }
 }

@@ -301,6 +301,41 @@ pub struct Attempt {
     pub ms: u64,
 }
 
+/// What an adapter says of itself, from its `info()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterInfo {
+    pub name: String,
+    pub version: String,
+    /// The provider it speaks to, e.g. `Twilio Programmable Messaging`.
+    pub provider: String,
+    pub config_keys: Vec<ConfigKey>,
+    /// Hosts it calls when the operator sets no allowlist.
+    pub default_hosts: Vec<String>,
+}
+
+/// A setting an adapter reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigKey {
+    pub name: String,
+    pub required: bool,
+    /// Never shown by the host.
+    pub secret: bool,
+    pub description: String,
+}
+
+impl ConfigKey {
+    /// `secret`, `required` or `optional`, as `check` and `inspect` show it.
+    pub fn kind(&self) -> &'static str {
+        if self.secret {
+            "secret"
+        } else if self.required {
+            "required"
+        } else {
+            "optional"
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

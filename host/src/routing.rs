@@ -4,7 +4,7 @@
 //! keeps the snapshot it started with; every later send gets the new one.
 
 use crate::config::{Config, Provider};
-use crate::outbound::Interceptor;
+use crate::egress::Interceptor;
 use crate::registry::{Change, Registry};
 use crate::runtime::{Adapter, ProviderContext, SandboxSpec};
 use crate::telemetry;
@@ -126,7 +126,8 @@ pub fn followers(config: &Config) -> impl Fn(&str) -> Vec<String> + Send + Sync 
 
 /// The sandbox a provider's sends run in, as its config sets it.
 pub fn sandbox_spec(p: &Provider, interceptor: Option<Arc<dyn Interceptor>>) -> SandboxSpec {
-    SandboxSpec { name: p.name.clone(), settings: p.settings.clone(), limits: p.sandbox.clone(), interceptor }
+    let settings = p.settings.clone();
+    SandboxSpec { name: p.name.clone(), settings, limits: p.sandbox.clone(), interceptor, responder: None }
 }
 
 /// The current snapshot, and the reloads that replace it.

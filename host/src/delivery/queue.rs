@@ -15,7 +15,7 @@
 
 use super::{Courier, Refusal, Sent, Via, new_id};
 use crate::config::Route;
-use crate::outbound::{Error as HttpError, Exchange, Intercepted, Interceptor, Request};
+use crate::egress::{Denied, Exchange, Interceptor};
 use crate::outcome::{Attempt, DeliveryState, Failure, Outcome};
 use crate::phone;
 use crate::record::{Entry, Queue, Queued, now_ms};
@@ -68,17 +68,14 @@ pub struct Marker {
 
 #[async_trait]
 impl Interceptor for Marker {
-    async fn intercept(&self, exchange: Exchange<'_>, _req: &Request) -> Intercepted {
-        let Some(id) = exchange.message_id else { return Intercepted::Continue };
+    async fn before_leaving(&self, exchange: Exchange<'_>) -> Result<(), Denied> {
+        let Some(id) = exchange.message_id else { return Ok(()) };
         if !self.delivering.lock().unwrap().contains(id) {
-            return Intercepted::Continue;
+            return Ok(());
         }
         let marked = self.queue.mark_sending(id, exchange.provider).await;
-        match self.faults.check("mark", marked) {
-            Ok(()) => Intercepted::Continue,
-            // No send without a recorded mark.
-            Err(()) => Intercepted::Answer(Err(HttpError::Denied("the queue could not record the send".into()))),
-        }
+        // No send without a recorded mark.
+        self.faults.check("mark", marked).map_err(|()| Denied("the queue could not record the send".into()))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::provider::ProviderContext;
 use super::sandbox::Sandbox;
-use crate::wit::host::{ConfigHost, config_import};
+use super::wit::host::{ConfigHost, config_import};
 use anyhow::Result;
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};

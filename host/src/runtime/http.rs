@@ -4,9 +4,9 @@
 
 use super::provider::ProviderContext;
 use super::sandbox::Sandbox;
-use crate::outbound::{Exchange, Outbound};
-use crate::wit::host::{HttpHost, http_import};
-use crate::wit::{HttpError, HttpRequest, HttpResponse};
+use super::wit::host::{HttpError, HttpHost, HttpRequest, HttpResponse, http_import};
+use crate::egress::Exchange;
+use crate::outbound::{self, Outbound};
 use anyhow::Result;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
@@ -50,17 +50,17 @@ impl HttpHost for HttpContext {
             message_id: self.message_id.as_deref(),
             in_doubt: Some(&self.in_doubt),
         };
-        let result = self.provider.outbound.send(req, self.deadline, exchange).await;
+        let result = self.provider.outbound.send(req.into(), self.deadline, exchange).await;
         self.in_host += entered.elapsed();
         let provider = &self.provider.name;
         match &result {
-            Err(HttpError::Denied(why)) => {
+            Err(outbound::Error::Denied(why)) => {
                 tracing::warn!(%provider, %origin, "outbound call refused: {}", self.provider.scrub(why))
             }
             Err(e) => tracing::debug!(%provider, %origin, "outbound call failed: {e:?}"),
             Ok(r) => tracing::debug!(%provider, %origin, status = r.status, "outbound call"),
         }
-        result
+        result.map(Into::into).map_err(Into::into)
     }
 }
 

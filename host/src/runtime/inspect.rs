@@ -2,7 +2,7 @@
 //! host can load it, each failure explained.
 
 use super::{Prepared, Runtime, Unfit, cache};
-use crate::wit::AdapterInfo;
+use crate::outcome::AdapterInfo;
 use sha2::{Digest, Sha256};
 
 /// What `Runtime::inspect` found; `problem` is `None` when the host can

@@ -4,8 +4,8 @@
 
 use super::provider::ProviderContext;
 use super::sandbox::Sandbox;
+use super::wit::host::{LogHost, LogLevel, log_import};
 use crate::phone;
-use crate::wit::host::{LogHost, LogLevel, log_import};
 use anyhow::Result;
 use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};

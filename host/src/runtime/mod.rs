@@ -20,6 +20,7 @@ mod inspect;
 mod log;
 mod provider;
 mod sandbox;
+mod wit;
 
 pub use crate::config::MAX_MEMORY_BYTES;
 pub use cache::Compiled;
@@ -27,10 +28,9 @@ pub use engine::MAX_POOL_SLOTS;
 pub use inspect::Inspection;
 pub use provider::{ProviderContext, SandboxSpec};
 
+use crate::outcome::AdapterInfo;
 use crate::outcome::{Callback, Failure, Outgoing, Receipt, ReceiptRefusal};
 use crate::phone;
-use crate::wit::AdapterInfo;
-use crate::wit::host::{ReceiptsIndices, SenderIndices};
 use anyhow::{Result, anyhow};
 use sandbox::{Call, Sandbox};
 use sha2::{Digest, Sha256};
@@ -41,6 +41,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Instance, InstancePre, Linker};
 use wasmtime::{Engine, Store};
+use wit::host::{ReceiptsIndices, SenderIndices};
 
 /// How long a provider's status callback waits for a sandbox slot before it
 /// is answered 503 with `Retry-After`.
@@ -116,7 +117,7 @@ fn call_info(
     move |instance, store| {
         Box::pin(async move {
             let guest = sender.load(&mut *store, instance)?;
-            guest.call_info(store).await
+            Ok(guest.call_info(store).await?.into())
         })
     }
 }

@@ -2,10 +2,11 @@
 //! to show, its egress gate and its sandbox limits.
 
 use crate::config::{MAX_MEMORY_BYTES, SandboxLimits, Setting};
-use crate::outbound::{HostRule, Interceptor, Outbound};
+use crate::egress::{Allowlist, Interceptor};
+use crate::outbound::{Outbound, Responder};
+use crate::outcome::AdapterInfo;
 use crate::outcome::Failure;
 use crate::phone;
-use crate::wit::AdapterInfo;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,8 +22,10 @@ pub struct SandboxSpec {
     pub name: String,
     pub settings: BTreeMap<String, Setting>,
     pub limits: SandboxLimits,
-    /// Sees each admitted request before it leaves.
+    /// Sees each admitted exchange before it leaves.
     pub interceptor: Option<Arc<dyn Interceptor>>,
+    /// Answers HTTP requests in place of the network (fixtures, benches).
+    pub responder: Option<Arc<dyn Responder>>,
 }
 
 /// Everything one provider instance's sends need: its settings, its egress
@@ -41,11 +44,7 @@ impl ProviderContext {
     pub fn new(provider: SandboxSpec, info: &AdapterInfo) -> Result<ProviderContext> {
         let limits = provider.limits;
         let hosts = limits.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
-        let rules = hosts
-            .iter()
-            .map(|h| HostRule::parse(h))
-            .collect::<Result<Vec<_>>>()
-            .with_context(|| format!("provider `{}`", provider.name))?;
+        let allowlist = Allowlist::parse(&hosts).with_context(|| format!("provider `{}`", provider.name))?;
         if limits.memory_bytes > MAX_MEMORY_BYTES {
             bail!("provider `{}`: `memory_mb` may be at most {}", provider.name, MAX_MEMORY_BYTES >> 20);
         }
@@ -71,7 +70,7 @@ impl ProviderContext {
             name: provider.name.clone(),
             settings: provider.settings.iter().map(|(k, s)| (k.clone(), s.value.clone())).collect(),
             secrets,
-            outbound: Outbound::new(rules, limits.max_response_bytes, provider.interceptor)?,
+            outbound: Outbound::new(allowlist, limits.max_response_bytes, provider.interceptor, provider.responder),
             limits,
         })
     }
@@ -82,7 +81,7 @@ impl ProviderContext {
             name: "<inspect>".into(),
             settings: BTreeMap::new(),
             secrets: Vec::new(),
-            outbound: Outbound::new(Vec::new(), 0, None).expect("an empty client builds"),
+            outbound: Outbound::new(Allowlist::default(), 0, None, None),
             limits: SandboxLimits {
                 allow_hosts: Some(Vec::new()),
                 timeout: INFO_TIMEOUT,

@@ -1,10 +1,9 @@
 //! The WIT contract (`wit/adapter.wit`) as Rust: the generated bindings,
-//! kept private, and the few types the rest of the host may name. Every
-//! conversion between a generated type and a host type is here, once.
+//! and every conversion between a generated type and the host's own, once.
 //!
-//! Only `runtime` (which implements the imports and calls the exports) and
-//! `outbound` (which serves the `http` import) use this module; nothing
-//! above `runtime` names a type of the contract.
+//! This module is private to `runtime`, which implements the imports and
+//! calls the exports: a generated type named anywhere else does not
+//! compile. The rest of the host speaks `outcome` and `outbound` types.
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -17,18 +16,21 @@ mod generated {
     });
 }
 
-use crate::outcome::{Callback, DeliveryState, Failure, Outgoing, Receipt, ReceiptRefusal};
+use crate::outbound;
+use crate::outcome::{AdapterInfo, Callback, ConfigKey, DeliveryState, Failure, Outgoing, Receipt, ReceiptRefusal};
 
-pub use generated::smsbridge::adapter::http::{Error as HttpError, Request as HttpRequest, Response as HttpResponse};
-use generated::smsbridge::adapter::types::Message;
-pub use generated::smsbridge::adapter::types::{AdapterInfo, ConfigKey};
+use generated::smsbridge::adapter::http;
+use generated::smsbridge::adapter::types::{self, Message};
 
 /// What `runtime` needs to link and call a component.
-pub(crate) mod host {
+pub(super) mod host {
     pub use super::generated::exports::smsbridge::adapter::receipts::GuestIndices as ReceiptsIndices;
     pub use super::generated::exports::smsbridge::adapter::sender::GuestIndices as SenderIndices;
     pub use super::generated::smsbridge::adapter::config::Host as ConfigHost;
     pub use super::generated::smsbridge::adapter::http::Host as HttpHost;
+    pub use super::generated::smsbridge::adapter::http::{
+        Error as HttpError, Request as HttpRequest, Response as HttpResponse,
+    };
     pub use super::generated::smsbridge::adapter::log::{Host as LogHost, Level as LogLevel};
     pub use super::generated::smsbridge::adapter::{config as config_import, http as http_import, log as log_import};
 }
@@ -84,13 +86,43 @@ impl From<Callback> for receipts::Callback {
     }
 }
 
-/// `secret`, `required` or `optional`, as `check` and `inspect` show a setting.
-pub fn key_kind(key: &ConfigKey) -> &'static str {
-    if key.secret {
-        "secret"
-    } else if key.required {
-        "required"
-    } else {
-        "optional"
+impl From<types::AdapterInfo> for AdapterInfo {
+    fn from(i: types::AdapterInfo) -> AdapterInfo {
+        AdapterInfo {
+            name: i.name,
+            version: i.version,
+            provider: i.provider,
+            config_keys: i.config_keys.into_iter().map(ConfigKey::from).collect(),
+            default_hosts: i.default_hosts,
+        }
+    }
+}
+
+impl From<types::ConfigKey> for ConfigKey {
+    fn from(k: types::ConfigKey) -> ConfigKey {
+        ConfigKey { name: k.name, required: k.required, secret: k.secret, description: k.description }
+    }
+}
+
+impl From<http::Request> for outbound::Request {
+    fn from(r: http::Request) -> outbound::Request {
+        outbound::Request { method: r.method, url: r.url, headers: r.headers, body: r.body }
+    }
+}
+
+impl From<outbound::Response> for http::Response {
+    fn from(r: outbound::Response) -> http::Response {
+        http::Response { status: r.status, headers: r.headers, body: r.body }
+    }
+}
+
+impl From<outbound::Error> for http::Error {
+    fn from(e: outbound::Error) -> http::Error {
+        match e {
+            outbound::Error::Denied(why) => http::Error::Denied(why),
+            outbound::Error::Timeout => http::Error::Timeout,
+            outbound::Error::Connect(why) => http::Error::Connect(why),
+            outbound::Error::Protocol(why) => http::Error::Protocol(why),
+        }
     }
 }
