@@ -10,94 +10,71 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-/// Every error code a caller can get, in the `error` field of the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
+/// Declares [`Code`], each with its one spelling, and the list of all.
+macro_rules! codes {
+    ($($(#[$doc:meta])* $name:ident => $word:literal,)*) => {
+        /// Every error code a caller can get, in the `error` field of the body.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Code {
+            pub const ALL: &[Code] = &[$(Code::$name,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$name => $word,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
     // The request's own fault: counted in `smsbridge_refused_total`.
-    Unauthorized,
-    CrossSite,
-    UnknownHost,
-    MissingField,
-    InvalidPhone,
-    InvalidMessage,
-    InvalidJson,
-    InvalidXml,
-    InvalidEncoding,
-    BodyTooLarge,
-    BodyTimeout,
-    UnsupportedMediaType,
-    MethodNotAllowed,
-    InvalidIdempotencyKey,
-    IdempotencyKeyReused,
-    LimitExceeded,
-    CountryNotAllowed,
-    NumberTypeNotAllowed,
+    Unauthorized => "unauthorized",
+    CrossSite => "cross_site",
+    UnknownHost => "unknown_host",
+    MissingField => "missing_field",
+    InvalidPhone => "invalid_phone",
+    InvalidMessage => "invalid_message",
+    InvalidJson => "invalid_json",
+    InvalidXml => "invalid_xml",
+    InvalidEncoding => "invalid_encoding",
+    BodyTooLarge => "body_too_large",
+    BodyTimeout => "body_timeout",
+    UnsupportedMediaType => "unsupported_media_type",
+    MethodNotAllowed => "method_not_allowed",
+    InvalidIdempotencyKey => "invalid_idempotency_key",
+    IdempotencyKeyReused => "idempotency_key_reused",
+    LimitExceeded => "limit_exceeded",
+    CountryNotAllowed => "country_not_allowed",
+    NumberTypeNotAllowed => "number_type_not_allowed",
     // Not the request's fault, or counted where it happens.
-    UnknownRoute,
-    VoiceNotSupported,
-    StateUnavailable,
-    InFlight,
-    InvalidRecipient,
-    Rejected,
-    ProviderUnauthorized,
-    ProviderMisconfigured,
-    RateLimited,
-    Unconfirmed,
-    ProviderBusy,
-    HostUnavailable,
-    Unavailable,
+    UnknownRoute => "unknown_route",
+    VoiceNotSupported => "voice_not_supported",
+    StateUnavailable => "state_unavailable",
+    InFlight => "in_flight",
+    InvalidRecipient => "invalid_recipient",
+    Rejected => "rejected",
+    ProviderUnauthorized => "provider_unauthorized",
+    ProviderMisconfigured => "provider_misconfigured",
+    RateLimited => "rate_limited",
+    Unconfirmed => "unconfirmed",
+    ProviderBusy => "provider_busy",
+    HostUnavailable => "host_unavailable",
+    Unavailable => "unavailable",
     // Delivery callbacks.
-    UnknownProvider,
-    BadSignature,
-    MalformedCallback,
-    Busy,
-    NotRecorded,
-    CallbackFailed,
+    UnknownProvider => "unknown_provider",
+    BadSignature => "bad_signature",
+    MalformedCallback => "malformed_callback",
+    Busy => "busy",
+    NotRecorded => "not_recorded",
+    CallbackFailed => "callback_failed",
 }
 
 impl Code {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Code::Unauthorized => "unauthorized",
-            Code::CrossSite => "cross_site",
-            Code::UnknownHost => "unknown_host",
-            Code::MissingField => "missing_field",
-            Code::InvalidPhone => "invalid_phone",
-            Code::InvalidMessage => "invalid_message",
-            Code::InvalidJson => "invalid_json",
-            Code::InvalidXml => "invalid_xml",
-            Code::InvalidEncoding => "invalid_encoding",
-            Code::BodyTooLarge => "body_too_large",
-            Code::BodyTimeout => "body_timeout",
-            Code::UnsupportedMediaType => "unsupported_media_type",
-            Code::MethodNotAllowed => "method_not_allowed",
-            Code::InvalidIdempotencyKey => "invalid_idempotency_key",
-            Code::IdempotencyKeyReused => "idempotency_key_reused",
-            Code::LimitExceeded => "limit_exceeded",
-            Code::CountryNotAllowed => "country_not_allowed",
-            Code::NumberTypeNotAllowed => "number_type_not_allowed",
-            Code::UnknownRoute => "unknown_route",
-            Code::VoiceNotSupported => "voice_not_supported",
-            Code::StateUnavailable => "state_unavailable",
-            Code::InFlight => "in_flight",
-            Code::InvalidRecipient => "invalid_recipient",
-            Code::Rejected => "rejected",
-            Code::ProviderUnauthorized => "provider_unauthorized",
-            Code::ProviderMisconfigured => "provider_misconfigured",
-            Code::RateLimited => "rate_limited",
-            Code::Unconfirmed => "unconfirmed",
-            Code::ProviderBusy => "provider_busy",
-            Code::HostUnavailable => "host_unavailable",
-            Code::Unavailable => "unavailable",
-            Code::UnknownProvider => "unknown_provider",
-            Code::BadSignature => "bad_signature",
-            Code::MalformedCallback => "malformed_callback",
-            Code::Busy => "busy",
-            Code::NotRecorded => "not_recorded",
-            Code::CallbackFailed => "callback_failed",
-        }
-    }
-
     /// Refused on the request's own account, before any provider was
     /// tried; provider outcomes are counted where they happen.
     pub fn is_refusal(self) -> bool {
@@ -310,54 +287,13 @@ mod tests {
 
     #[test]
     fn okta_fails_the_otp_only_for_refusals_about_the_number_or_its_limits() {
-        let fails: Vec<&str> = ALL.iter().filter(|c| c.fails_the_otp()).map(|c| c.as_str()).collect();
+        let fails: Vec<&str> = Code::ALL.iter().filter(|c| c.fails_the_otp()).map(|c| c.as_str()).collect();
         assert_eq!(
             fails,
             ["invalid_phone", "limit_exceeded", "country_not_allowed", "number_type_not_allowed", "invalid_recipient"]
         );
-        let spellings: std::collections::HashSet<&str> = ALL.iter().map(|c| c.as_str()).collect();
-        assert_eq!(spellings.len(), ALL.len(), "one spelling per code");
+        let spellings: std::collections::HashSet<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(spellings.len(), Code::ALL.len(), "one spelling per code");
         assert!(!Code::UnknownRoute.is_refusal() && Code::CrossSite.is_refusal());
     }
-
-    use Code::*;
-    const ALL: &[Code] = &[
-        Unauthorized,
-        CrossSite,
-        UnknownHost,
-        MissingField,
-        InvalidPhone,
-        InvalidMessage,
-        InvalidJson,
-        InvalidXml,
-        InvalidEncoding,
-        BodyTooLarge,
-        BodyTimeout,
-        UnsupportedMediaType,
-        MethodNotAllowed,
-        InvalidIdempotencyKey,
-        IdempotencyKeyReused,
-        LimitExceeded,
-        CountryNotAllowed,
-        NumberTypeNotAllowed,
-        UnknownRoute,
-        VoiceNotSupported,
-        StateUnavailable,
-        InFlight,
-        InvalidRecipient,
-        Rejected,
-        ProviderUnauthorized,
-        ProviderMisconfigured,
-        RateLimited,
-        Unconfirmed,
-        ProviderBusy,
-        HostUnavailable,
-        Unavailable,
-        UnknownProvider,
-        BadSignature,
-        MalformedCallback,
-        Busy,
-        NotRecorded,
-        CallbackFailed,
-    ];
 }
