@@ -23,6 +23,7 @@ fn route(path: &str) -> String {
 
 #[tokio::main]
 async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let (mock, _) = twilio::mock_twilio(0).await;
     let file = common::write_config(
