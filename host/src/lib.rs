@@ -24,6 +24,7 @@ pub mod routing;
 pub mod runtime;
 pub mod scaffold;
 pub mod server;
+pub mod smpp;
 pub mod state;
 pub mod stats;
 pub mod storage;
