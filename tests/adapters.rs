@@ -172,7 +172,11 @@ async fn check(case: Case) {
     assert_eq!(slow.received_requests().await.unwrap().len(), 1, "{}: sent once", case.adapter);
 
     // A provider that is not there at all: a loopback port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // Kept bound (never listening) so no server of this process takes it
+    // meanwhile: one did, and the provider's request reached a bridge.
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = reserved.local_addr().unwrap().port();
     let config = format!(
         "[[provider]]\nname = \"p\"\nadapter = \"{}\"\nallow_hosts = [\"http://127.0.0.1:{port}\"]\n[provider.config]\nbase_url = \"http://127.0.0.1:{port}\"\n{}\n[[route]]\npath = \"/v1/send\"\nproviders = [\"p\"]\nretries = 0\nidempotency_window_s = 0\n",
         case.adapter, case.settings
