@@ -271,3 +271,38 @@ async fn a_queued_message_past_its_validity_is_never_delivered() {
     let (_, m) = bridge.admin(&format!("/admin/messages/{id}")).await;
     assert_eq!(m["statuses"][0]["status"], "failed", "{m}");
 }
+
+#[tokio::test]
+async fn a_queued_message_whose_send_cannot_be_marked_waits_and_is_delivered_once() {
+    let mock = MockServer::start().await;
+    // Down for the first try, so the message waits 2 s for its second,
+    // which comes while the database is locked: its mark cannot be written.
+    Mock::given(any()).respond_with(ResponseTemplate::new(503)).up_to_n_times(1).mount(&mock).await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_raw(r#"{"id":"g-1"}"#, "application/json"))
+        .mount(&mock)
+        .await;
+    let config = format!("{RECORD}{}{}", generic("p", &mock), quiet_route("/q", &["p"], "queued = true\n"));
+    let bridge = Bridge::start(&config).await;
+    let a = send(&bridge, "/q", "Your code is 670001").await;
+    assert_eq!(a.status, 202, "{a:?}");
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while mock.received_requests().await.unwrap().is_empty() {
+        assert!(std::time::Instant::now() < until, "the first try was made");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lock = lock_database(&bridge.path("var/messages.db"), Duration::from_secs(5));
+    tokio::task::spawn_blocking(move || lock.wait().unwrap()).await.unwrap();
+    // The queue could not record the send, so it held the message rather
+    // than count it failed: it goes once the database can be written.
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    while mock.received_requests().await.unwrap().len() < 2 {
+        assert!(std::time::Instant::now() < until, "the message was delivered after the database came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(mock.received_requests().await.unwrap().len(), 2, "and only once");
+    let id = a.json["id"].as_str().unwrap();
+    let (_, m) = bridge.admin(&format!("/admin/messages/{id}")).await;
+    assert_eq!(m["provider"], "p", "{m}");
+}

@@ -63,6 +63,9 @@ pub struct Marker {
     queue: Arc<dyn Queue>,
     /// Queued messages being delivered now; other sends pass unmarked.
     delivering: Mutex<HashSet<String>>,
+    /// Those of them whose mark could not be written: a request was held
+    /// back by the queue, not refused by a provider.
+    unmarked: Mutex<HashSet<String>>,
     faults: Faults,
 }
 
@@ -75,7 +78,10 @@ impl Interceptor for Marker {
         }
         let marked = self.queue.mark_sending(id, exchange.provider).await;
         // No send without a recorded mark.
-        self.faults.check("mark", marked).map_err(|()| Denied("the queue could not record the send".into()))
+        self.faults.check("mark", marked).map_err(|()| {
+            self.unmarked.lock().unwrap().insert(id.to_string());
+            Denied("the queue could not record the send".into())
+        })
     }
 }
 
@@ -108,8 +114,12 @@ impl Faults {
 
 impl QueueWorker {
     pub fn new(queue: Arc<dyn Queue>) -> QueueWorker {
-        let marker =
-            Arc::new(Marker { queue: queue.clone(), delivering: Default::default(), faults: Faults::default() });
+        let marker = Arc::new(Marker {
+            queue: queue.clone(),
+            delivering: Default::default(),
+            unmarked: Default::default(),
+            faults: Faults::default(),
+        });
         QueueWorker { queue, marker, wake: Default::default(), owed: Default::default() }
     }
 
@@ -190,6 +200,7 @@ impl QueueWorker {
                 let id = q.id.clone();
                 worker.deliver(&courier, &live, q).await;
                 worker.marker.delivering.lock().unwrap().remove(&id);
+                worker.marker.unmarked.lock().unwrap().remove(&id);
                 worker.wake.notify_one();
             });
         }
@@ -224,7 +235,10 @@ impl QueueWorker {
             }
         }
         let untried = route.providers.iter().any(|p| !uncertain.contains(p));
-        if failure.is_transient() && untried && now_ms() < q.expires_ms {
+        // A provider the queue kept the message from (its mark could not be
+        // written) said nothing about it: the message waits for the queue.
+        let held_back = self.marker.unmarked.lock().unwrap().contains(&q.id);
+        if (failure.is_transient() || held_back) && untried && now_ms() < q.expires_ms {
             // Later, within the message's validity: 2 s, doubling, up to a minute.
             let wait = Duration::from_secs(2u64.saturating_pow(q.tries.min(6) + 1).min(60));
             return self.settle(&q.id, Write::Reschedule { wait, uncertain }).await;
