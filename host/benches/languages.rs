@@ -110,7 +110,7 @@ from = "Bank"
             headers: vec![("content-type".into(), "application/json".into())],
             body: br#"{"id":"msg-1"}"#.to_vec(),
         });
-        let mut spec = sandbox_spec(&config.providers[0], None);
+        let mut spec = sandbox_spec(&config.providers[0], None, None);
         spec.responder = Some(Arc::new(canned));
         let ctx = ProviderContext::new(spec, &adapter.info).unwrap();
         let ctx = Arc::new(ctx);

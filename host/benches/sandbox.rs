@@ -53,7 +53,7 @@ from = "+15005550006"
         headers: vec![("content-type".into(), "application/json".into())],
         body: TWILIO_CREATED.as_bytes().to_vec(),
     });
-    let mut spec = sandbox_spec(&config.providers[0], None);
+    let mut spec = sandbox_spec(&config.providers[0], None, None);
     spec.responder = Some(Arc::new(canned));
     let ctx = ProviderContext::new(spec, &twilio.info).unwrap();
     let ctx = Arc::new(ctx);

@@ -129,6 +129,7 @@ pub async fn run(runtime: &Runtime, bytes: &[u8], fixture: Fixture) -> Result<Re
         },
         interceptor: None,
         responder: Some(answers.clone()),
+        smpp: None,
     };
     let ctx = Arc::new(ProviderContext::new(spec, &adapter.info)?);
     let m = fixture.message;

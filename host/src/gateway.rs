@@ -58,7 +58,8 @@ impl Gateway {
         let queue = storage.queue.map(|q| Arc::new(QueueWorker::new(q)));
         let record = storage.record;
         let keys = state_keys(&config);
-        let live = LiveRouting::new(config, registry.clone(), queue.as_ref().map(|q| q.marker()))?;
+        let sessions = Arc::new(crate::smpp::Sessions::new(record.clone()));
+        let live = LiveRouting::new(config, registry.clone(), queue.as_ref().map(|q| q.marker()), sessions)?;
         Ok(Gateway {
             courier: Arc::new(Courier::new(runtime.clone(), record.clone())),
             runtime,

@@ -7,6 +7,7 @@ use crate::config::{Config, Provider};
 use crate::egress::Interceptor;
 use crate::registry::{Change, Registry};
 use crate::runtime::{Adapter, ProviderContext, SandboxSpec};
+use crate::smpp::Sessions;
 use crate::telemetry;
 use anyhow::{Result, anyhow};
 use arc_swap::ArcSwap;
@@ -37,6 +38,7 @@ impl Routing {
         registry: &Registry,
         strict: bool,
         interceptor: Option<&Arc<dyn Interceptor>>,
+        sessions: &Sessions,
     ) -> Result<Routing> {
         let mut providers = HashMap::new();
         for p in &config.providers {
@@ -66,7 +68,9 @@ impl Routing {
                             config.source, p.name, key.name
                         )),
                         (None, None) => {
-                            let ctx = ProviderContext::new(sandbox_spec(p, interceptor.cloned()), &adapter.info)?;
+                            let smpp = p.smpp.as_ref().map(|binds| sessions.session(&p.name, binds));
+                            let spec = sandbox_spec(p, interceptor.cloned(), smpp);
+                            let ctx = ProviderContext::new(spec, &adapter.info)?;
                             Ok(Bound { config: p.clone(), ctx: Arc::new(ctx), adapter })
                         }
                     }
@@ -83,6 +87,8 @@ impl Routing {
                 }
             }
         }
+        let smpp: Vec<&str> = config.providers.iter().filter(|p| p.smpp.is_some()).map(|p| p.name.as_str()).collect();
+        sessions.keep_only(&smpp);
         Ok(Routing { config, providers })
     }
 
@@ -125,9 +131,13 @@ pub fn followers(config: &Config) -> impl Fn(&str) -> Vec<String> + Send + Sync 
 }
 
 /// The sandbox a provider's sends run in, as its config sets it.
-pub fn sandbox_spec(p: &Provider, interceptor: Option<Arc<dyn Interceptor>>) -> SandboxSpec {
+pub fn sandbox_spec(
+    p: &Provider,
+    interceptor: Option<Arc<dyn Interceptor>>,
+    smpp: Option<Arc<crate::smpp::Session>>,
+) -> SandboxSpec {
     let settings = p.settings.clone();
-    SandboxSpec { name: p.name.clone(), settings, limits: p.sandbox.clone(), interceptor, responder: None }
+    SandboxSpec { name: p.name.clone(), settings, limits: p.sandbox.clone(), interceptor, responder: None, smpp }
 }
 
 /// The current snapshot, and the reloads that replace it.
@@ -138,6 +148,8 @@ pub struct LiveRouting {
     rebuild: tokio::sync::Mutex<()>,
     /// Installed on every provider's outbound client.
     interceptor: Option<Arc<dyn Interceptor>>,
+    /// The SMPP binds, kept across reloads.
+    pub sessions: Arc<Sessions>,
     /// Whether a queue runs (the record opened at start): a config that
     /// queues a route without one is refused.
     queue: bool,
@@ -149,9 +161,15 @@ pub struct LiveRouting {
 impl LiveRouting {
     /// Binds `config` strictly: a provider without its adapter or a required
     /// setting is an error. `queue` is the queue's marker, when a queue runs.
-    pub fn new(config: Config, registry: Arc<Registry>, queue: Option<Arc<dyn Interceptor>>) -> Result<LiveRouting> {
-        let routing = Routing::bind(config, &registry, true, queue.as_ref())?;
+    pub fn new(
+        config: Config,
+        registry: Arc<Registry>,
+        queue: Option<Arc<dyn Interceptor>>,
+        sessions: Arc<Sessions>,
+    ) -> Result<LiveRouting> {
+        let routing = Routing::bind(config, &registry, true, queue.as_ref(), &sessions)?;
         Ok(LiveRouting {
+            sessions,
             current: ArcSwap::from_pointee(routing),
             registry,
             rebuild: Default::default(),
@@ -207,7 +225,7 @@ impl LiveRouting {
             );
         }
         let level = config.log.level.clone();
-        let routing = Routing::bind(config, &self.registry, true, self.interceptor.as_ref())?;
+        let routing = Routing::bind(config, &self.registry, true, self.interceptor.as_ref(), &self.sessions)?;
         self.current.store(Arc::new(routing));
         telemetry::set_log_level(&level);
         tracing::info!("config reloaded");
@@ -243,7 +261,7 @@ impl LiveRouting {
             let _guard = self.rebuild.lock().await;
             let config = self.current().config.clone();
             // Lenient: a provider whose adapter is gone answers 503 naming it.
-            match Routing::bind(config, &self.registry, false, self.interceptor.as_ref()) {
+            match Routing::bind(config, &self.registry, false, self.interceptor.as_ref(), &self.sessions) {
                 Ok(routing) => self.current.store(Arc::new(routing)),
                 Err(e) => tracing::error!("providers not rebound: {e:#}"),
             }

@@ -180,3 +180,31 @@ pub fn summary(cert: &Path) -> Result<Summary> {
         pem,
     })
 }
+
+/// A TLS client that trusts the certificates in `ca` when given, else the
+/// system's roots; `what` names the setting in errors.
+pub fn client_config(what: &str, ca: Option<&Path>) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path).with_context(|| format!("{what} {}", path.display()))? {
+                let cert = cert.with_context(|| format!("{what} {}: not a PEM certificate", path.display()))?;
+                roots.add(cert).with_context(|| format!("{what} {}", path.display()))?;
+            }
+            if roots.is_empty() {
+                anyhow::bail!("{what} {}: no certificate in the file", path.display());
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A system root rustls cannot parse is skipped, as browsers do.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -218,7 +218,7 @@ fn a_scaffolded_adapter_builds_passes_its_fixtures_and_serves_a_send() {
     for line in ["kind:     WebAssembly component", "adapter:  acme-sms 0.1.0 (acme-sms)", "loadable: yes"] {
         assert!(report.contains(line), "inspect lacks `{line}`: {report}");
     }
-    assert!(report.contains("export:   smsbridge:adapter/sender@0.1.1"), "{report}");
+    assert!(report.contains("export:   smsbridge:adapter/sender@0.1.2"), "{report}");
 
     passes_fixtures(&wasm, &crate_dir.join("fixtures"));
     serves_a_send("acme-sms", &wasm);

@@ -142,8 +142,8 @@ fn inspect_explains_what_a_wasm_file_is_and_whether_it_loads() {
     let (ok, stdout, _) = inspect(smsbridge::artifacts::TWILIO_WASM);
     assert!(ok, "{stdout}");
     assert!(stdout.contains("kind:     WebAssembly component"), "{stdout}");
-    assert!(stdout.contains("import:   smsbridge:adapter/http@0.1.1"), "{stdout}");
-    assert!(stdout.contains("export:   smsbridge:adapter/sender@0.1.1"), "{stdout}");
+    assert!(stdout.contains("import:   smsbridge:adapter/http@0.1.2"), "{stdout}");
+    assert!(stdout.contains("export:   smsbridge:adapter/sender@0.1.2"), "{stdout}");
     assert!(stdout.contains("adapter:  twilio 0.1.0 (Twilio Programmable Messaging)"), "{stdout}");
     assert!(stdout.contains("hosts:    api.twilio.com"), "{stdout}");
     assert!(stdout.contains("auth_token"), "{stdout}");

@@ -4,9 +4,9 @@
 //
 // Built with jco's QuickJS backend (see package.json). QuickJS has no
 // TextEncoder, so bytes are converted by hand below.
-import http from "smsbridge:adapter/http@0.1.1";
-import config from "smsbridge:adapter/config@0.1.1";
-import log from "smsbridge:adapter/log@0.1.1";
+import http from "smsbridge:adapter/http@0.1.2";
+import config from "smsbridge:adapter/config@0.1.2";
+import log from "smsbridge:adapter/log@0.1.2";
 
 const DEFAULT_BASE = "https://api.example.com";
 

@@ -15,6 +15,7 @@ mod limits;
 mod listeners;
 mod provider;
 mod route;
+mod smpp;
 mod storage;
 mod values;
 
@@ -23,6 +24,7 @@ pub use limits::*;
 pub use listeners::*;
 pub use provider::*;
 pub use route::*;
+pub use smpp::*;
 pub use storage::*;
 use values::*;
 pub use values::{MIN_SECRET_CHARS, Setting};

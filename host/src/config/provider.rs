@@ -2,6 +2,7 @@
 //! reach, and its sandbox's limits.
 
 use super::*;
+use crate::egress::{Allowlist, Scheme};
 
 /// One adapter instance: an adapter plus its settings and sandbox limits.
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct Provider {
     /// Sends (and status callbacks) this provider may have in flight at
     /// once: its bulkhead. Size it as rate × provider latency.
     pub max_in_flight: u32,
+    /// The binds to an SMSC, for an adapter that speaks SMPP.
+    pub smpp: Option<SmppBinds>,
 }
 
 /// What one provider instance's sends may reach and use.
@@ -62,6 +65,7 @@ pub(super) struct RawProvider {
     /// Signed, so that a negative value is refused naming the key.
     #[serde(default = "defaults::max_in_flight")]
     pub(super) max_in_flight: i64,
+    pub(super) smpp: Option<RawSmpp>,
 }
 
 impl Provider {
@@ -94,6 +98,24 @@ impl Provider {
         let memory_mb = within("memory_mb", p.memory_mb, 1..=most, "MiB", what)?;
         let max_response_bytes = within("max_response_bytes", p.max_response_bytes, 1..=16 << 20, "bytes", what)?;
         let circuit_failures = within("circuit_failures", p.circuit_failures, 1..=10_000, "failures", what)?;
+        let smpp = p.smpp.map(|raw| SmppBinds::from_raw(raw, what)).transpose()?;
+        let mut allow_hosts = p.allow_hosts;
+        if let Some(binds) = &smpp {
+            // The operator named the SMSC: it is allowed unless an
+            // allowlist says otherwise, which must then name it.
+            let url = url::Url::parse(&binds.url)?;
+            let (host, port) = (url.host_str().unwrap_or_default(), url.port().unwrap_or_default());
+            let rule = format!("{}://{host}:{port}", url.scheme());
+            match &allow_hosts {
+                None => allow_hosts = Some(vec![rule]),
+                Some(hosts) => {
+                    let scheme = if url.scheme() == "smpps" { Scheme::Smpps } else { Scheme::Smpp };
+                    if !Allowlist::parse(hosts).is_ok_and(|a| a.permits_stream(scheme, host, port)) {
+                        bail!("{}: `allow_hosts` does not allow `smpp.url` ({rule})", what());
+                    }
+                }
+            }
+        }
         let mut settings = BTreeMap::new();
         for (key, value) in &p.config {
             let what = || format!("{}: provider `{name}`: `config.{key}`", src.at(value.span()));
@@ -103,7 +125,7 @@ impl Provider {
             name,
             adapter: p.adapter,
             sandbox: SandboxLimits {
-                allow_hosts: p.allow_hosts,
+                allow_hosts,
                 timeout,
                 cpu,
                 memory_bytes: memory_mb << 20,
@@ -115,6 +137,7 @@ impl Provider {
             circuit_failures,
             circuit_cooldown,
             max_in_flight: p.max_in_flight as u32,
+            smpp,
         })
     }
 }

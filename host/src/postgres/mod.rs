@@ -60,7 +60,7 @@ impl Postgres {
         pg.connect_timeout(config.timeout).application_name("smsbridge");
         // A database host that vanished is noticed without waiting for TCP.
         pg.keepalives(true).keepalives_idle(Duration::from_secs(10));
-        let tls = MakeRustlsConnect::new(tls_config(config.ca.as_deref())?);
+        let tls = MakeRustlsConnect::new(crate::tls::client_config("state `ca`", config.ca.as_deref())?);
         let manager = Manager::from_config(pg, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(config.pool)
@@ -194,34 +194,4 @@ fn describe(e: &tokio_postgres::Error) -> String {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => e.to_string(),
     }
-}
-
-/// TLS to the database: certificates from `ca` when given, else the
-/// system's roots. Used when the URL's `sslmode` asks for it.
-fn tls_config(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca {
-        Some(path) => {
-            for cert in CertificateDer::pem_file_iter(path).with_context(|| format!("state `ca` {}", path.display()))? {
-                let cert = cert.with_context(|| format!("state `ca` {}: not a PEM certificate", path.display()))?;
-                roots.add(cert).with_context(|| format!("state `ca` {}", path.display()))?;
-            }
-            if roots.is_empty() {
-                anyhow::bail!("state `ca` {}: no certificate in the file", path.display());
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                // A system root rustls cannot parse is skipped, as browsers do.
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }

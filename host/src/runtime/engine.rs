@@ -3,7 +3,7 @@
 //! linker, which every import adds itself to.
 
 use super::sandbox::Sandbox;
-use super::{config, http, log};
+use super::{config, http, log, smpp};
 use crate::config::MAX_MEMORY_BYTES;
 use anyhow::Result;
 use std::time::Duration;
@@ -55,6 +55,7 @@ pub(super) fn linker(engine: &Engine) -> Result<Linker<Sandbox>> {
     http::add_to_linker(&mut linker)?;
     config::add_to_linker(&mut linker)?;
     log::add_to_linker(&mut linker)?;
+    smpp::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

@@ -20,6 +20,7 @@ mod inspect;
 mod log;
 mod provider;
 mod sandbox;
+mod smpp;
 mod wit;
 
 pub use crate::config::MAX_MEMORY_BYTES;

@@ -7,6 +7,7 @@ use crate::outbound::{Outbound, Responder};
 use crate::outcome::AdapterInfo;
 use crate::outcome::Failure;
 use crate::phone;
+use crate::smpp::Session;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct SandboxSpec {
     pub interceptor: Option<Arc<dyn Interceptor>>,
     /// Answers HTTP requests in place of the network (fixtures, benches).
     pub responder: Option<Arc<dyn Responder>>,
+    /// The binds to this instance's SMSC, when it speaks SMPP.
+    pub smpp: Option<Arc<Session>>,
 }
 
 /// Everything one provider instance's sends need: its settings, its egress
@@ -37,6 +40,9 @@ pub struct ProviderContext {
     secrets: Vec<String>,
     pub(super) outbound: Outbound,
     pub(super) limits: SandboxLimits,
+    pub(super) smpp: Option<Arc<Session>>,
+    /// Sees each SMPP submit before it leaves, as `outbound` does requests.
+    pub(super) interceptor: Option<Arc<dyn Interceptor>>,
 }
 
 impl ProviderContext {
@@ -70,8 +76,15 @@ impl ProviderContext {
             name: provider.name.clone(),
             settings: provider.settings.iter().map(|(k, s)| (k.clone(), s.value.clone())).collect(),
             secrets,
-            outbound: Outbound::new(allowlist, limits.max_response_bytes, provider.interceptor, provider.responder),
+            outbound: Outbound::new(
+                allowlist,
+                limits.max_response_bytes,
+                provider.interceptor.clone(),
+                provider.responder,
+            ),
             limits,
+            smpp: provider.smpp,
+            interceptor: provider.interceptor,
         })
     }
 
@@ -90,6 +103,8 @@ impl ProviderContext {
                 max_response_bytes: 0,
                 data_dir: None,
             },
+            smpp: None,
+            interceptor: None,
         }
     }
 

@@ -5,7 +5,7 @@
 //! and the runner that takes a pool slot, instantiates and calls.
 
 use super::provider::ProviderContext;
-use super::{CallFuture, Runtime, config, http, log};
+use super::{CallFuture, Runtime, config, http, log, smpp};
 use crate::outcome::Failure;
 use anyhow::{Result, anyhow};
 use std::sync::Arc;
@@ -34,6 +34,7 @@ pub struct Sandbox {
     pub(super) http: http::HttpContext,
     pub(super) config: config::ConfigContext,
     pub(super) log: log::LogContext,
+    pub(super) smpp: smpp::SmppContext,
 }
 
 /// What one call is about: the message it sends, if any, and that
@@ -49,7 +50,7 @@ pub(super) struct Call {
 impl Sandbox {
     /// Time the guest ran: wall time less the time spent in host calls.
     fn guest_time(&self) -> Duration {
-        self.started.elapsed().saturating_sub(self.http.in_host)
+        self.started.elapsed().saturating_sub(self.http.in_host + self.smpp.in_host)
     }
 }
 
@@ -168,6 +169,12 @@ impl Runtime {
             started: now,
             memory_cap: MemoryCap::new(provider.limits.memory_bytes),
             http: http::HttpContext::new(
+                provider.clone(),
+                about.message_id.clone(),
+                about.in_doubt.clone(),
+                now + provider.limits.timeout,
+            ),
+            smpp: smpp::SmppContext::new(
                 provider.clone(),
                 about.message_id,
                 about.in_doubt,

@@ -9,9 +9,9 @@ mod generated {
     wasmtime::component::bindgen!({
         path: "../wit",
         // The superset world: `receipts` is looked up per adapter, as only
-        // some export it.
-        world: "adapter-with-receipts",
-        imports: { "smsbridge:adapter/http.send": async },
+        // some export it; `smpp` is linked for all, used by some.
+        world: "host",
+        imports: { "smsbridge:adapter/http.send": async, "smsbridge:adapter/smpp.submit": async },
         exports: { default: async },
     });
 }
@@ -32,7 +32,12 @@ pub(super) mod host {
         Error as HttpError, Request as HttpRequest, Response as HttpResponse,
     };
     pub use super::generated::smsbridge::adapter::log::{Host as LogHost, Level as LogLevel};
-    pub use super::generated::smsbridge::adapter::{config as config_import, http as http_import, log as log_import};
+    pub use super::generated::smsbridge::adapter::smpp::{
+        Error as SmppError, Host as SmppHost, Submission as SmppSubmit, Submitted as SmppSubmitted,
+    };
+    pub use super::generated::smsbridge::adapter::{
+        config as config_import, http as http_import, log as log_import, smpp as smpp_import,
+    };
 }
 
 use generated::exports::smsbridge::adapter::receipts::{self, CallbackError, DeliveryStatus, StatusUpdate};
@@ -123,6 +128,49 @@ impl From<outbound::Error> for http::Error {
             outbound::Error::Timeout => http::Error::Timeout,
             outbound::Error::Connect(why) => http::Error::Connect(why),
             outbound::Error::Protocol(why) => http::Error::Protocol(why),
+        }
+    }
+}
+
+mod smpp_conversions {
+    use super::generated::smsbridge::adapter::smpp::{Address, Coding, Error, Submission as Submit, Submitted};
+    use crate::smpp;
+
+    impl From<Submit> for smpp::Submit {
+        fn from(s: Submit) -> smpp::Submit {
+            let address = |a: Address| smpp::Address { ton: a.ton, npi: a.npi, addr: a.addr };
+            smpp::Submit {
+                source: address(s.source),
+                destination: address(s.destination),
+                service_type: s.service_type,
+                registered_delivery: s.registered_delivery,
+                coding: match s.coding {
+                    Coding::Auto => smpp::Coding::Auto,
+                    Coding::Gsm7 => smpp::Coding::Gsm7,
+                    Coding::Latin1 => smpp::Coding::Latin1,
+                    Coding::Ucs2 => smpp::Coding::Ucs2,
+                },
+                text: s.text,
+            }
+        }
+    }
+
+    impl From<smpp::Submitted> for Submitted {
+        fn from(s: smpp::Submitted) -> Submitted {
+            Submitted { message_ids: s.message_ids, reference: s.reference, parts: s.parts }
+        }
+    }
+
+    impl From<smpp::SmppError> for Error {
+        fn from(e: smpp::SmppError) -> Error {
+            match e {
+                smpp::SmppError::Denied(why) => Error::Denied(why),
+                smpp::SmppError::Unencodable(why) => Error::Unencodable(why),
+                smpp::SmppError::Status(code) => Error::Status(code),
+                smpp::SmppError::Timeout => Error::Timeout,
+                smpp::SmppError::Unbound(code, why) => Error::Unbound((code, why)),
+                smpp::SmppError::Busy => Error::Busy,
+            }
         }
     }
 }

@@ -5,20 +5,8 @@
 //! `submit_sm_resp` gave, which SMSCs write in different forms (hex in one
 //! and decimal in the other, leading zeros dropped, letter case changed).
 
+pub use crate::config::IdForm;
 use crate::outcome::DeliveryState;
-
-/// How an SMSC writes message ids in one place (`submit_sm_resp` or the
-/// receipt), as the provider's settings declare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IdForm {
-    /// As given: compared without leading zeros and case-insensitively.
-    #[default]
-    Text,
-    /// A decimal number.
-    Decimal,
-    /// A hexadecimal number.
-    Hex,
-}
 
 /// The form an id is compared in: a number when its form says so and it
 /// reads as one, else its text without leading zeros, lower case.

@@ -1,0 +1,435 @@
+//! The binds to one provider instance's SMSC, owned by the host: each bind
+//! is a transceiver kept up by its own task (bind, `enquire_link`, re-bind
+//! with jittered backoff), with a window of outstanding `submit_sm`, a
+//! bind-wide pause on `ESME_RTHROTTLED` and `ESME_RMSGQFUL` that resends in
+//! order, and receipts written to the record before `deliver_sm_resp`.
+//!
+//! Sessions outlive adapter reloads: [`Sessions`] hands a provider the
+//! session it had while its bind settings stay the same.
+
+use super::inbound::Inbound;
+use super::receipt::id_key;
+use super::{SmppError, Submit, Submitted, encode, status};
+use crate::config::SmppBinds;
+use crate::egress::{self, Exchange, Interceptor};
+use crate::record::MessageRecord;
+use futures_util::StreamExt;
+use rusmpp::pdus::BindTransceiver;
+use rusmpp::values::InterfaceVersion;
+use rusmppc::error::Error as ClientError;
+use rusmppc::{Client, ConnectionBuilder, Event};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+/// A connect plus bind that takes longer is given up and tried again.
+const BIND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first wait before binding again; it doubles up to `reconnect_max`.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// The sessions of every SMPP provider instance, kept across reloads.
+pub struct Sessions {
+    record: Option<Arc<dyn MessageRecord>>,
+    open: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl Sessions {
+    pub fn new(record: Option<Arc<dyn MessageRecord>>) -> Sessions {
+        Sessions { record, open: Mutex::default() }
+    }
+
+    /// Provider `name`'s session: the open one while `binds` is unchanged,
+    /// else a new one (the old one drains with the sends still using it).
+    pub fn session(&self, name: &str, binds: &SmppBinds) -> Arc<Session> {
+        let mut open = self.open.lock().unwrap();
+        if let Some(s) = open.get(name).filter(|s| &s.inner.settings == binds) {
+            return s.clone();
+        }
+        let session = Session::open(name, binds.clone(), self.record.clone());
+        open.insert(name.to_string(), session.clone());
+        session
+    }
+
+    /// Closes the sessions of providers no longer configured for SMPP.
+    pub fn keep_only(&self, names: &[&str]) {
+        self.open.lock().unwrap().retain(|name, _| names.contains(&name.as_str()));
+    }
+
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        let mut all: Vec<_> = self.open.lock().unwrap().values().cloned().collect();
+        all.sort_by(|a, b| a.inner.provider.cmp(&b.inner.provider));
+        all
+    }
+}
+
+/// One provider instance's binds.
+pub struct Session {
+    inner: Arc<Inner>,
+    binds: Vec<Arc<Bind>>,
+    next: AtomicUsize,
+    /// Dropped with the session: its binds unbind and stop.
+    _stop: watch::Sender<()>,
+}
+
+/// What the bind tasks share with the senders.
+struct Inner {
+    provider: String,
+    settings: SmppBinds,
+    /// The next moment a part may go, when `tps` limits the rate.
+    pace: tokio::sync::Mutex<Instant>,
+    inbound: Inbound,
+}
+
+/// One bind and what is known of it.
+pub struct Bind {
+    client: Mutex<Option<Client>>,
+    up: watch::Sender<bool>,
+    window: Semaphore,
+    /// Taken to write a part: parts leave in the order they take it.
+    gate: tokio::sync::Mutex<()>,
+    paused_until: Mutex<Option<Instant>>,
+    /// Why the last bind attempt failed: the SMSC's status, if it answered.
+    last_error: Mutex<Option<(Option<u32>, String)>>,
+    pub stats: BindStats,
+}
+
+/// Counters per bind, for metrics and the console.
+#[derive(Default)]
+pub struct BindStats {
+    pub submitted: AtomicU64,
+    pub refused: AtomicU64,
+    pub pauses: AtomicU64,
+    pub receipts: AtomicU64,
+    pub reconnects: AtomicU64,
+}
+
+/// What one bind is doing now.
+pub struct BindView {
+    pub up: bool,
+    pub in_window: u32,
+    pub window: u32,
+    pub last_error: Option<String>,
+}
+
+impl Session {
+    fn open(provider: &str, settings: SmppBinds, record: Option<Arc<dyn MessageRecord>>) -> Arc<Session> {
+        let (stop, _) = watch::channel(());
+        let inner = Arc::new(Inner {
+            provider: provider.to_string(),
+            pace: tokio::sync::Mutex::new(Instant::now()),
+            inbound: Inbound::new(provider, &settings, record),
+            settings,
+        });
+        let binds: Vec<Arc<Bind>> = (0..inner.settings.binds)
+            .map(|_| {
+                Arc::new(Bind {
+                    client: Mutex::default(),
+                    up: watch::channel(false).0,
+                    window: Semaphore::new(inner.settings.window as usize),
+                    gate: Default::default(),
+                    paused_until: Mutex::default(),
+                    last_error: Mutex::default(),
+                    stats: BindStats::default(),
+                })
+            })
+            .collect();
+        for (n, bind) in binds.iter().enumerate() {
+            tokio::spawn(keep_bound(inner.clone(), bind.clone(), n, stop.subscribe()));
+        }
+        Arc::new(Session { inner, binds, next: AtomicUsize::new(0), _stop: stop })
+    }
+
+    pub fn provider(&self) -> &str {
+        &self.inner.provider
+    }
+
+    pub fn settings(&self) -> &SmppBinds {
+        &self.inner.settings
+    }
+
+    pub fn binds(&self) -> Vec<BindView> {
+        let window = self.inner.settings.window;
+        self.binds
+            .iter()
+            .map(|b| BindView {
+                up: *b.up.borrow(),
+                in_window: window - b.window.available_permits() as u32,
+                window,
+                last_error: b.last_error.lock().unwrap().as_ref().map(|e| e.1.clone()),
+            })
+            .collect()
+    }
+
+    pub fn stats(&self) -> impl Iterator<Item = &BindStats> {
+        self.binds.iter().map(|b| &b.stats)
+    }
+
+    /// Sends `submit` as one or more parts through one bind, all before
+    /// `deadline`. `interceptor` sees the message before its first part
+    /// leaves; `exchange` counts it in doubt from then until the SMSC
+    /// answers every part.
+    pub async fn submit(
+        &self,
+        submit: &Submit,
+        deadline: Instant,
+        exchange: Exchange<'_>,
+        interceptor: Option<&dyn Interceptor>,
+    ) -> Result<Submitted, SmppError> {
+        let reference = rand_u8();
+        let parts = encode::parts(submit, reference).map_err(SmppError::Unencodable)?;
+        let bind = self.pick(deadline).await?;
+        if let Some(i) = interceptor {
+            i.before_leaving(exchange).await.map_err(|d| SmppError::Denied(d.0))?;
+        }
+        let mut leaving = exchange.leaving();
+        let mut ids = Vec::with_capacity(parts.len());
+        for part in parts {
+            let sent = !ids.is_empty();
+            loop {
+                match self.submit_part(&bind, part.clone(), deadline).await {
+                    Part::Taken(id) => {
+                        ids.push(id);
+                        break;
+                    }
+                    Part::Paused => continue,
+                    // Nothing of this message left: it can go elsewhere.
+                    Part::NotSent(e) if !sent => {
+                        leaving.settled();
+                        return Err(e);
+                    }
+                    // Earlier parts were taken: the recipient may see them.
+                    Part::NotSent(_) => return Err(SmppError::Timeout),
+                    Part::Refused(code) => {
+                        if !sent {
+                            leaving.settled();
+                        }
+                        bind.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        return Err(SmppError::Status(code));
+                    }
+                    Part::InDoubt => return Err(SmppError::Timeout),
+                }
+            }
+        }
+        leaving.settled();
+        bind.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        let form = self.inner.settings.submit_ids;
+        let reference = id_key(&ids[0], form);
+        if ids.len() > 1 {
+            self.inner.inbound.long_message(ids.iter().map(|id| id_key(id, form)).collect());
+        }
+        Ok(Submitted { parts: ids.len() as u32, message_ids: ids, reference })
+    }
+
+    /// A bind that is up, taking turns; waits for one until `deadline`.
+    async fn pick(&self, deadline: Instant) -> Result<Arc<Bind>, SmppError> {
+        loop {
+            let start = self.next.fetch_add(1, Ordering::Relaxed);
+            for k in 0..self.binds.len() {
+                let bind = &self.binds[(start + k) % self.binds.len()];
+                if *bind.up.borrow() {
+                    return Ok(bind.clone());
+                }
+            }
+            let mut ups: Vec<_> = self.binds.iter().map(|b| b.up.subscribe()).collect();
+            let any_up = futures_util::future::select_all(ups.iter_mut().map(|w| Box::pin(w.changed())));
+            if tokio::time::timeout_at(deadline, any_up).await.is_err() {
+                let last = self.binds.iter().find_map(|b| b.last_error.lock().unwrap().clone());
+                let (code, why) = last.unwrap_or((None, "the bind is not up yet".into()));
+                return Err(SmppError::Unbound(code, why));
+            }
+        }
+    }
+
+    async fn submit_part(&self, bind: &Bind, part: rusmpp::pdus::SubmitSm, deadline: Instant) -> Part {
+        let not_sent = || Part::NotSent(SmppError::Busy);
+        let Ok(Ok(permit)) = tokio::time::timeout_at(deadline, bind.window.acquire()).await else { return not_sent() };
+        let Ok(gate) = tokio::time::timeout_at(deadline, bind.gate.lock()).await else { return not_sent() };
+        let paused = *bind.paused_until.lock().unwrap();
+        if let Some(until) = paused.filter(|u| *u > Instant::now()) {
+            if until >= deadline {
+                return Part::NotSent(SmppError::Status(status::THROTTLED));
+            }
+            tokio::time::sleep_until(until).await;
+        }
+        if self.inner.settings.tps > 0 {
+            let mut next = self.inner.pace.lock().await;
+            let at = (*next).max(Instant::now());
+            if at >= deadline {
+                return not_sent();
+            }
+            *next = at + Duration::from_secs(1) / self.inner.settings.tps;
+            drop(next);
+            tokio::time::sleep_until(at).await;
+        }
+        let Some(client) = bind.client.lock().unwrap().clone() else {
+            return Part::NotSent(SmppError::Unbound(None, "the bind went down".into()));
+        };
+        let request = client.no_response_timeout();
+        let mut answer = Box::pin(request.submit_sm(part));
+        // Polled once under the gate: the part is queued for writing in turn.
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(answer.as_mut().poll(cx))).await;
+        drop(gate);
+        let answer = match first {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => match tokio::time::timeout_at(deadline, answer).await {
+                Ok(r) => r,
+                Err(_) => return Part::InDoubt,
+            },
+        };
+        drop(permit);
+        match answer {
+            Ok(resp) => Part::Taken(resp.message_id().as_str().trim_end_matches('\0').to_string()),
+            Err(ClientError::UnexpectedResponse { response }) => {
+                let code = u32::from(response.status());
+                if status::is_pause(code) {
+                    let until = Instant::now() + self.inner.settings.throttle_pause;
+                    *bind.paused_until.lock().unwrap() = Some(until);
+                    bind.stats.pauses.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(provider = %self.inner.provider, "SMSC asked to slow down (command_status {code:#x}); the bind pauses");
+                    if until >= deadline {
+                        return Part::NotSent(SmppError::Status(code));
+                    }
+                    Part::Paused
+                } else {
+                    Part::Refused(code)
+                }
+            }
+            // The part was handed to the connection: it may have left.
+            Err(_) => Part::InDoubt,
+        }
+    }
+}
+
+/// How one part fared.
+enum Part {
+    Taken(String),
+    /// Throttled: nothing taken; send it again after the pause.
+    Paused,
+    /// Never left.
+    NotSent(SmppError),
+    /// Answered with a non-zero status.
+    Refused(u32),
+    /// Left, and no answer came.
+    InDoubt,
+}
+
+type Events = Pin<Box<dyn futures_util::Stream<Item = Event> + Send>>;
+
+/// Keeps bind `n` up until the session is dropped.
+async fn keep_bound(inner: Arc<Inner>, bind: Arc<Bind>, n: usize, mut stop: watch::Receiver<()>) {
+    let provider = inner.provider.clone();
+    let mut wait = FIRST_RETRY;
+    let mut attempts = 0u64;
+    loop {
+        let connected = tokio::select! {
+            r = tokio::time::timeout(BIND_TIMEOUT, connect(&inner.settings)) => r.unwrap_or_else(|_| Err((None, "no bind_transceiver_resp in time".into()))),
+            _ = stop.changed() => return,
+        };
+        match connected {
+            Ok((client, mut events)) => {
+                attempts += 1;
+                if attempts > 1 {
+                    bind.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::info!(%provider, bind = n, "SMPP bind up");
+                *bind.last_error.lock().unwrap() = None;
+                *bind.client.lock().unwrap() = Some(client.clone());
+                bind.up.send_replace(true);
+                wait = FIRST_RETRY;
+                let why = loop {
+                    tokio::select! {
+                        event = events.next() => match event {
+                            Some(Event::Incoming(command)) => inner.inbound.answer(&bind.stats, &client, command).await,
+                            Some(Event::Error(e)) => tracing::debug!(%provider, bind = n, "SMPP: {e}"),
+                            None => break "the connection closed".to_string(),
+                        },
+                        _ = stop.changed() => {
+                            bind.up.send_replace(false);
+                            let _ = tokio::time::timeout(Duration::from_secs(2), client.unbind()).await;
+                            let _ = client.close().await;
+                            return;
+                        }
+                    }
+                };
+                bind.up.send_replace(false);
+                bind.client.lock().unwrap().take();
+                tracing::warn!(%provider, bind = n, "SMPP bind down: {why}; binding again");
+            }
+            Err((code, why)) => {
+                let mut last = bind.last_error.lock().unwrap();
+                if last.as_ref().map(|l| &l.1) != Some(&why) {
+                    tracing::error!(%provider, bind = n, "SMPP bind failed: {why}; trying again, at most every {}s", inner.settings.reconnect_max.as_secs());
+                }
+                *last = Some((code, why));
+            }
+        }
+        // Jittered, so that many binds refused at once do not come back at once.
+        let jitter = 0.5 + f64::from(rand_u8()) / 255.0;
+        tokio::select! {
+            _ = tokio::time::sleep(wait.mul_f64(jitter)) => {}
+            _ = stop.changed() => return,
+        }
+        wait = (wait * 2).min(inner.settings.reconnect_max);
+    }
+}
+
+/// Connects through the egress gate and binds as a transceiver.
+async fn connect(settings: &SmppBinds) -> Result<(Client, Events), (Option<u32>, String)> {
+    let url = url::Url::parse(&settings.url).map_err(|e| (None, e.to_string()))?;
+    let (host, port) = (url.host_str().unwrap_or_default().to_string(), url.port().unwrap_or(2775));
+    let addrs = egress::resolve(&host, port).await.map_err(|d| (None, d.0))?;
+    let tcp = tokio::net::TcpStream::connect(&addrs[..])
+        .await
+        .map_err(|e| (None, format!("cannot connect to {host}:{port}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let builder = ConnectionBuilder::new()
+        .enquire_link_interval(settings.enquire_link)
+        .disable_interface_version_check()
+        .no_response_timeout();
+    let (client, events): (Client, Events) = if url.scheme() == "smpps" {
+        let config = crate::tls::client_config("`smpp.ca_file`", settings.ca_file.as_deref())
+            .map_err(|e| (None, format!("{e:#}")))?;
+        let name =
+            rustls_pki_types::ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string())
+                .map_err(|e| (None, format!("{host}: {e}")))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| (None, format!("TLS with {host}:{port}: {e}")))?;
+        let (c, e) = builder.connected(tls);
+        (c, Box::pin(e))
+    } else {
+        let (c, e) = builder.connected(tcp);
+        (c, Box::pin(e))
+    };
+    let refused = |e| (None, e);
+    let bind = BindTransceiver::builder()
+        .system_id(encode::text_field("system_id", &settings.system_id).map_err(refused)?)
+        .password(encode::text_field("password", &settings.password).map_err(refused)?)
+        .system_type(encode::text_field("system_type", &settings.system_type).map_err(refused)?)
+        .interface_version(InterfaceVersion::Smpp3_4)
+        .build();
+    match client.response_timeout(BIND_TIMEOUT).bind_transceiver(bind).await {
+        Ok(_) => Ok((client, events)),
+        Err(ClientError::UnexpectedResponse { response }) => {
+            let code = u32::from(response.status());
+            let why = match code {
+                0x0E => "the SMSC refused the password (command_status 0x0e)".to_string(),
+                0x0F => "the SMSC refused the system_id (command_status 0x0f)".to_string(),
+                _ => format!("the SMSC refused the bind (command_status {code:#x})"),
+            };
+            Err((Some(code), why))
+        }
+        Err(e) => Err((None, format!("bind: {e}"))),
+    }
+}
+
+fn rand_u8() -> u8 {
+    let mut b = [0u8; 1];
+    let _ = getrandom::fill(&mut b);
+    b[0]
+}
