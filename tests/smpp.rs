@@ -311,3 +311,111 @@ async fn a_bind_refused_for_its_password_is_unauthorized_and_not_a_reconnect_sto
     let binds = smsc.of("bind").len();
     assert!((2..=4).contains(&binds), "{binds} bind attempts in about 3 s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_bind_trusts_the_smsc_through_its_ca_file_and_refuses_without_it() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("smsc.pem"), certs.path().join("smsc.key"));
+    smsbridge::tls::generate_self_signed(&["localhost".into()], 30, &cert, &key).unwrap();
+    let smsc = Smsc::start(script(json!({"tls": {"key": key, "cert": cert}})));
+    let tls = |ca: &str| {
+        provider(&smsc, ca)
+            .replace(&format!("smpp://127.0.0.1:{}", smsc.port), &format!("smpps://localhost:{}", smsc.port))
+    };
+    let trusted = format!("{}{}", tls(&format!("ca_file = {:?}", cert)), quiet_route("/v1/send", &["p"], ""));
+    let bridge = Bridge::start(&trusted).await;
+    bound(&smsc).await;
+    let a = send(&bridge, "/v1/send", "+447400123456", "Your code is 808080").await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(smsc.wait_for("message", 1, Duration::from_secs(5))[0]["text"], "Your code is 808080");
+    drop(bridge);
+
+    // The system's roots do not hold the SMSC's certificate: no bind, no send.
+    let binds = smsc.of("bind").len();
+    let untrusted = format!("{}{}", tls(""), quiet_route("/v1/send", &["p"], ""));
+    let bridge = Bridge::start(&untrusted).await;
+    let a = send(&bridge, "/v1/send", "+447400123456", "Your code is 818181").await;
+    assert_eq!(a.status, 503, "{a:?}");
+    assert!(a.text.contains("certificate") || a.text.contains("TLS"), "{a:?}");
+    assert_eq!(smsc.of("bind").len(), binds, "no bind without a trusted certificate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_messages_wait_out_a_dead_smsc_and_are_delivered_once_when_it_returns() {
+    let smsc = Smsc::start(credentials());
+    let port = smsc.port;
+    // The circuit would open after 5 failures and skip the SMSC for 30 s.
+    let provider =
+        provider(&smsc, "reconnect_max_s = 2").replace("timeout_ms = 3000", "timeout_ms = 3000\ncircuit_failures = 50");
+    let config = format!("{RECORD}{provider}{}", quiet_route("/q", &["p"], "queued = true\n"));
+    let bridge = Bridge::start(&config).await;
+    bound(&smsc).await;
+    drop(smsc);
+    for i in 0..5 {
+        let a = send(&bridge, "/q", "+447400123456", &format!("Your code is 90000{i}")).await;
+        assert_eq!(a.status, 202, "{a:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let smsc = Smsc::start(script(json!({"port": port})));
+    let messages = smsc.wait_for("message", 5, Duration::from_secs(30));
+    let mut texts: Vec<&str> = messages.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    texts.sort();
+    assert_eq!(texts, (0..5).map(|i| format!("Your code is 90000{i}")).collect::<Vec<_>>(), "each once");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(smsc.of("submit").len(), 5, "nothing sent twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_reloaded_adapter_keeps_the_bind_and_loses_no_send() {
+    let smsc = Smsc::start(script(json!({"delay_ms": 5})));
+    let config = format!(
+        "[adapters]\ndir = \"{{dir}}/adapters\"\n{}{}",
+        provider(&smsc, ""),
+        quiet_route("/v1/send", &["p"], "")
+    );
+    let bridge =
+        Arc::new(Bridge::start_with(&config, |dir| std::fs::create_dir_all(dir.join("adapters")).unwrap()).await);
+    bound(&smsc).await;
+    let load = {
+        let bridge = bridge.clone();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..60 {
+                statuses.push(send(&bridge, "/v1/send", "+447400123456", &format!("Your code is {i:06}")).await.status);
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let file = bridge.path("adapters/smpp.wasm");
+    std::fs::copy(smsbridge_tests::artifacts::SMPP_WASM, &file).unwrap();
+    bridge.gateway.reload_adapter(&file).await;
+    let statuses = load.await.unwrap();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(smsc.wait_for("message", 60, Duration::from_secs(5)).len(), 60);
+    assert_eq!(smsc.of("bind").len(), 1, "the reload did not bind again");
+    let source = bridge.gateway.routing().adapter_of("p").unwrap().source.clone();
+    assert!(source.contains("smpp.wasm"), "the dropped-in file serves: {source}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bind_is_in_the_metrics() {
+    smsbridge::telemetry::metrics();
+    let smsc = Smsc::start(credentials());
+    // Its own name: metrics are the process's, and other tests bind as `p`.
+    let named = provider(&smsc, "").replace("name = \"p\"", "name = \"metered\"");
+    let bridge = Bridge::start(&format!("[admin]\n{named}{}", quiet_route("/v1/send", &["metered"], ""))).await;
+    bound(&smsc).await;
+    assert_eq!(send(&bridge, "/v1/send", "+447400123456", "Your code is 1").await.status, 200);
+    let metrics = bridge.client.get(format!("http://{}/metrics", bridge.admin_addr)).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    for line in [
+        "smsbridge_smpp_bound{provider=\"metered\",bind=\"0\"} 1",
+        "smsbridge_smpp_submits_total{provider=\"metered\",command_status=\"0x00\"} 1",
+        "smsbridge_smpp_submit_seconds_count{provider=\"metered\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    let binds = bridge.gateway.smpp_sessions()[0].binds();
+    assert!(binds[0].up && binds[0].last_error.is_none());
+}

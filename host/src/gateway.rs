@@ -78,6 +78,11 @@ impl Gateway {
         self.courier.provider_now(provider)
     }
 
+    /// The SMPP sessions of the providers that bind to an SMSC.
+    pub fn smpp_sessions(&self) -> Vec<Arc<crate::smpp::Session>> {
+        self.live.sessions.all()
+    }
+
     /// The backend instances share, when there is one.
     pub fn shared(&self) -> Option<&Arc<dyn SharedBackend>> {
         self.shared.as_ref()

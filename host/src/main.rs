@@ -326,6 +326,21 @@ async fn check(config: Option<&Path>) -> Result<()> {
         let hosts = p.sandbox.allow_hosts.clone().unwrap_or_else(|| info.default_hosts.clone());
         say!("  allow_hosts: {}", if hosts.is_empty() { "(none)".into() } else { hosts.join(", ") });
     }
+    for session in gateway.smpp_sessions() {
+        // A bind takes a moment: it is given a few seconds before it counts as not made.
+        let binds = session.wait_bound(std::time::Duration::from_secs(5)).await;
+        for (n, b) in binds.iter().enumerate() {
+            match (&b.up, &b.last_error) {
+                (true, _) => say!("provider {}: SMPP bind {n} to {} up", session.provider(), session.settings().url),
+                (false, why) => say!(
+                    "warning: provider {}: SMPP bind {n} to {} not made: {}",
+                    session.provider(),
+                    session.settings().url,
+                    why.as_deref().unwrap_or("no answer yet")
+                ),
+            }
+        }
+    }
     for r in &routing.config.routes {
         say!("route {}: fields {}/{}, providers {}", r.path, r.fields.phone, r.fields.message, r.providers.join(", "));
     }

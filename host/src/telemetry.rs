@@ -58,6 +58,40 @@ pub fn circuit(provider: &str, open: bool) {
     gauge!("smsbridge_circuit_open", "provider" => provider.to_string()).set(if open { 1.0 } else { 0.0 });
 }
 
+/// Whether an SMPP bind is up.
+pub fn smpp_bound(provider: &str, bind: usize, up: bool) {
+    let labels = [("provider", provider.to_string()), ("bind", bind.to_string())];
+    gauge!("smsbridge_smpp_bound", &labels).set(if up { 1.0 } else { 0.0 });
+}
+
+/// `submit_sm` outstanding on an SMPP bind now.
+pub fn smpp_window(provider: &str, bind: usize, in_use: usize) {
+    let labels = [("provider", provider.to_string()), ("bind", bind.to_string())];
+    gauge!("smsbridge_smpp_window_in_use", &labels).set(in_use as f64);
+}
+
+/// One `submit_sm_resp`, by `command_status`, and how long it took.
+pub fn smpp_submit(provider: &str, status: u32, took: Duration) {
+    let labels = [("provider", provider.to_string()), ("command_status", format!("{status:#04x}"))];
+    counter!("smsbridge_smpp_submits_total", &labels).increment(1);
+    histogram!("smsbridge_smpp_submit_seconds", "provider" => provider.to_string()).record(took.as_secs_f64());
+}
+
+/// A bind paused by `ESME_RTHROTTLED` or `ESME_RMSGQFUL`.
+pub fn smpp_pause(provider: &str) {
+    counter!("smsbridge_smpp_pauses_total", "provider" => provider.to_string()).increment(1);
+}
+
+/// A receipt recorded, by the status it gave.
+pub fn smpp_receipt(provider: &str, status: &'static str) {
+    counter!("smsbridge_smpp_receipts_total", "provider" => provider.to_string(), "status" => status).increment(1);
+}
+
+/// A bind made again after it had been up.
+pub fn smpp_reconnect(provider: &str) {
+    counter!("smsbridge_smpp_reconnects_total", "provider" => provider.to_string()).increment(1);
+}
+
 /// A request refused before any provider was tried: `auth`, `invalid_phone`…
 pub fn refused(route: &str, reason: &'static str) {
     counter!("smsbridge_refusals_total", "route" => route.to_string(), "reason" => reason).increment(1);

@@ -167,12 +167,24 @@ async fn render(gateway: &Gateway, headers: &HeaderMap, number: Option<&str>) ->
     let csrf = csrf(headers);
     let routing = gateway.routing();
     let config = &routing.config;
+    let sessions = gateway.smpp_sessions();
     let providers: Vec<views::ProviderNow> = config
         .providers
         .iter()
         .map(|p| {
             let (circuit_open, in_flight) = gateway.provider_now(&p.name);
+            let binds = sessions.iter().find(|s| s.provider() == p.name).map(|s| {
+                let binds = s.binds();
+                let up = binds.iter().filter(|b| b.up).count();
+                let why = binds.iter().find_map(|b| b.last_error.clone());
+                let window: u32 = binds.iter().map(|b| b.in_window).sum();
+                match why {
+                    Some(why) if up < binds.len() => format!("SMPP binds {up}/{} up: {why}", binds.len()),
+                    _ => format!("SMPP binds {up}/{} up, {window} in window", binds.len()),
+                }
+            });
             views::ProviderNow {
+                binds,
                 name: &p.name,
                 adapter: &p.adapter,
                 circuit_open,

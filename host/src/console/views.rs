@@ -66,6 +66,8 @@ pub(super) struct ProviderNow<'a> {
     pub circuit_open: bool,
     pub in_flight: u32,
     pub max_in_flight: u32,
+    /// Its SMPP binds' state, when it binds to an SMSC.
+    pub binds: Option<String>,
 }
 
 fn summary_cells(view: Option<&View>, last_5m: bool) -> Markup {
@@ -94,7 +96,10 @@ pub(super) fn now(snapshot: &Snapshot, providers: &[ProviderNow], config: &Confi
                         @let view = snapshot.providers.get(p.name);
                         tr.provider {
                             td { (p.name) }
-                            td { (p.adapter) }
+                            td {
+                                (p.adapter)
+                                @if let Some(binds) = &p.binds { br; small.binds { (binds) } }
+                            }
                             td { @if p.circuit_open { span.bad { "open" } } @else { span.good { "closed" } } }
                             td { (p.in_flight) " / " (p.max_in_flight) }
                             (summary_cells(view, true))

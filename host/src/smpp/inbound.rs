@@ -73,7 +73,10 @@ impl Inbound {
         let update = self.long.lock().unwrap().receipt(&id_key(&r.id, self.form), r.state);
         let (Some((reference, state)), Some(record)) = (update, &self.record) else { return true };
         match record.update_status(&self.provider, &reference, state).await {
-            Ok(_) => true,
+            Ok(_) => {
+                crate::telemetry::smpp_receipt(&self.provider, state.as_str());
+                true
+            }
             Err(e) => {
                 tracing::error!(provider = %self.provider, "receipt not recorded; the SMSC will send it again: {e:#}");
                 false

@@ -13,6 +13,7 @@ use super::{SmppError, Submit, Submitted, encode, status};
 use crate::config::SmppBinds;
 use crate::egress::{self, Exchange, Interceptor};
 use crate::record::MessageRecord;
+use crate::telemetry;
 use futures_util::StreamExt;
 use rusmpp::pdus::BindTransceiver;
 use rusmpp::values::InterfaceVersion;
@@ -86,6 +87,7 @@ struct Inner {
 
 /// One bind and what is known of it.
 pub struct Bind {
+    n: usize,
     client: Mutex<Option<Client>>,
     up: watch::Sender<bool>,
     window: Semaphore,
@@ -124,9 +126,10 @@ impl Session {
             inbound: Inbound::new(provider, &settings, record),
             settings,
         });
-        let binds: Vec<Arc<Bind>> = (0..inner.settings.binds)
-            .map(|_| {
+        let binds: Vec<Arc<Bind>> = (0..inner.settings.binds as usize)
+            .map(|n| {
                 Arc::new(Bind {
+                    n,
                     client: Mutex::default(),
                     up: watch::channel(false).0,
                     window: Semaphore::new(inner.settings.window as usize),
@@ -162,6 +165,16 @@ impl Session {
                 last_error: b.last_error.lock().unwrap().as_ref().map(|e| e.1.clone()),
             })
             .collect()
+    }
+
+    /// The binds once all are up, or as they are after `within`.
+    pub async fn wait_bound(&self, within: Duration) -> Vec<BindView> {
+        let until = Instant::now() + within;
+        for bind in &self.binds {
+            let mut up = bind.up.subscribe();
+            let _ = tokio::time::timeout_at(until, up.wait_for(|up| *up)).await;
+        }
+        self.binds()
     }
 
     pub fn stats(&self) -> impl Iterator<Item = &BindStats> {
@@ -268,6 +281,10 @@ impl Session {
         let Some(client) = bind.client.lock().unwrap().clone() else {
             return Part::NotSent(SmppError::Unbound(None, "the bind went down".into()));
         };
+        let provider = self.inner.provider.as_str();
+        let window = self.inner.settings.window as usize;
+        telemetry::smpp_window(provider, bind.n, window - bind.window.available_permits());
+        let written = Instant::now();
         let request = client.no_response_timeout();
         let mut answer = Box::pin(request.submit_sm(part));
         // Polled once under the gate: the part is queued for writing in turn.
@@ -281,6 +298,13 @@ impl Session {
             },
         };
         drop(permit);
+        telemetry::smpp_window(provider, bind.n, window - bind.window.available_permits());
+        let code = match &answer {
+            Ok(_) => 0,
+            Err(ClientError::UnexpectedResponse { response }) => u32::from(response.status()),
+            Err(_) => return Part::InDoubt,
+        };
+        telemetry::smpp_submit(provider, code, written.elapsed());
         match answer {
             Ok(resp) => Part::Taken(resp.message_id().as_str().trim_end_matches('\0').to_string()),
             Err(ClientError::UnexpectedResponse { response }) => {
@@ -289,6 +313,7 @@ impl Session {
                     let until = Instant::now() + self.inner.settings.throttle_pause;
                     *bind.paused_until.lock().unwrap() = Some(until);
                     bind.stats.pauses.fetch_add(1, Ordering::Relaxed);
+                    telemetry::smpp_pause(provider);
                     tracing::warn!(provider = %self.inner.provider, "SMSC asked to slow down (command_status {code:#x}); the bind pauses");
                     if until >= deadline {
                         return Part::NotSent(SmppError::Status(code));
@@ -334,7 +359,9 @@ async fn keep_bound(inner: Arc<Inner>, bind: Arc<Bind>, n: usize, mut stop: watc
                 attempts += 1;
                 if attempts > 1 {
                     bind.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    telemetry::smpp_reconnect(&provider);
                 }
+                telemetry::smpp_bound(&provider, n, true);
                 tracing::info!(%provider, bind = n, "SMPP bind up");
                 *bind.last_error.lock().unwrap() = None;
                 *bind.client.lock().unwrap() = Some(client.clone());
@@ -356,6 +383,7 @@ async fn keep_bound(inner: Arc<Inner>, bind: Arc<Bind>, n: usize, mut stop: watc
                     }
                 };
                 bind.up.send_replace(false);
+                telemetry::smpp_bound(&provider, n, false);
                 bind.client.lock().unwrap().take();
                 tracing::warn!(%provider, bind = n, "SMPP bind down: {why}; binding again");
             }
