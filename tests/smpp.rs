@@ -419,3 +419,42 @@ async fn each_bind_is_in_the_metrics() {
     let binds = bridge.gateway.smpp_sessions()[0].binds();
     assert!(binds[0].up && binds[0].last_error.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_message_keeps_its_place_ahead_of_those_waiting_behind_it() {
+    // Window 1: every message waits for the one before it. The 2nd submit
+    // is throttled; it must go again before the 3rd, 4th and 5th go at all.
+    let smsc = Smsc::start(script(json!({"throttle": [2], "delay_ms": 50})));
+    let bridge = Arc::new(
+        Bridge::start(&format!(
+            "{}{}",
+            provider(&smsc, "window = 1\nthrottle_pause_ms = 200"),
+            quiet_route("/v1/send", &["p"], "")
+        ))
+        .await,
+    );
+    bound(&smsc).await;
+    let sends: Vec<_> = (1..=5)
+        .map(|i| {
+            let bridge = bridge.clone();
+            tokio::spawn(async move { send(&bridge, "/v1/send", "+447400123456", &format!("Your code is {i}")).await })
+        })
+        .collect();
+    for s in sends {
+        assert_eq!(s.await.unwrap().status, 200);
+    }
+    let mut first_seen: Vec<String> = Vec::new();
+    for s in smsc.of("submit") {
+        let text = s["text"].as_str().unwrap().to_string();
+        if !first_seen.contains(&text) {
+            first_seen.push(text);
+        }
+    }
+    let taken: Vec<String> = smsc
+        .wait_for("message", 5, Duration::from_secs(5))
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(taken, first_seen, "taken in the order first sent: the throttled one was not overtaken");
+    assert_eq!(smsc.of("submit").len(), 6);
+}

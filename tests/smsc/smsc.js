@@ -10,6 +10,7 @@
 //   ids             "decimal" (default) or "hex": how submit_sm_resp writes ids
 //   zeros           pad submit_sm_resp ids to this many digits
 //   receipts        {form: "hex"|"decimal", tlv: bool, text: bool, stat, delay_ms}
+//   quiet           print only "answered" events (text and epoch ms), for benches
 // Prints one JSON line per event: bind, submit (with the decoded text, its
 // UDH and the submits outstanding), message (a whole text, parts joined by
 // their UDH), receipt_acked. Reads "drop" on stdin to cut every connection.
@@ -56,6 +57,15 @@ function onSession(session) {
     submits += 1;
     const n = submits;
     outstanding += 1;
+    if (opts.quiet) {
+      setTimeout(() => {
+        outstanding -= 1;
+        session.send(pdu.response({ message_id: idText(nextId++, opts.ids, opts.zeros) }));
+        const sm = pdu.short_message || {};
+        out({ event: "answered", text: sm.message, at: Date.now() });
+      }, opts.delay_ms || 0);
+      return;
+    }
     const sm = pdu.short_message || {};
     const udh = (sm.udh || []).map((b) => Buffer.from(b).toString("hex"));
     const text = typeof sm.message === "string" ? sm.message : Buffer.from(sm.message || []).toString("hex");

@@ -93,6 +93,10 @@ pub struct Bind {
     window: Semaphore,
     /// Taken to write a part: parts leave in the order they take it.
     gate: tokio::sync::Mutex<()>,
+    /// Throttled parts waiting to go again, before any other; and the
+    /// signal that one went.
+    resending: std::sync::atomic::AtomicUsize,
+    resent: tokio::sync::Notify,
     paused_until: Mutex<Option<Instant>>,
     /// Why the last bind attempt failed: the SMSC's status, if it answered.
     last_error: Mutex<Option<(Option<u32>, String)>>,
@@ -134,6 +138,8 @@ impl Session {
                     up: watch::channel(false).0,
                     window: Semaphore::new(inner.settings.window as usize),
                     gate: Default::default(),
+                    resending: Default::default(),
+                    resent: Default::default(),
                     paused_until: Mutex::default(),
                     last_error: Mutex::default(),
                     stats: BindStats::default(),
@@ -202,13 +208,14 @@ impl Session {
         let mut ids = Vec::with_capacity(parts.len());
         for part in parts {
             let sent = !ids.is_empty();
+            let mut held = None;
             loop {
-                match self.submit_part(&bind, part.clone(), deadline).await {
+                match self.submit_part(&bind, part.clone(), deadline, held.take()).await {
                     Part::Taken(id) => {
                         ids.push(id);
                         break;
                     }
-                    Part::Paused => continue,
+                    Part::Paused(turn) => held = Some(turn),
                     // Nothing of this message left: it can go elsewhere.
                     Part::NotSent(e) if !sent => {
                         leaving.settled();
@@ -257,10 +264,38 @@ impl Session {
         }
     }
 
-    async fn submit_part(&self, bind: &Bind, part: rusmpp::pdus::SubmitSm, deadline: Instant) -> Part {
+    /// Writes one part. `held` is the turn of a part the SMSC throttled: it
+    /// keeps its place in the window and goes before any part not yet sent.
+    async fn submit_part<'a>(
+        &self,
+        bind: &'a Bind,
+        part: rusmpp::pdus::SubmitSm,
+        deadline: Instant,
+        held: Option<Turn<'a>>,
+    ) -> Part<'a> {
         let not_sent = || Part::NotSent(SmppError::Busy);
-        let Ok(Ok(permit)) = tokio::time::timeout_at(deadline, bind.window.acquire()).await else { return not_sent() };
-        let Ok(gate) = tokio::time::timeout_at(deadline, bind.gate.lock()).await else { return not_sent() };
+        let (permit, retry) = match held {
+            Some(turn) => (turn.permit, Some(turn.retry)),
+            None => match tokio::time::timeout_at(deadline, bind.window.acquire()).await {
+                Ok(Ok(permit)) => (permit, None),
+                _ => return not_sent(),
+            },
+        };
+        let gate = loop {
+            let waiting = bind.resent.notified();
+            tokio::pin!(waiting);
+            waiting.as_mut().enable();
+            let Ok(gate) = tokio::time::timeout_at(deadline, bind.gate.lock()).await else { return not_sent() };
+            if retry.is_some() || bind.resending.load(Ordering::SeqCst) == 0 {
+                break gate;
+            }
+            // A throttled part goes first.
+            drop(gate);
+            if tokio::time::timeout_at(deadline, waiting).await.is_err() {
+                return not_sent();
+            }
+        };
+        drop(retry);
         let paused = *bind.paused_until.lock().unwrap();
         if let Some(until) = paused.filter(|u| *u > Instant::now()) {
             if until >= deadline {
@@ -297,14 +332,15 @@ impl Session {
                 Err(_) => return Part::InDoubt,
             },
         };
-        drop(permit);
-        telemetry::smpp_window(provider, bind.n, window - bind.window.available_permits());
         let code = match &answer {
             Ok(_) => 0,
             Err(ClientError::UnexpectedResponse { response }) => u32::from(response.status()),
             Err(_) => return Part::InDoubt,
         };
         telemetry::smpp_submit(provider, code, written.elapsed());
+        // This part's slot is freed on return, unless it is to go again.
+        let in_window = window - bind.window.available_permits() - usize::from(!status::is_pause(code));
+        telemetry::smpp_window(provider, bind.n, in_window);
         match answer {
             Ok(resp) => Part::Taken(resp.message_id().as_str().trim_end_matches('\0').to_string()),
             Err(ClientError::UnexpectedResponse { response }) => {
@@ -318,7 +354,8 @@ impl Session {
                     if until >= deadline {
                         return Part::NotSent(SmppError::Status(code));
                     }
-                    Part::Paused
+                    bind.resending.fetch_add(1, Ordering::SeqCst);
+                    Part::Paused(Turn { permit, retry: Resending(bind) })
                 } else {
                     Part::Refused(code)
                 }
@@ -330,16 +367,34 @@ impl Session {
 }
 
 /// How one part fared.
-enum Part {
+enum Part<'a> {
     Taken(String),
-    /// Throttled: nothing taken; send it again after the pause.
-    Paused,
+    /// Throttled: nothing taken; send it again after the pause, in its turn.
+    Paused(Turn<'a>),
     /// Never left.
     NotSent(SmppError),
     /// Answered with a non-zero status.
     Refused(u32),
     /// Left, and no answer came.
     InDoubt,
+}
+
+/// A throttled part's place: its slot in the window, and its claim to go
+/// before parts not yet sent.
+struct Turn<'a> {
+    permit: tokio::sync::SemaphorePermit<'a>,
+    retry: Resending<'a>,
+}
+
+/// Counts a throttled part waiting to go again; dropped once it passed the
+/// gate (or gave up), it lets the others through.
+struct Resending<'a>(&'a Bind);
+
+impl Drop for Resending<'_> {
+    fn drop(&mut self) {
+        self.0.resending.fetch_sub(1, Ordering::SeqCst);
+        self.0.resent.notify_waiters();
+    }
 }
 
 type Events = Pin<Box<dyn futures_util::Stream<Item = Event> + Send>>;
