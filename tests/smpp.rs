@@ -458,3 +458,18 @@ async fn a_throttled_message_keeps_its_place_ahead_of_those_waiting_behind_it() 
     assert_eq!(taken, first_seen, "taken in the order first sent: the throttled one was not overtaken");
     assert_eq!(smsc.of("submit").len(), 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_no_coding_can_carry_is_refused_naming_why_and_nothing_is_sent() {
+    let smsc = Smsc::start(credentials());
+    let bridge = Bridge::start(&format!("{}{}", provider(&smsc, ""), quiet_route("/v1/send", &["p"], ""))).await;
+    bound(&smsc).await;
+    // Outside the Basic Multilingual Plane: UCS-2 has no code for it.
+    let a = send(&bridge, "/v1/send", "+447400123456", "Your code is 123456 🔐").await;
+    assert_eq!(a.status, 502, "{a:?}");
+    assert!(a.text.contains("UCS-2"), "{a:?}");
+    let b = send(&bridge, "/v1/send", "+447400123456", "Your code is 123456").await;
+    assert_eq!(b.status, 200, "{b:?}");
+    assert_eq!(smsc.wait_for("submit", 1, Duration::from_secs(2)).len(), 1, "only the second went");
+    assert_eq!(smsc.of("bind").len(), 1, "no reconnect");
+}

@@ -51,7 +51,12 @@ pub fn parts(submit: &Submit, reference: u8) -> Result<Vec<SubmitSm>, String> {
             base.multipart(text).ucs2().reference_u8(reference).build().map_err(|e| e.to_string())
         }
     };
-    built.map_err(|e| format!("the text cannot be sent as {coding:?}: {e}"))
+    let name = match coding {
+        Coding::Gsm7 => "GSM 03.38",
+        Coding::Latin1 => "Latin-1",
+        Coding::Ucs2 | Coding::Auto => "UCS-2",
+    };
+    built.map_err(|e| format!("the text cannot be sent as {name}: {e}"))
 }
 
 /// `value` as a NUL-terminated field of at most `MAX` octets.
@@ -101,6 +106,12 @@ mod tests {
         assert_eq!(u8::from(parts[0].data_coding), 8);
         assert_eq!(sizes(&"ж".repeat(70), Coding::Auto), vec![140]);
         assert_eq!(sizes(&"ж".repeat(71), Coding::Auto), vec![140, 14]);
+    }
+
+    #[test]
+    fn a_character_beyond_ucs2_is_refused_by_name() {
+        let e = parts(&submit("Your code is 123456 🔐", Coding::Auto), 1).unwrap_err();
+        assert!(e.contains("UCS-2"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! `smpp` import, and the host encodes and splits the text ([`encode`]) and
 //! reads the delivery receipts SMSCs send ([`receipt`]).
 
+mod bind;
 pub mod encode;
 mod inbound;
 pub mod receipt;
