@@ -129,7 +129,7 @@ impl CallerAuth {
     /// Resolves a route's `auth` and its secret.
     pub(super) fn from_raw(raw: &RawAuth, path: &str, src: Source) -> Result<CallerAuth> {
         let secret = |key: &str, s: &Spanned<RawSetting>| {
-            secret(s, || format!("{}: route `{path}`: auth `{key}`", src.at(s.span())))
+            secret(s, || src.place(s.span(), &format!("route.auth.{key}"), format!("route `{path}`: auth `{key}`")))
         };
         let realm = |r: &Option<String>| r.clone().unwrap_or_else(|| "smsbridge".into());
         Ok(match raw {
@@ -148,7 +148,8 @@ impl CallerAuth {
             RawAuth::Bearer { token } => CallerAuth::Bearer { token: secret("token", token)? },
             RawAuth::Header { name, value } => {
                 let Ok(name) = axum::http::HeaderName::from_bytes(name.as_bytes()) else {
-                    bail!("{}: route `{path}`: auth header `name` {name:?} is not a header name", src.at(value.span()));
+                    let why = format!("route `{path}`: auth header `name` {name:?} is not a header name");
+                    bail!(src.refuse(value.span(), "route.auth.name", why));
                 };
                 CallerAuth::Header { name: name.as_str().to_string(), value: secret("value", value)? }
             }
@@ -156,17 +157,22 @@ impl CallerAuth {
                 let setting = secret("secret", s)?;
                 let base64 = secret_base64.unwrap_or(false);
                 if base64 && jwt_key(&setting.value, true).is_none() {
-                    bail!("{}: route `{path}`: auth `secret` is not base64 (`secret_base64 = true`)", src.at(s.span()));
+                    let why = format!("route `{path}`: auth `secret` is not base64 (`secret_base64 = true`)");
+                    bail!(src.refuse(s.span(), "route.auth.secret", why));
                 }
                 if audience.trim().is_empty() {
-                    bail!("{}: route `{path}`: auth `audience` is empty", src.at(s.span()));
+                    bail!(src.refuse(
+                        s.span(),
+                        "route.auth.audience",
+                        format!("route `{path}`: auth `audience` is empty")
+                    ));
                 }
                 let lifetime = max_lifetime_s.unwrap_or(JWT_MAX_LIFETIME_S);
                 if lifetime == 0 || lifetime > 86_400 {
-                    bail!(
-                        "{}: route `{path}`: auth `max_lifetime_s` must be between 1 and 86400 seconds, not {lifetime}",
-                        src.at(s.span())
+                    let why = format!(
+                        "route `{path}`: auth `max_lifetime_s` must be between 1 and 86400 seconds, not {lifetime}"
                     );
+                    bail!(src.refuse(s.span(), "route.auth.max_lifetime_s", why));
                 }
                 CallerAuth::Jwt {
                     secret: setting,
@@ -179,19 +185,17 @@ impl CallerAuth {
             }
             RawAuth::Webhook { secret: s, tolerance_s } => {
                 let setting = secret("secret", s)?;
-                let at = || format!("{}: route `{path}`: auth `secret`", src.at(s.span()));
+                let at = src.place(s.span(), "route.auth.secret", format!("route `{path}`: auth `secret`"));
                 let Some(key) = webhook_key(&setting.value) else {
-                    bail!("{}: write it as v1,whsec_<base64>, as the caller shows it", at());
+                    bail!(at.refuse("", "write it as v1,whsec_<base64>, as the caller shows it"));
                 };
                 if key.len() < 16 {
-                    bail!("{}: the key is {} bytes; a webhook secret needs at least 16", at(), key.len());
+                    bail!(at.refuse("", format!("the key is {} bytes; a webhook secret needs at least 16", key.len())));
                 }
                 let tolerance = tolerance_s.unwrap_or(300);
                 if !(1..=3600).contains(&tolerance) {
-                    bail!(
-                        "{}: route `{path}`: auth `tolerance_s` must be 1 to 3600 (got {tolerance})",
-                        src.at(s.span())
-                    );
+                    let why = format!("route `{path}`: auth `tolerance_s` must be 1 to 3600 (got {tolerance})");
+                    bail!(src.refuse(s.span(), "route.auth.tolerance_s", why));
                 }
                 CallerAuth::Webhook { secret: setting, tolerance: Duration::from_secs(tolerance) }
             }
@@ -203,6 +207,6 @@ impl CallerAuth {
 pub(super) fn digest_key(raw: Option<&RawAuthKeys>, src: Source) -> Result<Option<Setting>> {
     match raw.and_then(|a| a.digest_key.as_ref()) {
         None => Ok(None),
-        Some(k) => Ok(Some(secret(k, || format!("{}: auth `digest_key`", src.at(k.span())))?)),
+        Some(k) => Ok(Some(secret(k, || src.place(k.span(), "auth.digest_key", "auth `digest_key`"))?)),
     }
 }

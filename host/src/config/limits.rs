@@ -50,26 +50,33 @@ impl Limits {
                 Some(v) => (v.get_ref().as_str(), v.span()),
                 None => (default, span.clone()),
             };
-            parse_rate(text).map_err(|why| anyhow!("{}: route `{path}`: limits `{key}` {why}", src.at(span)))
+            parse_rate(text).map_err(|why| {
+                anyhow!(src.refuse(
+                    span,
+                    &format!("route.limits.{key}"),
+                    format!("route `{path}`: limits `{key}` {why}")
+                ))
+            })
         };
         let country_list = |key: &str, list: &Vec<Spanned<String>>| -> Result<Vec<phonenumber::country::Id>> {
             list.iter()
                 .map(|c| {
                     c.get_ref().to_uppercase().parse().map_err(|_| {
-                        anyhow!(
-                            "{}: route `{path}`: limits `{key}`: `{}` is not an ISO 3166 country code such as GB",
-                            src.at(c.span()),
+                        let why = format!(
+                            "route `{path}`: limits `{key}`: `{}` is not an ISO 3166 country code such as GB",
                             c.get_ref()
-                        )
+                        );
+                        anyhow!(src.refuse(c.span(), &format!("route.limits.{key}"), why))
                     })
                 })
                 .collect()
         };
         let countries = match (&raw.allow_countries, &raw.deny_countries) {
-            (Some(_), Some(_)) => bail!(
-                "{}: route `{path}`: limits: set `allow_countries` or `deny_countries`, not both",
-                src.at(span.clone())
-            ),
+            (Some(_), Some(_)) => bail!(src.refuse(
+                span.clone(),
+                "route.limits",
+                format!("route `{path}`: limits: set `allow_countries` or `deny_countries`, not both")
+            )),
             (Some(allow), None) => Countries::Allow(country_list("allow_countries", allow)?),
             (None, Some(deny)) => Countries::Deny(country_list("deny_countries", deny)?),
             (None, None) => Countries::Any,

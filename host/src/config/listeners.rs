@@ -141,11 +141,12 @@ impl Admin {
         let span = raw.span();
         let a = raw.into_inner();
         let token = match &a.token {
-            Some(t) => Some(secret(t, || format!("{}: admin `token`", src.at(t.span())))?),
+            Some(t) => Some(secret(t, || src.place(t.span(), "admin.token", "admin `token`"))?),
             None => None,
         };
         if token.is_none() && !a.listen.ip().is_loopback() {
-            bail!("{}: admin listens on {}, which is not loopback: set `token`", src.at(span), a.listen);
+            let why = format!("admin listens on {}, which is not loopback: set `token`", a.listen);
+            bail!(src.refuse(span, "admin.listen", why));
         }
         let tls = a.tls.map(|t| super::Tls { listen: a.listen, cert: t.cert, key: t.key, self_signed: t.self_signed });
         Ok(Admin { listen: a.listen, token, hosts: a.hosts, tls })
@@ -155,14 +156,15 @@ impl Admin {
 impl Server {
     /// Checks `[server]`'s limits.
     pub(super) fn check(&self, src: Source, span: std::ops::Range<usize>) -> Result<()> {
-        let what = || format!("{}: [server]", src.at(span.clone()));
+        let what = || src.place(span.clone(), "server", "[server]");
         duration_ms("shutdown_grace_ms", self.shutdown_grace_ms, what)?;
         duration_ms("header_read_timeout_ms", self.header_read_timeout_ms, what)?;
         duration_ms("idle_timeout_ms", self.idle_timeout_ms, what)?;
         duration_ms("body_read_timeout_ms", self.body_read_timeout_ms, what)?;
         duration_ms("max_connection_age_ms", self.max_connection_age_ms, what)?;
         if self.max_connections == 0 || self.max_connections > 1_000_000 {
-            bail!("{}: `max_connections` must be between 1 and 1000000, not {}", what(), self.max_connections);
+            let why = format!("`max_connections` must be between 1 and 1000000, not {}", self.max_connections);
+            bail!(what().refuse("max_connections", why));
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ pub use route::*;
 pub use smpp::*;
 pub use storage::*;
 use values::*;
-pub use values::{MIN_SECRET_CHARS, Setting};
+pub use values::{ConfigError, MIN_SECRET_CHARS, Setting};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
@@ -109,8 +109,10 @@ impl Config {
     /// Parses and checks `text`; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Config> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| format!(":{}", line_of(text, s.start))).unwrap_or_default();
-            anyhow!("{source}{line}: {}", e.message())
+            // The TOML reader names no key, only where it stopped.
+            let line = e.span().map(|s| line_of(text, s.start));
+            let message = e.message().to_string();
+            anyhow!(ConfigError { file: source.to_string(), line, key: String::new(), message })
         })?;
         let src = Source { text, name: source };
         let mut providers = Vec::new();

@@ -75,22 +75,26 @@ impl Provider {
         let p = raw.into_inner();
         let name = p.name.get_ref().to_string();
         if !safe_name(&name) {
-            bail!(
-                "{}: provider `name` must be 1 to 64 letters, digits, `-`, `_` or `.`, not {name:?}",
-                src.at(p.name.span())
-            );
+            bail!(src.refuse(
+                p.name.span(),
+                "provider.name",
+                format!("provider `name` must be 1 to 64 letters, digits, `-`, `_` or `.`, not {name:?}")
+            ));
         }
         if defined.iter().any(|q| q.name == name) {
-            bail!("{}: provider `{name}` is defined twice", src.at(p.name.span()));
+            bail!(src.refuse(p.name.span(), "provider.name", format!("provider `{name}` is defined twice")));
         }
         if !(1..=i64::from(MAX_IN_FLIGHT)).contains(&p.max_in_flight) {
-            bail!(
-                "{}: provider `{name}`: `max_in_flight` must be 1 to {MAX_IN_FLIGHT} (rate × provider latency; got {})",
-                src.at(span.clone()),
-                p.max_in_flight
-            );
+            let got = p.max_in_flight;
+            bail!(src.refuse(
+                span.clone(),
+                "provider.max_in_flight",
+                format!(
+                    "provider `{name}`: `max_in_flight` must be 1 to {MAX_IN_FLIGHT} (rate × provider latency; got {got})"
+                )
+            ));
         }
-        let what = || format!("{}: provider `{name}`", src.at(span.clone()));
+        let what = || src.place(span.clone(), "provider", format!("provider `{name}`"));
         let timeout = duration_ms("timeout_ms", p.timeout_ms, what)?;
         let cpu = duration_ms("cpu_ms", p.cpu_ms, what)?;
         let circuit_cooldown = duration_ms("circuit_cooldown_ms", p.circuit_cooldown_ms, what)?;
@@ -111,14 +115,18 @@ impl Provider {
                 Some(hosts) => {
                     let scheme = if url.scheme() == "smpps" { Scheme::Smpps } else { Scheme::Smpp };
                     if !Allowlist::parse(hosts).is_ok_and(|a| a.permits_stream(scheme, host, port)) {
-                        bail!("{}: `allow_hosts` does not allow `smpp.url` ({rule})", what());
+                        bail!(
+                            what().refuse("allow_hosts", format!("`allow_hosts` does not allow `smpp.url` ({rule})"))
+                        );
                     }
                 }
             }
         }
         let mut settings = BTreeMap::new();
         for (key, value) in &p.config {
-            let what = || format!("{}: provider `{name}`: `config.{key}`", src.at(value.span()));
+            let what = || {
+                src.place(value.span(), &format!("provider.config.{key}"), format!("provider `{name}`: `config.{key}`"))
+            };
             settings.insert(key.clone(), resolve(value, what)?);
         }
         Ok(Provider {

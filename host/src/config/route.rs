@@ -154,34 +154,38 @@ impl Route {
         src: Source,
     ) -> Result<Route> {
         if let Some(caller) = r.caller.take() {
-            preset(&mut r, caller.get_ref()).map_err(|e| anyhow!("{}: route: {e}", src.at(caller.span())))?;
+            preset(&mut r, caller.get_ref())
+                .map_err(|e| anyhow!(src.refuse(caller.span(), "route.caller", format!("route: {e}"))))?;
         }
         let deadline_ms = r.deadline_ms.unwrap_or_else(defaults::deadline_ms);
         let idempotency_window_s = r.idempotency_window_s.unwrap_or_else(defaults::idempotency_window_s);
         let path = r.path.get_ref().clone();
-        let at_path = || src.at(r.path.span());
+        let path_span = r.path.span();
+        let at_path = |key: &str, why: String| src.refuse(path_span.clone(), key, why);
         if !path.starts_with('/') {
-            bail!("{}: route path `{path}` must start with `/`", at_path());
+            bail!(at_path("route.path", format!("route path `{path}` must start with `/`")));
         }
         if defined.iter().any(|q| q.path == path) {
-            bail!("{}: route `{path}` is defined twice", at_path());
+            bail!(at_path("route.path", format!("route `{path}` is defined twice")));
         }
         if r.providers.get_ref().is_empty() {
-            bail!("{}: route `{path}`: `providers` must name at least one provider", src.at(r.providers.span()));
+            let why = format!("route `{path}`: `providers` must name at least one provider");
+            bail!(src.refuse(r.providers.span(), "route.providers", why));
         }
         for name in r.providers.get_ref() {
             if !providers.iter().any(|p| &p.name == name.get_ref()) {
-                bail!("{}: route `{path}`: provider `{}` is not defined", src.at(name.span()), name.get_ref());
+                let why = format!("route `{path}`: provider `{}` is not defined", name.get_ref());
+                bail!(src.refuse(name.span(), "route.providers", why));
             }
         }
         let default_country = match &r.default_country {
             None => None,
             Some(c) => Some(c.get_ref().to_uppercase().parse::<phonenumber::country::Id>().map_err(|_| {
-                anyhow!(
-                    "{}: route `{path}`: `default_country` `{}` is not an ISO 3166 country code such as GB or US",
-                    src.at(c.span()),
+                let why = format!(
+                    "route `{path}`: `default_country` `{}` is not an ISO 3166 country code such as GB or US",
                     c.get_ref()
-                )
+                );
+                anyhow!(src.refuse(c.span(), "route.default_country", why))
             })?),
         };
         let auth = match &r.auth {
@@ -195,16 +199,14 @@ impl Route {
             let parsed =
                 text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
             allow_networks.push(parsed.map_err(|_| {
-                anyhow!(
-                    "{}: route `{path}`: `allow_networks` entry `{text}` is not an address or CIDR network",
-                    src.at(net.span())
-                )
+                let why = format!("route `{path}`: `allow_networks` entry `{text}` is not an address or CIDR network");
+                anyhow!(src.refuse(net.span(), "route.allow_networks", why))
             })?);
         }
         if r.methods.is_empty() {
-            bail!("{}: route `{path}`: `methods` must not be empty", at_path());
+            bail!(at_path("route.methods", format!("route `{path}`: `methods` must not be empty")));
         }
-        let what = || format!("{}: route `{path}`", at_path());
+        let what = || src.place(path_span.clone(), "route", format!("route `{path}`"));
         let deadline = duration_ms("deadline_ms", deadline_ms, what)?;
         let backoff = duration_ms("backoff_ms", r.backoff_ms, what)?;
         // 0 keeps no answers: every request is a new send.
@@ -222,32 +224,36 @@ impl Route {
         if let Some(CallerAuth::Webhook { tolerance, .. }) = &auth
             && idempotency_window_s < tolerance.as_secs()
         {
-            bail!(
-                "{}: route `{path}`: `idempotency_window_s` ({idempotency_window_s}) must be at least the webhook \
-                 `tolerance_s` ({}): a replayed webhook-id is caught by the repeats",
-                at_path(),
-                tolerance.as_secs()
-            );
+            bail!(at_path(
+                "route.idempotency_window_s",
+                format!(
+                    "route `{path}`: `idempotency_window_s` ({idempotency_window_s}) must be at least the webhook \
+                     `tolerance_s` ({}): a replayed webhook-id is caught by the repeats",
+                    tolerance.as_secs()
+                )
+            ));
         }
         let fields = r.fields.unwrap_or_default();
         match (&fields.code, &r.template) {
-            (Some(_), None) => bail!(
-                "{}: route `{path}`: `fields.code` needs a `template` for the text, such as \"Your code is {{code}}\"",
-                at_path()
-            ),
+            (Some(_), None) => bail!(at_path(
+                "route.template",
+                format!(
+                    "route `{path}`: `fields.code` needs a `template` for the text, such as \"Your code is {{code}}\""
+                )
+            )),
             (_, Some(t)) if !t.contains("{code}") => {
-                bail!("{}: route `{path}`: `template` must contain {{code}}", at_path())
+                bail!(at_path("route.template", format!("route `{path}`: `template` must contain {{code}}")))
             }
             (None, Some(_)) => {
-                bail!("{}: route `{path}`: `template` needs `fields.code`, the field the code is in", at_path())
+                let why = format!("route `{path}`: `template` needs `fields.code`, the field the code is in");
+                bail!(at_path("route.template", why))
             }
             _ => {}
         }
         if r.queued && !has_record {
-            bail!(
-                "{}: route `{path}`: `queued = true` keeps messages in the message record: add a [record] section",
-                at_path()
-            );
+            let why =
+                format!("route `{path}`: `queued = true` keeps messages in the message record: add a [record] section");
+            bail!(at_path("route.queued", why));
         }
         Ok(Route {
             methods: r.methods,

@@ -88,14 +88,15 @@ fn pause_ms() -> u64 {
 }
 
 impl SmppBinds {
-    pub(super) fn from_raw(raw: RawSmpp, what: impl Fn() -> String) -> Result<SmppBinds> {
-        let url =
-            Url::parse(&raw.url).map_err(|e| anyhow!("{}: `smpp.url` {:?} is not a URL: {e}", what(), raw.url))?;
+    pub(super) fn from_raw(raw: RawSmpp, what: impl Fn() -> Place) -> Result<SmppBinds> {
+        let url = Url::parse(&raw.url)
+            .map_err(|e| what().refuse("smpp.url", format!("`smpp.url` {:?} is not a URL: {e}", raw.url)))?;
         let bare = !url.path().is_empty() && url.path() != "/";
         if !matches!(url.scheme(), "smpp" | "smpps") || url.host_str().is_none() || url.port().is_none() || bare {
-            bail!("{}: `smpp.url` must be smpp://host:port or smpps://host:port, not {:?}", what(), raw.url);
+            let why = format!("`smpp.url` must be smpp://host:port or smpps://host:port, not {:?}", raw.url);
+            bail!(what().refuse("smpp.url", why));
         }
-        let key = |k: &str| format!("{}: `smpp.{k}`", what());
+        let key = |k: &str| what().child(&format!("smpp.{k}"), &format!(": `smpp.{k}`"));
         let system_id = resolve(&raw.system_id, || key("system_id"))?.value;
         let password = resolve(&raw.password, || key("password"))?.value;
         // The SMPP 3.4 field sizes, less their terminating NUL.
@@ -103,10 +104,11 @@ impl SmppBinds {
             [("system_id", &system_id, 15), ("password", &password, 8), ("system_type", &raw.system_type, 12)]
         {
             if value.len() > most || (name == "system_id" && value.is_empty()) {
-                bail!("{}: `smpp.{name}` must be 1 to {most} characters (SMPP 3.4), not {}", what(), value.len());
+                let why = format!("`smpp.{name}` must be 1 to {most} characters (SMPP 3.4), not {}", value.len());
+                bail!(what().refuse(&format!("smpp.{name}"), why));
             }
         }
-        let smpp = || format!("{}: `smpp`", what());
+        let smpp = || what().child("smpp", ": `smpp`");
         Ok(SmppBinds {
             url: raw.url,
             system_id,

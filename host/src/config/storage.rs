@@ -77,26 +77,31 @@ impl RecordConfig {
             None => return Ok(None),
         };
         let number_key = match &r.number_key {
-            Some(k) => Some(secret(k, || format!("{}: record `number_key`", src.at(k.span())))?),
+            Some(k) => Some(secret(k, || src.place(k.span(), "record.number_key", "record `number_key`"))?),
             None => None,
         };
         match (&r.path, shared) {
-            (Some(_), true) => bail!(
-                "{}: [record] `path` is the embedded record; with [state] the record is in PostgreSQL: remove `path`",
-                src.name
-            ),
-            (None, false) => bail!("{}: [record] needs `path`, the SQLite file of the message record", src.name),
-            (None, true) if number_key.is_none() => bail!(
-                "{}: with [state], set [record] `number_key` (the same on every instance): the record finds \
-                 messages by a keyed hash of the number, and every instance must compute the same one",
-                src.name
-            ),
+            (Some(_), true) => bail!(src.file("record.path", "").refuse(
+                "",
+                "[record] `path` is the embedded record; with [state] the record is in PostgreSQL: remove `path`"
+            )),
+            (None, false) => {
+                bail!(
+                    src.file("record.path", "")
+                        .refuse("", "[record] needs `path`, the SQLite file of the message record")
+                )
+            }
+            (None, true) if number_key.is_none() => bail!(src.file("record.number_key", "").refuse(
+                "",
+                "with [state], set [record] `number_key` (the same on every instance): the record finds \
+                 messages by a keyed hash of the number, and every instance must compute the same one"
+            )),
             _ => {}
         }
         Ok(Some(RecordConfig {
             path: r.path,
             retention: Duration::from_secs(
-                within("retention_days", r.retention_days, 1..=36_500, "days", || format!("{}: [record]", src.name))?
+                within("retention_days", r.retention_days, 1..=36_500, "days", || src.file("record", "[record]"))?
                     * 86_400,
             ),
             number_key,
@@ -106,36 +111,38 @@ impl RecordConfig {
 
 impl StateConfig {
     pub(super) fn from_raw(raw: Spanned<RawState>, src: Source) -> Result<StateConfig> {
-        let at = src.at(raw.span());
-        let s = raw.into_inner();
-        let url = resolve(&s.url, || format!("{}: state `url`", src.at(s.url.span())))?;
+        let at = |key: &str, why: String| src.refuse(raw.span(), key, why);
+        let url_at = |why: String| src.refuse(raw.get_ref().url.span(), "state.url", why);
+        let s = raw.get_ref();
+        let url = resolve(&s.url, || src.place(s.url.span(), "state.url", "state `url`"))?;
         if !(url.value.starts_with("postgres://") || url.value.starts_with("postgresql://")) {
             // Never the URL itself: it may hold a password.
-            bail!("{}: state `url` must start with postgres:// (or postgresql://)", src.at(s.url.span()));
+            bail!(url_at("state `url` must start with postgres:// (or postgresql://)".into()));
         }
         if let Err(e) = url.value.parse::<tokio_postgres::Config>() {
-            bail!("{}: state `url` is not a PostgreSQL URL: {e}", src.at(s.url.span()));
+            bail!(url_at(format!("state `url` is not a PostgreSQL URL: {e}")));
         }
         let on_failure = match s.on_failure.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
             None | Some(("closed", _)) => OnStateFailure::Closed,
             Some(("open", _)) => OnStateFailure::Open,
             Some((other, span)) => {
-                bail!("{}: state `on_failure` must be \"closed\" or \"open\" (got \"{other}\")", src.at(span))
+                let why = format!("state `on_failure` must be \"closed\" or \"open\" (got \"{other}\")");
+                bail!(src.refuse(span, "state.on_failure", why))
             }
         };
         if !(1..=1000).contains(&s.pool) {
-            bail!("{at}: state `pool` must be 1 to 1000 (got {})", s.pool);
+            bail!(at("state.pool", format!("state `pool` must be 1 to 1000 (got {})", s.pool)));
         }
         if !(100..=60_000).contains(&s.timeout_ms) {
-            bail!("{at}: state `timeout_ms` must be 100 to 60000 (got {})", s.timeout_ms);
+            bail!(at("state.timeout_ms", format!("state `timeout_ms` must be 100 to 60000 (got {})", s.timeout_ms)));
         }
         if !(1_000..=600_000).contains(&s.lease_ms) {
-            bail!("{at}: state `lease_ms` must be 1000 to 600000 (got {})", s.lease_ms);
+            bail!(at("state.lease_ms", format!("state `lease_ms` must be 1000 to 600000 (got {})", s.lease_ms)));
         }
         Ok(StateConfig {
             url,
             on_failure,
-            ca: s.ca,
+            ca: s.ca.clone(),
             pool: s.pool,
             timeout: Duration::from_millis(s.timeout_ms),
             lease: Duration::from_millis(s.lease_ms),

@@ -29,6 +29,25 @@ fn errors_name_file_line_and_key() {
     let err = Config::parse(text, "gw.toml").unwrap_err().to_string();
     assert_eq!(err, "gw.toml:7: route `/x`: provider `nope` is not defined");
 
+    // One error type carries the place and the key as values, not only text.
+    let value = |text: &str| Config::parse(text, "gw.toml").unwrap_err().downcast::<ConfigError>().unwrap();
+    let e = value(text);
+    assert_eq!((e.file.as_str(), e.line, e.key.as_str()), ("gw.toml", Some(7), "route.providers"));
+    let e = value("[[provider]]\nname = \"a\"\nadapter = \"outbox\"\ntimeout_ms = 0\n");
+    assert_eq!((e.line, e.key.as_str()), (Some(1), "provider.timeout_ms"), "{e}");
+    let e = value(
+        "[[provider]]\nname = \"a\"\nadapter = \"x\"\n[provider.config]\nkey = { env = \"SMSBRIDGE_UNSET_9\" }\n",
+    );
+    assert_eq!((e.line, e.key.as_str()), (Some(5), "provider.config.key"), "{e}");
+    assert_eq!(
+        e.message,
+        "provider `a`: `config.key` reads environment variable `SMSBRIDGE_UNSET_9`, which is not set"
+    );
+    let e = value(
+        "[record]\nnumber_key = \"shared-number-key-5d1c\"\n[state]\nurl = \"postgres://db/sb\"\nlease_ms = 10\n",
+    );
+    assert_eq!(e.key, "state.lease_ms", "{e}");
+
     let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 1\n", "gw.toml").unwrap_err();
     assert!(err.to_string().starts_with("gw.toml:3: unknown field `listen_typo`"), "{err}");
 

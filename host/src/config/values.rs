@@ -25,9 +25,82 @@ pub(super) struct Source<'a> {
 }
 
 impl Source<'_> {
-    /// `file:line` of the start of `span`.
-    pub fn at(&self, span: std::ops::Range<usize>) -> String {
-        format!("{}:{}", self.name, line_of(self.text, span.start))
+    /// Where `span` is, for the value at dotted `key`, which errors call `label`.
+    pub fn place(&self, span: std::ops::Range<usize>, key: &str, label: impl Into<String>) -> Place {
+        let line = Some(line_of(self.text, span.start));
+        Place { file: self.name.to_string(), line, key: key.to_string(), label: label.into() }
+    }
+
+    /// The file as a whole, for a value that has no line (a missing section key).
+    pub fn file(&self, key: &str, label: impl Into<String>) -> Place {
+        Place { file: self.name.to_string(), line: None, key: key.to_string(), label: label.into() }
+    }
+
+    /// The error for the value at `span`, dotted `key`: `message` says why.
+    pub fn refuse(&self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        self.place(span, key, "").says("", message.into())
+    }
+}
+
+/// A value the config refuses: the file and line it is on, its key as a
+/// dotted path (`provider.timeout_ms`, `route.auth.secret`), and why. Shown
+/// as `file:line: why`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where a group of values is (a provider, a route, `[server]`), and how
+/// errors about them begin.
+#[derive(Debug, Clone)]
+pub struct Place {
+    file: String,
+    line: Option<usize>,
+    /// The dotted path of the group.
+    key: String,
+    /// How the group is named in errors: "provider `sms`".
+    label: String,
+}
+
+impl Place {
+    /// The error for the group's `key` (empty for the group itself): its
+    /// label, then `text` as written (it brings its own separator).
+    pub fn says(&self, key: &str, text: String) -> ConfigError {
+        let key = match (self.key.is_empty(), key.is_empty()) {
+            (_, true) => self.key.clone(),
+            (true, false) => key.to_string(),
+            (false, false) => format!("{}.{key}", self.key),
+        };
+        ConfigError { file: self.file.clone(), line: self.line, key, message: format!("{}{text}", self.label) }
+    }
+
+    /// A part of the group: its `key` below the group's, and `suffix` after
+    /// the group's label.
+    pub fn child(&self, key: &str, suffix: &str) -> Place {
+        let mut place = self.clone();
+        place.key = if self.key.is_empty() { key.to_string() } else { format!("{}.{key}", self.key) };
+        place.label.push_str(suffix);
+        place
+    }
+
+    /// [`Place::says`] for a message after `label: `.
+    pub fn refuse(&self, key: &str, text: impl std::fmt::Display) -> ConfigError {
+        let sep = if self.label.is_empty() { "" } else { ": " };
+        self.says(key, format!("{sep}{text}"))
     }
 }
 
@@ -51,9 +124,9 @@ pub(super) const MAX_DURATION_MS: u64 = 30 * 86_400_000;
 
 /// Checks that `key` (in milliseconds) is greater than 0 and at most
 /// [`MAX_DURATION_MS`]; `what` names where it is.
-pub(super) fn duration_ms(key: &str, ms: u64, what: impl Fn() -> String) -> Result<Duration> {
+pub(super) fn duration_ms(key: &str, ms: u64, what: impl Fn() -> Place) -> Result<Duration> {
     if ms == 0 || ms > MAX_DURATION_MS {
-        bail!("{}: `{key}` must be between 1 and {MAX_DURATION_MS} (30 days), not {ms}", what());
+        bail!(what().refuse(key, format!("`{key}` must be between 1 and {MAX_DURATION_MS} (30 days), not {ms}")));
     }
     Ok(Duration::from_millis(ms))
 }
@@ -65,20 +138,21 @@ pub(super) fn within<T>(
     value: T,
     range: RangeInclusive<T>,
     unit: &str,
-    what: impl Fn() -> String,
+    what: impl Fn() -> Place,
 ) -> Result<T>
 where
     T: PartialOrd + std::fmt::Display + Copy,
 {
     if !range.contains(&value) {
-        bail!("{}: `{key}` must be between {} and {} {unit}, not {value}", what(), range.start(), range.end());
+        let (low, high) = (range.start(), range.end());
+        bail!(what().refuse(key, format!("`{key}` must be between {low} and {high} {unit}, not {value}")));
     }
     Ok(value)
 }
 
 /// A duration set in seconds, bounded as [`duration_ms`] is and refused in
 /// its own unit.
-pub(super) fn duration_s(key: &str, s: u64, what: impl Fn() -> String) -> Result<Duration> {
+pub(super) fn duration_s(key: &str, s: u64, what: impl Fn() -> Place) -> Result<Duration> {
     let max = MAX_DURATION_MS / 1000;
     Ok(Duration::from_secs(within(key, s, 1..=max, "seconds (30 days)", what)?))
 }
@@ -94,28 +168,28 @@ pub(super) fn safe_name(name: &str) -> bool {
 pub const MIN_SECRET_CHARS: usize = 12;
 
 /// A secret of smsbridge's own, resolved and long enough; `what` names it.
-pub(super) fn secret(value: &Spanned<RawSetting>, what: impl Fn() -> String) -> Result<Setting> {
+pub(super) fn secret(value: &Spanned<RawSetting>, what: impl Fn() -> Place) -> Result<Setting> {
     let setting = resolve(value, &what)?;
     let chars = setting.value.chars().count();
     if chars == 0 {
-        bail!("{} is empty", what());
+        bail!(what().says("", " is empty".into()));
     }
     if chars < MIN_SECRET_CHARS {
-        bail!("{} is {chars} characters long; a secret needs at least {MIN_SECRET_CHARS}", what());
+        bail!(what().says("", format!(" is {chars} characters long; a secret needs at least {MIN_SECRET_CHARS}")));
     }
     Ok(setting)
 }
 
 /// A setting's value, from the file or the environment; `what` names it in
 /// the error for an unset variable. The one place settings are resolved.
-pub(super) fn resolve(value: &Spanned<RawSetting>, what: impl Fn() -> String) -> Result<Setting> {
+pub(super) fn resolve(value: &Spanned<RawSetting>, what: impl Fn() -> Place) -> Result<Setting> {
     Ok(match value.get_ref() {
         RawSetting::Text(s) => Setting { value: s.clone(), from_env: false },
         RawSetting::Integer(n) => Setting { value: n.to_string(), from_env: false },
         RawSetting::Bool(b) => Setting { value: b.to_string(), from_env: false },
         RawSetting::Env { env } => match std::env::var(env) {
             Ok(v) => Setting { value: v, from_env: true },
-            Err(_) => bail!("{} reads environment variable `{env}`, which is not set", what()),
+            Err(_) => bail!(what().says("", format!(" reads environment variable `{env}`, which is not set"))),
         },
     })
 }
