@@ -473,3 +473,22 @@ async fn a_text_no_coding_can_carry_is_refused_naming_why_and_nothing_is_sent() 
     assert_eq!(smsc.wait_for("submit", 1, Duration::from_secs(2)).len(), 1, "only the second went");
     assert_eq!(smsc.of("bind").len(), 1, "no reconnect");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_bind_settings_bind_anew_and_the_old_bind_unbinds() {
+    let smsc = Smsc::start(credentials());
+    let config = |window: u32| {
+        format!("{}{}", provider(&smsc, &format!("window = {window}")), quiet_route("/v1/send", &["p"], ""))
+    };
+    let bridge = Bridge::start_from_file(&config(10), |_| {}).await;
+    bound(&smsc).await;
+    assert_eq!(send(&bridge, "/v1/send", "+447400123456", "Your code is 1").await.status, 200);
+    // The same settings: no new bind.
+    bridge.gateway.reload_config().await;
+    std::fs::write(bridge.path("smsbridge.toml"), config(5)).unwrap();
+    bridge.gateway.reload_config().await;
+    smsc.wait_for("unbind", 1, Duration::from_secs(5));
+    assert_eq!(smsc.of("bind").len(), 2, "one new bind for the new settings");
+    assert_eq!(send(&bridge, "/v1/send", "+447400123456", "Your code is 2").await.status, 200);
+    assert_eq!(bridge.gateway.smpp_sessions()[0].settings().window, 5);
+}

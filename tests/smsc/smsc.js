@@ -11,7 +11,7 @@
 //   zeros           pad submit_sm_resp ids to this many digits
 //   receipts        {form: "hex"|"decimal", tlv: bool, text: bool, stat, delay_ms}
 //   quiet           print only "answered" events (text and epoch ms), for benches
-// Prints one JSON line per event: bind, submit (with the decoded text, its
+// Prints one JSON line per event: bind, unbind, submit (with the decoded text, its
 // UDH and the submits outstanding), message (a whole text, parts joined by
 // their UDH), receipt_acked. Reads "drop" on stdin to cut every connection.
 "use strict";
@@ -49,6 +49,7 @@ function onSession(session) {
   session.on("bind_transmitter", bind);
   session.on("enquire_link", (pdu) => session.send(pdu.response()));
   session.on("unbind", (pdu) => {
+    out({ event: "unbind" });
     session.send(pdu.response());
     session.close();
   });

@@ -86,13 +86,20 @@ impl Inbound {
 }
 
 /// The parts of recent long messages, by part id.
-#[derive(Default)]
 struct LongMessages {
     /// Part key → (the message's reference, the part's index).
     parts: HashMap<String, (String, usize)>,
     /// Reference → each part's state so far.
     states: HashMap<String, Vec<Option<DeliveryState>>>,
-    order: VecDeque<String>,
+    /// Each message's part keys, oldest first: the first to be forgotten.
+    order: VecDeque<Vec<String>>,
+    kept: usize,
+}
+
+impl Default for LongMessages {
+    fn default() -> LongMessages {
+        LongMessages { parts: HashMap::new(), states: HashMap::new(), order: VecDeque::new(), kept: LONG_MESSAGES_KEPT }
+    }
 }
 
 impl LongMessages {
@@ -101,12 +108,13 @@ impl LongMessages {
         for (i, key) in keys.iter().enumerate() {
             self.parts.insert(key.clone(), (reference.clone(), i));
         }
-        self.states.insert(reference.clone(), vec![None; keys.len()]);
-        self.order.push_back(reference);
-        while self.order.len() > LONG_MESSAGES_KEPT {
-            if let Some(old) = self.order.pop_front() {
-                self.states.remove(&old);
-                self.parts.retain(|_, (r, _)| r != &old);
+        self.states.insert(reference, vec![None; keys.len()]);
+        self.order.push_back(keys);
+        while self.order.len() > self.kept {
+            let Some(old) = self.order.pop_front() else { break };
+            self.states.remove(&old[0]);
+            for key in &old {
+                self.parts.remove(key);
             }
         }
     }
@@ -139,5 +147,17 @@ mod tests {
         long.add(vec!["b1".into(), "b2".into()]);
         assert_eq!(long.receipt("b2", DeliveryState::Undelivered), Some(("b1".into(), DeliveryState::Undelivered)));
         assert_eq!(long.receipt("c9", DeliveryState::Delivered), Some(("c9".into(), DeliveryState::Delivered)));
+    }
+
+    #[test]
+    fn the_oldest_long_messages_are_forgotten_whole() {
+        let mut long = LongMessages { kept: 2, ..LongMessages::default() };
+        for m in ["a", "b", "c"] {
+            long.add(vec![format!("{m}1"), format!("{m}2")]);
+        }
+        assert_eq!((long.parts.len(), long.states.len()), (4, 2));
+        // A forgotten message's part stands for itself.
+        assert_eq!(long.receipt("a2", DeliveryState::Delivered), Some(("a2".into(), DeliveryState::Delivered)));
+        assert_eq!(long.receipt("b2", DeliveryState::Delivered), None);
     }
 }
