@@ -12,6 +12,7 @@ use crate::delivery::bulkhead::Wait;
 use crate::delivery::queue::QueueWorker;
 use crate::delivery::{Courier, Refusal, Sent, Via, admission, new_id};
 use crate::keyed::Keyed;
+use crate::learned::Learned;
 use crate::outcome::{Callback, ReceiptRefusal};
 use crate::record::MessageRecord;
 use crate::registry::{Change, Registry};
@@ -40,6 +41,8 @@ pub struct Gateway {
     /// start; a changed `[record]` takes a restart.
     pub record: Option<Arc<dyn MessageRecord>>,
     queue: Option<Arc<QueueWorker>>,
+    /// Which provider delivers where, read from the record.
+    learned: Arc<Learned>,
 }
 
 impl Gateway {
@@ -60,8 +63,10 @@ impl Gateway {
         let keys = state_keys(&config);
         let sessions = Arc::new(crate::smpp::Sessions::new(record.clone()));
         let live = LiveRouting::new(config, registry.clone(), queue.as_ref().map(|q| q.marker()), sessions)?;
+        let learned = Arc::new(Learned::new(record.clone()));
         Ok(Gateway {
-            courier: Arc::new(Courier::new(runtime.clone(), record.clone())),
+            courier: Arc::new(Courier::new(runtime.clone(), record.clone(), learned.clone())),
+            learned,
             runtime,
             registry,
             live: Arc::new(live),
@@ -120,6 +125,12 @@ impl Gateway {
         if let Some(queue) = &self.queue {
             queue.start(&self.courier, &self.live);
         }
+        self.learned.start();
+    }
+
+    /// The delivered-share figures.
+    pub fn learned(&self) -> &Arc<Learned> {
+        &self.learned
     }
 
     /// Sends `body` to `phone` through `route`, a route of `routing`.
@@ -158,7 +169,14 @@ impl Gateway {
             Ok(()) => match (&self.queue, route.delivery.queued) {
                 (Some(queue), true) => queue.enqueue(route, &admitted.to, body).await,
                 // A queued route without a queue is refused at start and reload.
-                _ => self.courier.deliver(routing, route, new_id(), &admitted.to, body, Via::Direct).await,
+                _ => {
+                    let (to, country) = (&admitted.to, &admitted.region);
+                    let sent = self.courier.deliver(routing, route, new_id(), to, country, body, Via::Direct).await;
+                    if let (Ok(sent), Some(queue)) = (&sent, &self.queue) {
+                        queue.watch(route, sent, body).await;
+                    }
+                    sent
+                }
             },
         };
         if let Some(key) = &key {

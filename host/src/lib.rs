@@ -13,6 +13,7 @@ pub mod fixture;
 pub mod gateway;
 pub mod keyed;
 pub mod keyfile;
+pub mod learned;
 pub mod listen;
 pub mod outbound;
 pub mod outcome;

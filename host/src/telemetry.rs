@@ -58,6 +58,19 @@ pub fn circuit(provider: &str, open: bool) {
     gauge!("smsbridge_circuit_open", "provider" => provider.to_string()).set(if open { 1.0 } else { 0.0 });
 }
 
+/// A provider's delivered share for one destination country over the last
+/// day; `None` (a row gone from the figures) exports 0.
+pub fn delivered_ratio(provider: &str, country: &str, share: Option<f64>) {
+    let labels = [("provider", provider.to_string()), ("country", country.to_string())];
+    gauge!("smsbridge_delivered_ratio", &labels).set(share.unwrap_or(0.0));
+}
+
+/// A fallback sent: a message went to another provider, and why.
+pub fn fallback(route: &str, provider: &str, reason: &'static str) {
+    let labels = [("route", route.to_string()), ("provider", provider.to_string()), ("reason", reason.to_string())];
+    counter!("smsbridge_fallbacks_total", &labels).increment(1);
+}
+
 /// Whether an SMPP bind is up.
 pub fn smpp_bound(provider: &str, bind: usize, up: bool) {
     let labels = [("provider", provider.to_string()), ("bind", bind.to_string())];

@@ -9,7 +9,7 @@ mod common;
 use smsbridge::config::{OnStateFailure, Setting, StateConfig};
 use smsbridge::outcome::{Attempt, DeliveryState, Outcome};
 use smsbridge::postgres::Postgres;
-use smsbridge::record::{Entry, MessageRecord, Queue, SqliteRecord};
+use smsbridge::record::{Entry, MessageRecord, NewHandoff, Queue, SqliteRecord};
 use smsbridge::state::{Bucket, Claim, MemoryState, SharedState};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -164,6 +164,7 @@ fn entry<'a>(id: &'a str, to: &'a str, provider_id: Option<&'a str>, attempts: &
         segments: 2,
         attempts,
         status: DeliveryState::Queued,
+        country: "GB",
     }
 }
 
@@ -357,6 +358,71 @@ async fn a_send_cut_short_stays_in_doubt<Q: Queue + ?Sized>(first: Arc<Q>, next:
     assert_eq!(due[0].body, "Code 333333");
 }
 
+/// A delivered message waits for its receipt in the queue: an
+/// `undelivered` receipt from the provider it waits on makes it due at
+/// once, a late one from an earlier provider does nothing, and `delivered`
+/// from any provider ends the wait. Each provider that took it is a handoff.
+async fn a_fallback_waits_for_the_receipt<R: MessageRecord + Queue + ?Sized>(r: &R) {
+    let attempts = [attempt("twilio", Outcome::Accepted, 12)];
+    r.add(&entry("w1", A, Some("SM1"), &attempts)).await.unwrap();
+    let (validity, after) = (Duration::from_secs(60), Duration::from_millis(400));
+    r.watch("w1", "/v1/send", A, "Code 444444", validity, after, &["twilio".into()]).await.unwrap();
+    assert!(r.due(10, &none()).await.unwrap().is_empty(), "not due before its time");
+    assert!(r.update_status("twilio", "SM1", DeliveryState::Sent).await.unwrap());
+    assert!(r.due(10, &none()).await.unwrap().is_empty(), "`sent` says nothing of delivery");
+    assert!(r.update_status("twilio", "SM1", DeliveryState::Undelivered).await.unwrap());
+    let due = r.due(10, &none()).await.unwrap();
+    assert_eq!(ids(&due), ["w1"], "undelivered: due at once");
+    assert_eq!((due[0].watching.as_deref(), &due[0].uncertain[..]), (Some("twilio"), &["twilio".to_string()][..]));
+    assert_eq!((due[0].to.as_str(), due[0].body.as_str()), (A, "Code 444444"));
+
+    let why = "twilio reported it undelivered";
+    let fallback = [attempt("vonage", Outcome::Unavailable, 5), attempt("vonage", Outcome::Accepted, 9)];
+    let handoff = NewHandoff { provider: "vonage", provider_id: "VN1", why, segments: 3, country: "GB" };
+    r.add_fallback("w1", &fallback, Some(handoff)).await.unwrap();
+    r.watch_next("w1", after, &["twilio".into(), "vonage".into()]).await.unwrap();
+    // A late receipt from the first provider moves nothing.
+    assert!(r.update_status("twilio", "SM1", DeliveryState::Failed).await.unwrap());
+    assert!(r.due(10, &none()).await.unwrap().is_empty(), "a receipt after the fallback sends nothing");
+
+    let m = r.get("w1").await.unwrap().unwrap();
+    let tried: Vec<(&str, Outcome)> = m.attempts.iter().map(|a| (a.provider.as_str(), a.outcome)).collect();
+    assert_eq!(tried, [("twilio", Outcome::Accepted), ("vonage", Outcome::Unavailable), ("vonage", Outcome::Accepted)]);
+    let handoffs: Vec<(&str, &str, &str, u32, DeliveryState)> = m
+        .handoffs
+        .iter()
+        .map(|h| (h.provider.as_str(), h.provider_id.as_str(), h.why.as_str(), h.segments, h.status))
+        .collect();
+    assert_eq!(
+        handoffs,
+        [("twilio", "SM1", "first", 2, DeliveryState::Failed), ("vonage", "VN1", why, 3, DeliveryState::Queued)]
+    );
+    assert!(m.handoffs[0].settled_ms.is_some(), "settled by its first final receipt");
+    let timeline: Vec<(DeliveryState, Option<&str>)> =
+        m.statuses.iter().map(|s| (s.status, s.provider.as_deref())).collect();
+    use DeliveryState::*;
+    assert_eq!(
+        timeline,
+        [
+            (Queued, None),
+            (Sent, Some("twilio")),
+            (Undelivered, Some("twilio")),
+            (Queued, Some("vonage")),
+            (Failed, Some("twilio"))
+        ]
+    );
+
+    assert!(r.update_status("vonage", "VN1", DeliveryState::Delivered).await.unwrap());
+    tokio::time::sleep(after + Duration::from_millis(100)).await;
+    assert!(r.due(10, &none()).await.unwrap().is_empty(), "delivered: the wait is over");
+    let figures = r.handoffs_since(0).await.unwrap();
+    let mut read: Vec<(&str, &str, DeliveryState, bool)> =
+        figures.iter().map(|f| (f.provider.as_str(), f.country.as_str(), f.status, f.settled_ms.is_some())).collect();
+    read.sort_by_key(|f| f.0);
+    assert_eq!(read, [("twilio", "GB", Failed, true), ("vonage", "GB", Delivered, true)]);
+    assert!(r.handoffs_since(now_ms() + 60_000).await.unwrap().is_empty(), "only those since");
+}
+
 #[test]
 fn queue_in_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -369,6 +435,7 @@ fn queue_in_sqlite() {
         due_messages_come_oldest_first_with_their_text(&*fresh()).await;
         the_limit_and_busy_messages_are_respected(&*fresh()).await;
         a_later_try_waits_and_remembers_who_may_have_it(&*fresh()).await;
+        a_fallback_waits_for_the_receipt(&*fresh()).await;
         let first = fresh();
         let again = path(n.load(std::sync::atomic::Ordering::Relaxed) - 1);
         a_send_cut_short_stays_in_doubt(first, async || Arc::new(SqliteRecord::open(&again, Some(KEY)).unwrap())).await;
@@ -382,6 +449,7 @@ fn queue_on_postgres() {
         due_messages_come_oldest_first_with_their_text(&*postgres(&server.fresh())).await;
         the_limit_and_busy_messages_are_respected(&*postgres(&server.fresh())).await;
         a_later_try_waits_and_remembers_who_may_have_it(&*postgres(&server.fresh())).await;
+        a_fallback_waits_for_the_receipt(&*postgres(&server.fresh())).await;
         let url = server.fresh();
         let next = async || {
             // Another instance takes the message once the first one's claim ran out.

@@ -102,3 +102,13 @@ pub fn memory_mb() -> usize {
 pub fn max_response_bytes() -> usize {
     256 * 1024
 }
+
+pub fn explore_percent() -> u32 {
+    // One send in twenty keeps the others' figures fresh.
+    5
+}
+
+pub fn min_receipts() -> u32 {
+    // Fewer receipts than this say little about a provider.
+    20
+}

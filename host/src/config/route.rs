@@ -74,6 +74,23 @@ pub struct Delivery {
     /// background, across restarts, until `validity` has passed.
     pub queued: bool,
     pub validity: Duration,
+    /// Send again through the next provider when no `delivered` receipt
+    /// came this long after a provider took the message (at once on an
+    /// `undelivered` one); `None` never sends a message twice.
+    pub fallback_after: Option<Duration>,
+    /// The order providers are tried in.
+    pub order: Order,
+}
+
+/// How a route orders its providers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Order {
+    /// As listed.
+    Listed,
+    /// By each provider's delivered share for the number's country, once
+    /// it has `min_receipts` receipts there; `explore` of the sends (0 to 1)
+    /// go first to another provider, so every provider's figures stay fresh.
+    Delivered { explore: f64, min_receipts: u32 },
 }
 
 /// The answer for a message a provider may have, unconfirmed.
@@ -142,6 +159,12 @@ pub(super) struct RawRoute {
     pub(super) queued: bool,
     #[serde(default = "defaults::validity_s")]
     pub(super) validity_s: u64,
+    pub(super) fallback_after_s: Option<Spanned<u64>>,
+    pub(super) order: Option<Spanned<String>>,
+    #[serde(default = "defaults::explore_percent")]
+    pub(super) explore_percent: u32,
+    #[serde(default = "defaults::min_receipts")]
+    pub(super) min_receipts: u32,
 }
 
 impl Route {
@@ -255,6 +278,45 @@ impl Route {
                 format!("route `{path}`: `queued = true` keeps messages in the message record: add a [record] section");
             bail!(at_path("route.queued", why));
         }
+        let fallback_after = match &r.fallback_after_s {
+            None => None,
+            Some(after) => {
+                let at =
+                    |why: String| src.refuse(after.span(), "route.fallback_after_s", format!("route `{path}`: {why}"));
+                if !has_record {
+                    bail!(at(
+                        "`fallback_after_s` waits for receipts in the message record: add a [record] section".into()
+                    ));
+                }
+                if r.providers.get_ref().len() < 2 {
+                    bail!(at("`fallback_after_s` needs a second provider in `providers` to fall back to".into()));
+                }
+                let after = *after.get_ref();
+                if after == 0 || after >= r.validity_s {
+                    bail!(at(format!(
+                        "`fallback_after_s` ({after}) must be at least 1 and less than `validity_s` ({}): \
+                         a fallback after the code expired is a wasted SMS",
+                        r.validity_s
+                    )));
+                }
+                Some(Duration::from_secs(after))
+            }
+        };
+        let order = match &r.order {
+            None => Order::Listed,
+            Some(o) => match o.get_ref().as_str() {
+                "listed" => Order::Listed,
+                "delivered" => {
+                    let explore = within("explore_percent", r.explore_percent, 0..=50, "percent", what)?;
+                    let min_receipts = within("min_receipts", r.min_receipts, 1..=1_000_000, "receipts", what)?;
+                    Order::Delivered { explore: f64::from(explore) / 100.0, min_receipts }
+                }
+                other => {
+                    let why = format!("route `{path}`: `order` `{other}` is not one of listed, delivered");
+                    bail!(src.refuse(o.span(), "route.order", why))
+                }
+            },
+        };
         Ok(Route {
             methods: r.methods,
             fields,
@@ -278,6 +340,8 @@ impl Route {
                 idempotency_window: if idempotency_window_s == 0 { Duration::ZERO } else { idempotency_window },
                 queued: r.queued,
                 validity,
+                fallback_after,
+                order,
             },
             limits,
             path,

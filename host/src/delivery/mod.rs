@@ -13,9 +13,10 @@ pub mod failover;
 pub mod queue;
 
 use crate::config::{OnUnknown, Route};
+use crate::learned::Learned;
 use crate::outcome::{self, Attempt, DeliveryState, Failure, Outgoing};
 use crate::phone::PhoneError;
-use crate::record::{Entry, MessageRecord, Queue};
+use crate::record::{Entry, MessageRecord, NewHandoff, Queue};
 use crate::routing::Routing;
 use crate::runtime::Runtime;
 use crate::telemetry;
@@ -87,11 +88,18 @@ pub struct Courier {
     circuits: Circuits,
     bulkheads: Bulkheads,
     record: Option<Arc<dyn MessageRecord>>,
+    /// Which provider delivers where, for routes ordered by it.
+    learned: Arc<Learned>,
 }
 
 impl Courier {
-    pub fn new(runtime: Arc<Runtime>, record: Option<Arc<dyn MessageRecord>>) -> Courier {
-        Courier { runtime, circuits: Circuits::default(), bulkheads: Bulkheads::default(), record }
+    pub fn new(runtime: Arc<Runtime>, record: Option<Arc<dyn MessageRecord>>, learned: Arc<Learned>) -> Courier {
+        Courier { runtime, circuits: Circuits::default(), bulkheads: Bulkheads::default(), record, learned }
+    }
+
+    /// The message record, if there is one.
+    pub fn record(&self) -> Option<&Arc<dyn MessageRecord>> {
+        self.record.as_ref()
     }
 
     /// The providers' bulkheads, which status callbacks enter too.
@@ -105,13 +113,16 @@ impl Courier {
     }
 
     /// Tries `route`'s providers in order until one accepts, within the
-    /// route's deadline, as message `id`.
+    /// route's deadline, as message `id`. `country` is the number's region,
+    /// which a route ordered by delivered share orders by.
+    #[allow(clippy::too_many_arguments)]
     pub async fn deliver(
         &self,
         routing: &Routing,
         route: &Route,
         id: String,
         to: &str,
+        country: &str,
         body: &str,
         via: Via<'_>,
     ) -> Result<Sent, Refusal> {
@@ -142,27 +153,42 @@ impl Courier {
             in_doubt: Default::default(),
         };
         let label = Label { id: &id, route: &route.path, masked: &masked };
-        let skip = match via {
-            Via::Direct => &[][..],
-            Via::Queue { uncertain, .. } => uncertain,
+        let mut providers = self.learned.order(route, country);
+        let (skip, fallback) = match via {
+            Via::Direct => (&[][..], None),
+            // A fallback goes only to providers that never had the message.
+            Via::Queue { uncertain, fallback: Some(fallback), .. } => {
+                providers.retain(|p| !uncertain.contains(p));
+                (&[][..], Some(fallback))
+            }
+            Via::Queue { uncertain, .. } => (uncertain, None),
         };
-        match failover::deliver(&policy, &route.providers, skip, &self.circuits, &carrier, label).await {
+        match failover::deliver(&policy, &providers, skip, &self.circuits, &carrier, label).await {
             Ok(done) => {
                 let outcome = outcome::Outcome::Accepted;
                 let ms = started.elapsed().as_millis() as u64;
-                tracing::info!(%id, route = %route.path, provider = %done.provider, to = %masked, %outcome, segments, ms, "sent");
                 telemetry::send(&route.path, &done.provider, outcome.as_str(), started.elapsed());
-                let entry = Entry {
-                    id: &id,
-                    route: &route.path,
-                    to,
-                    provider: &done.provider,
-                    provider_id: Some(&done.provider_id),
-                    segments,
-                    attempts: &done.attempts,
-                    status: DeliveryState::Queued,
-                };
-                self.remember(&entry).await;
+                if let Some(Fallback { why, reason }) = fallback {
+                    tracing::info!(%id, route = %route.path, provider = %done.provider, to = %masked, %outcome, segments, ms, "fallback sent: {why}");
+                    telemetry::fallback(&route.path, &done.provider, reason);
+                    let handoff =
+                        NewHandoff { provider: &done.provider, provider_id: &done.provider_id, why, segments, country };
+                    self.remember_fallback(&id, &done.attempts, Some(handoff)).await;
+                } else {
+                    tracing::info!(%id, route = %route.path, provider = %done.provider, to = %masked, %outcome, segments, ms, "sent");
+                    let entry = Entry {
+                        id: &id,
+                        route: &route.path,
+                        to,
+                        provider: &done.provider,
+                        provider_id: Some(&done.provider_id),
+                        segments,
+                        attempts: &done.attempts,
+                        status: DeliveryState::Queued,
+                        country,
+                    };
+                    self.remember(&entry).await;
+                }
                 Ok(Sent {
                     id,
                     to: to.into(),
@@ -181,6 +207,9 @@ impl Courier {
                 // unless the route says so.
                 let maybe = failed.attempts.iter().rev().find(|a| a.outcome == outcome::Outcome::MaybeSent);
                 let unconfirmed = matches!(via, Via::Direct) && maybe.is_some() && d.on_unknown == OnUnknown::Pending;
+                if fallback.is_some() {
+                    self.remember_fallback(&id, &failed.attempts, None).await;
+                }
                 if let Via::Direct = via {
                     let entry = Entry {
                         id: &id,
@@ -191,6 +220,7 @@ impl Courier {
                         segments,
                         attempts: &failed.attempts,
                         status: if maybe.is_some() { DeliveryState::Unknown } else { DeliveryState::Failed },
+                        country,
                     };
                     self.remember(&entry).await;
                 }
@@ -223,6 +253,22 @@ impl Courier {
             tracing::error!(id = %entry.id, "message record not written: {e:#}");
         }
     }
+
+    async fn remember_fallback(&self, id: &str, attempts: &[Attempt], handoff: Option<NewHandoff<'_>>) {
+        if let Some(record) = &self.record
+            && let Err(e) = record.add_fallback(id, attempts, handoff).await
+        {
+            tracing::error!(%id, "fallback not written to the message record: {e:#}");
+        }
+    }
+}
+
+/// Why a delivered message goes to another provider: the record's words,
+/// and the metric's.
+#[derive(Clone, Copy)]
+pub struct Fallback<'a> {
+    pub why: &'a str,
+    pub reason: &'static str,
 }
 
 /// How a message came to be delivered.
@@ -233,8 +279,10 @@ pub enum Via<'a> {
     /// From the queue, which records a failure (it may try again later).
     /// The providers in `uncertain` may already have the message: they are
     /// passed over. A provider's mark is cleared after an attempt it
-    /// answered with a refusal. No attempt starts after `valid_for`.
-    Queue { queue: &'a dyn Queue, uncertain: &'a [String], valid_for: Duration },
+    /// answered with a refusal. No attempt starts after `valid_for`. A
+    /// `fallback` goes to the providers not in `uncertain` (all of which
+    /// took it), recorded as a handoff of the message.
+    Queue { queue: &'a dyn Queue, uncertain: &'a [String], valid_for: Duration, fallback: Option<Fallback<'a>> },
 }
 
 /// Sends one message through the providers of one route, each through the

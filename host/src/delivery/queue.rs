@@ -13,7 +13,7 @@
 //! retried with backoff. Each failing operation is logged once, and counted
 //! (`smsbridge_queue_faults_total`).
 
-use super::{Courier, Refusal, Sent, Via, new_id};
+use super::{Courier, Fallback, Refusal, Sent, Via, new_id};
 use crate::config::Route;
 use crate::egress::{Denied, Exchange, Interceptor};
 use crate::outcome::{Attempt, DeliveryState, Failure, Outcome};
@@ -55,7 +55,15 @@ struct Owed {
 #[derive(Clone)]
 enum Write {
     Dequeue,
-    Reschedule { wait: Duration, uncertain: Vec<String> },
+    Reschedule {
+        wait: Duration,
+        uncertain: Vec<String>,
+    },
+    /// Delivered to the last of `had`: wait for its receipt.
+    Watch {
+        after: Duration,
+        had: Vec<String>,
+    },
 }
 
 /// Marks the provider a queued message's request is about to reach.
@@ -151,6 +159,23 @@ impl QueueWorker {
         })
     }
 
+    /// Keeps a message a provider took on a route that falls back, until
+    /// its delivered receipt or its fallback. Kept in the queue before the
+    /// caller's answer, so a restart or an instance's death loses no timer;
+    /// a queue that cannot keep it costs the fallback, not the send.
+    pub async fn watch(&self, route: &Route, sent: &Sent, body: &str) {
+        let Some(after) = route.delivery.fallback_after else { return };
+        if sent.queued || sent.replayed || sent.unconfirmed {
+            return;
+        }
+        let Some(had) = had_after(route, &[], sent) else { return };
+        let d = &route.delivery;
+        if let Err(e) = self.queue.watch(&sent.id, &route.path, &sent.to, body, d.validity, after, &had).await {
+            self.marker.faults.check("watch", Err::<(), _>(e)).ok();
+            tracing::error!(id = %sent.id, "no fallback for this message: the queue could not keep it");
+        }
+    }
+
     /// Delivers queued messages in the background until the worker, the
     /// courier or the routes are dropped: first those a restart
     /// interrupted, then each as it comes due.
@@ -212,6 +237,10 @@ impl QueueWorker {
             tracing::error!(id = %q.id, route = %q.route, "queued message dropped: its route is gone");
             return self.settle(&q.id, Write::Dequeue).await;
         };
+        let country = region(&q.to);
+        if let Some(watching) = q.watching.clone() {
+            return self.fall_back(courier, &routing, route, &country, q, &watching).await;
+        }
         if now_ms() >= q.expires_ms {
             // Checked before every delivery, after a restart too, and no
             // attempt starts past it: a late OTP is useless to its user.
@@ -220,10 +249,16 @@ impl QueueWorker {
             return self.finish(courier, &q, "", &failure, &[]).await;
         }
         let valid_for = Duration::from_millis(q.expires_ms.saturating_sub(now_ms()));
-        let via = Via::Queue { queue: &*self.queue, uncertain: &q.uncertain, valid_for };
+        let via = Via::Queue { queue: &*self.queue, uncertain: &q.uncertain, valid_for, fallback: None };
         let (provider, failure, attempts) =
-            match courier.deliver(&routing, route, q.id.clone(), &q.to, &q.body, via).await {
-                Ok(_) => return self.settle(&q.id, Write::Dequeue).await,
+            match courier.deliver(&routing, route, q.id.clone(), &q.to, &country, &q.body, via).await {
+                Ok(sent) => {
+                    let write = match (route.delivery.fallback_after, had_after(route, &q.uncertain, &sent)) {
+                        (Some(after), Some(had)) => Write::Watch { after, had },
+                        _ => Write::Dequeue,
+                    };
+                    return self.settle(&q.id, write).await;
+                }
                 Err(Refusal::Provider { provider, failure, attempts }) => (provider, failure, attempts),
                 Err(_) => return self.settle(&q.id, Write::Dequeue).await,
             };
@@ -246,6 +281,75 @@ impl QueueWorker {
         self.finish(courier, &q, &provider, &failure, &attempts).await;
     }
 
+    /// A delivered message whose receipt did not come in time, or said it
+    /// was not delivered: the next provider that never had it gets it,
+    /// unless a `delivered` receipt (from any provider) came meanwhile.
+    async fn fall_back(
+        &self,
+        courier: &Courier,
+        routing: &crate::routing::Routing,
+        route: &Route,
+        country: &str,
+        q: Queued,
+        watching: &str,
+    ) {
+        let Some(after) = route.delivery.fallback_after else {
+            tracing::info!(id = %q.id, route = %q.route, "no fallback: the route no longer falls back");
+            return self.settle(&q.id, Write::Dequeue).await;
+        };
+        if now_ms() >= q.expires_ms {
+            tracing::info!(id = %q.id, route = %q.route, "no fallback: the message's validity is over");
+            return self.settle(&q.id, Write::Dequeue).await;
+        }
+        let read = match courier.record() {
+            Some(record) => record.get(&q.id).await,
+            None => Ok(None),
+        };
+        let Ok(message) = self.marker.faults.check("read", read) else {
+            let write = Write::Watch { after: Duration::from_secs(5), had: q.uncertain.clone() };
+            return self.settle(&q.id, write).await;
+        };
+        let handoffs = message.map(|m| m.handoffs).unwrap_or_default();
+        if handoffs.iter().any(|h| h.status == DeliveryState::Delivered) {
+            return self.settle(&q.id, Write::Dequeue).await;
+        }
+        let (why, reason) = match handoffs.iter().rev().find(|h| h.provider == watching).map(|h| h.status) {
+            Some(s @ (DeliveryState::Undelivered | DeliveryState::Failed)) => {
+                (format!("{watching} reported it {}", s.as_str()), "undelivered")
+            }
+            _ => (format!("no delivered receipt from {watching} within {} s", after.as_secs()), "no_receipt"),
+        };
+        let valid_for = Duration::from_millis(q.expires_ms.saturating_sub(now_ms()));
+        let fallback = Some(Fallback { why: &why, reason });
+        let via = Via::Queue { queue: &*self.queue, uncertain: &q.uncertain, valid_for, fallback };
+        let mut had = q.uncertain.clone();
+        let write = match courier.deliver(routing, route, q.id.clone(), &q.to, country, &q.body, via).await {
+            Ok(sent) => match had_after(route, &q.uncertain, &sent) {
+                Some(had) => Write::Watch { after, had },
+                None => Write::Dequeue,
+            },
+            Err(Refusal::Provider { failure, attempts, .. }) => {
+                for a in attempts.iter().filter(|a| a.outcome == Outcome::MaybeSent) {
+                    if !had.contains(&a.provider) {
+                        had.push(a.provider.clone());
+                    }
+                }
+                let untried = route.providers.iter().any(|p| !had.contains(p));
+                let held_back = self.marker.unmarked.lock().unwrap().contains(&q.id);
+                if (failure.is_transient() || held_back) && untried {
+                    // The first provider's receipt may still come meanwhile.
+                    let wait = Duration::from_secs(2u64.saturating_pow(q.tries.min(6) + 1).min(60));
+                    Write::Watch { after: wait, had: q.uncertain.clone() }
+                } else {
+                    tracing::warn!(id = %q.id, route = %q.route, "no provider took the fallback: {failure}");
+                    Write::Dequeue
+                }
+            }
+            Err(_) => Write::Dequeue,
+        };
+        self.settle(&q.id, write).await;
+    }
+
     /// Records a queued message that will not be delivered, and drops it.
     async fn finish(&self, courier: &Courier, q: &Queued, provider: &str, failure: &Failure, attempts: &[Attempt]) {
         let maybe_sent = attempts.iter().any(|a| a.outcome == Outcome::MaybeSent);
@@ -260,6 +364,7 @@ impl QueueWorker {
             segments: smsbridge_segments::count(&q.body).count,
             attempts,
             status,
+            country: &region(&q.to),
         };
         courier.remember(&entry).await;
         self.settle(&q.id, Write::Dequeue).await;
@@ -304,7 +409,28 @@ impl QueueWorker {
         let (op, result) = match write {
             Write::Dequeue => ("dequeue", self.queue.dequeue(id).await),
             Write::Reschedule { wait, uncertain } => ("reschedule", self.queue.reschedule(id, *wait, uncertain).await),
+            Write::Watch { after, had } => ("watch", self.queue.watch_next(id, *after, had).await),
         };
         self.marker.faults.check(op, result).is_ok()
     }
+}
+
+/// The providers that may have a message once `sent` was taken (`before`,
+/// those it answered "may have" about, then the one that took it), when
+/// one of `route`'s providers has not had it yet; `None` when none is left
+/// to fall back to.
+fn had_after(route: &Route, before: &[String], sent: &Sent) -> Option<Vec<String>> {
+    let mut had = before.to_vec();
+    let maybe = sent.attempts.iter().filter(|a| a.outcome == Outcome::MaybeSent).map(|a| &a.provider);
+    for p in maybe.chain(std::iter::once(&sent.provider)) {
+        if !had.contains(p) {
+            had.push(p.clone());
+        }
+    }
+    route.providers.iter().any(|p| !had.contains(p)).then_some(had)
+}
+
+/// The ISO 3166 region of an E.164 number, or `unknown`.
+pub fn region(e164: &str) -> String {
+    phone::classify(e164).0.map(|c| c.as_ref().to_string()).unwrap_or_else(|| "unknown".into())
 }

@@ -10,9 +10,11 @@
 
 use super::Postgres;
 use super::state::millis;
+use crate::outcome::Attempt;
 use crate::outcome::DeliveryState;
 use crate::record::{
-    Entry, MessageRecord, Queue, Queued, RecordedMessage, assemble, now_ms, number_hash, stored_attempt, stored_status,
+    Entry, Handoff, HandoffFigure, MessageRecord, NewHandoff, Queue, Queued, RecordedMessage, assemble, is_final,
+    now_ms, number_hash, stored_attempt, stored_state, stored_status,
 };
 use anyhow::{Result, bail};
 use async_trait::async_trait;
@@ -45,6 +47,10 @@ impl MessageRecord for Postgres {
                          SELECT m.id, t.n - 1, t.provider, t.outcome, t.ms
                          FROM m, unnest($9::text[], $10::text[], $11::bigint[]) WITH ORDINALITY
                              AS t(provider, outcome, ms, n)
+                     ), h AS (
+                         INSERT INTO smsbridge.handoffs
+                             (message_id, n, provider, provider_id, country, why, segments, at_ms, status)
+                         SELECT m.id, 0, $5, $6, $12, 'first', $7, m.created_ms, $8 FROM m WHERE $6::text IS NOT NULL
                      )
                      INSERT INTO smsbridge.statuses (message_id, status, at_ms) SELECT m.id, $8, m.created_ms FROM m",
                 )
@@ -64,6 +70,7 @@ impl MessageRecord for Postgres {
                     &providers,
                     &outcomes,
                     &took,
+                    &entry.country,
                 ],
             )
             .await
@@ -72,20 +79,92 @@ impl MessageRecord for Postgres {
         .await
     }
 
+    async fn add_fallback(&self, id: &str, attempts: &[Attempt], handoff: Option<NewHandoff<'_>>) -> Result<()> {
+        let providers: Vec<&str> = attempts.iter().map(|a| a.provider.as_str()).collect();
+        let outcomes: Vec<&str> = attempts.iter().map(|a| a.outcome.as_str()).collect();
+        let took: Vec<i64> = attempts.iter().map(|a| a.ms as i64).collect();
+        let (provider, provider_id) = (handoff.as_ref().map(|h| h.provider), handoff.as_ref().map(|h| h.provider_id));
+        let (why, country) = (handoff.as_ref().map(|h| h.why), handoff.as_ref().map(|h| h.country));
+        let segments = handoff.as_ref().map(|h| h.segments as i32);
+        self.run("record", async |c| {
+            let stmt = c
+                .prepare_cached(
+                    "WITH a AS (
+                         INSERT INTO smsbridge.attempts (message_id, n, provider, outcome, ms)
+                         SELECT $1, (SELECT coalesce(max(n) + 1, 0) FROM smsbridge.attempts WHERE message_id = $1)
+                                 + t.n - 1, t.provider, t.outcome, t.ms
+                         FROM unnest($2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY AS t(provider, outcome, ms, n)
+                     ), h AS (
+                         INSERT INTO smsbridge.handoffs
+                             (message_id, n, provider, provider_id, country, why, segments, at_ms, status)
+                         SELECT $1, coalesce(max(n) + 1, 0), $5, $6, $7, $8, $9, smsbridge.now_ms(), 'queued'
+                         FROM smsbridge.handoffs WHERE message_id = $1 HAVING $5::text IS NOT NULL
+                         RETURNING message_id, provider
+                     )
+                     INSERT INTO smsbridge.statuses (message_id, status, at_ms, provider)
+                     SELECT message_id, 'queued', smsbridge.now_ms(), provider FROM h",
+                )
+                .await?;
+            c.execute(&stmt, &[&id, &providers, &outcomes, &took, &provider, &provider_id, &country, &why, &segments])
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// One statement: the receipt, its handoff and the fallback waiting on
+    /// the message change together.
     async fn update_status(&self, provider: &str, provider_id: &str, status: DeliveryState) -> Result<bool> {
-        let inserted = self
+        let found: i64 = self
             .run("record", async |c| {
                 let stmt = c
                     .prepare_cached(
-                        "INSERT INTO smsbridge.statuses (message_id, status, at_ms)
-                         SELECT id, $3, smsbridge.now_ms() FROM smsbridge.messages
-                         WHERE provider = $1 AND provider_id = $2",
+                        "WITH h AS (
+                             UPDATE smsbridge.handoffs SET status = $3,
+                                 settled_ms = CASE WHEN $4 THEN coalesce(settled_ms, smsbridge.now_ms())
+                                     ELSE settled_ms END
+                             WHERE provider = $1 AND provider_id = $2 RETURNING message_id
+                         ), s AS (
+                             INSERT INTO smsbridge.statuses (message_id, status, at_ms, provider)
+                             SELECT message_id, $3, smsbridge.now_ms(), $1 FROM h
+                         ), d AS (
+                             DELETE FROM smsbridge.queue q USING h
+                             WHERE q.id = h.message_id AND q.watching IS NOT NULL AND $3 = 'delivered'
+                         ), u AS (
+                             UPDATE smsbridge.queue q SET next_ms = smsbridge.now_ms() FROM h
+                             WHERE q.id = h.message_id AND q.watching = $1 AND $3 IN ('undelivered', 'failed')
+                         )
+                         SELECT count(*) FROM h",
                     )
                     .await?;
-                c.execute(&stmt, &[&provider, &provider_id, &status.as_str()]).await
+                let row = c.query_one(&stmt, &[&provider, &provider_id, &status.as_str(), &is_final(status)]).await?;
+                Ok(row.get(0))
             })
             .await?;
-        Ok(inserted > 0)
+        Ok(found > 0)
+    }
+
+    async fn handoffs_since(&self, since_ms: u64) -> Result<Vec<HandoffFigure>> {
+        let since = since_ms as i64;
+        self.run("record", async |c| {
+            let stmt = c
+                .prepare_cached(
+                    "SELECT provider, country, at_ms, status, settled_ms FROM smsbridge.handoffs WHERE at_ms >= $1",
+                )
+                .await?;
+            let rows = c.query(&stmt, &[&since]).await?;
+            Ok(rows
+                .iter()
+                .map(|r| HandoffFigure {
+                    provider: r.get(0),
+                    country: r.get(1),
+                    at_ms: r.get::<_, i64>(2) as u64,
+                    status: stored_state(r.get(3)),
+                    settled_ms: r.get::<_, Option<i64>>(4).map(|ms| ms as u64),
+                })
+                .collect())
+        })
+        .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<RecordedMessage>> {
@@ -113,14 +192,24 @@ impl MessageRecord for Postgres {
                 .await?;
             let statuses = c
                 .prepare_cached(
-                    "SELECT message_id, status, at_ms FROM smsbridge.statuses
+                    "SELECT message_id, status, at_ms, provider FROM smsbridge.statuses
                      WHERE message_id = ANY($1) ORDER BY message_id, seq",
                 )
                 .await?;
+            let handoffs = c
+                .prepare_cached(
+                    "SELECT message_id, provider, provider_id, why, segments, at_ms, status, settled_ms
+                     FROM smsbridge.handoffs WHERE message_id = ANY($1) ORDER BY message_id, n",
+                )
+                .await?;
             let params: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&ids];
-            // Pipelined on the one connection: one round trip for the three.
-            let (messages, attempts, statuses) =
-                tokio::try_join!(c.query(&messages, params), c.query(&attempts, params), c.query(&statuses, params))?;
+            // Pipelined on the one connection: one round trip for the four.
+            let (messages, attempts, statuses, handoffs) = tokio::try_join!(
+                c.query(&messages, params),
+                c.query(&attempts, params),
+                c.query(&statuses, params),
+                c.query(&handoffs, params)
+            )?;
             let messages = messages
                 .iter()
                 .map(|r| RecordedMessage {
@@ -133,12 +222,26 @@ impl MessageRecord for Postgres {
                     created_ms: r.get::<_, i64>(6) as u64,
                     attempts: Vec::new(),
                     statuses: Vec::new(),
+                    handoffs: Vec::new(),
                 })
                 .collect();
             let attempts =
                 attempts.iter().map(|r| (r.get(0), stored_attempt(r.get(1), r.get(2), r.get::<_, i64>(3) as u64)));
-            let statuses = statuses.iter().map(|r| (r.get(0), stored_status(r.get(1), r.get::<_, i64>(2) as u64)));
-            Ok(assemble(&ids, messages, attempts.collect(), statuses.collect()))
+            let statuses =
+                statuses.iter().map(|r| (r.get(0), stored_status(r.get(1), r.get::<_, i64>(2) as u64, r.get(3))));
+            let handoffs = handoffs.iter().map(|r| {
+                let handoff = Handoff {
+                    provider: r.get(1),
+                    provider_id: r.get(2),
+                    why: r.get(3),
+                    segments: r.get::<_, i32>(4) as u32,
+                    at_ms: r.get::<_, i64>(5) as u64,
+                    status: stored_state(r.get(6)),
+                    settled_ms: r.get::<_, Option<i64>>(7).map(|ms| ms as u64),
+                };
+                (r.get(0), handoff)
+            });
+            Ok(assemble(&ids, messages, attempts.collect(), statuses.collect(), handoffs.collect()))
         })
         .await
     }
@@ -275,7 +378,7 @@ impl Queue for Postgres {
                                  ELSE array_append(q.uncertain, q.sending) END
                          FROM due WHERE q.id = due.id
                          RETURNING q.id, q.route, q.to_e164, q.body, q.expires_ms - smsbridge.now_ms(), q.tries,
-                             q.uncertain, q.next_ms",
+                             q.uncertain, q.next_ms, q.watching",
                     )
                     .await?;
                 c.query(&stmt, &[&owner, &lease, &limit, &busy]).await
@@ -305,6 +408,7 @@ impl Queue for Postgres {
                     expires_ms: now_ms() + left,
                     tries: r.get::<_, i32>(5).max(0) as u32,
                     uncertain: r.get(6),
+                    watching: r.get(8),
                 };
                 Some((r.get::<_, i64>(7), queued))
             })
@@ -373,6 +477,49 @@ impl Queue for Postgres {
                     )
                     .await?;
                 c.execute(&stmt, &[&id, &owner, &wait, &uncertain]).await
+            })
+            .await?;
+        lost(id, n);
+        Ok(())
+    }
+
+    async fn watch(
+        &self,
+        id: &str,
+        route: &str,
+        to: &str,
+        body: &str,
+        validity: Duration,
+        after: Duration,
+        had: &[String],
+    ) -> Result<()> {
+        let (validity, after, watching) = (millis(validity), millis(after), had.last());
+        self.run("watch", async |c| {
+            let stmt = c
+                .prepare_cached(
+                    "INSERT INTO smsbridge.queue (id, route, to_e164, body, expires_ms, next_ms, uncertain, watching)
+                     VALUES ($1, $2, $3, $4, smsbridge.now_ms() + $5, smsbridge.now_ms() + $6, $7, $8)",
+                )
+                .await?;
+            let (to, body) = (self.sealer.seal(id, to), self.sealer.seal(id, body));
+            c.execute(&stmt, &[&id, &route, &to, &body, &validity, &after, &had, &watching]).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn watch_next(&self, id: &str, after: Duration, had: &[String]) -> Result<()> {
+        let (owner, after, watching) = (self.owner.as_str(), millis(after), had.last());
+        let n = self
+            .run("watch", async |c| {
+                let stmt = c
+                    .prepare_cached(
+                        "UPDATE smsbridge.queue SET next_ms = smsbridge.now_ms() + $3, sending = NULL, uncertain = $4,
+                             watching = $5, owner = NULL, lease_ms = 0
+                         WHERE id = $1 AND owner = $2",
+                    )
+                    .await?;
+                c.execute(&stmt, &[&id, &owner, &after, &had, &watching]).await
             })
             .await?;
         lost(id, n);

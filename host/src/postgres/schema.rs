@@ -158,6 +158,33 @@ DELETE FROM smsbridge.limit_events;
 DELETE FROM smsbridge.limit_counts;
 CREATE TABLE smsbridge.console_sessions (key text PRIMARY KEY, idle_ms bigint NOT NULL, ends_ms bigint NOT NULL);
 "#,
+    // 3: fallbacks. A message may be taken by several providers, each with
+    // its own id, receipts and cost; the handoffs feed the delivered-share
+    // figures. A delivered message's queue row waits on `watching`.
+    r#"
+CREATE TABLE smsbridge.handoffs (
+    message_id text NOT NULL REFERENCES smsbridge.messages (id) ON DELETE CASCADE,
+    n integer NOT NULL,
+    provider text NOT NULL,
+    provider_id text NOT NULL,
+    country text NOT NULL,
+    why text NOT NULL,
+    segments integer NOT NULL,
+    at_ms bigint NOT NULL,
+    status text NOT NULL,
+    settled_ms bigint,
+    PRIMARY KEY (message_id, n)
+);
+CREATE INDEX handoffs_by_provider_id ON smsbridge.handoffs (provider, provider_id);
+CREATE INDEX handoffs_by_age ON smsbridge.handoffs (at_ms);
+INSERT INTO smsbridge.handoffs (message_id, n, provider, provider_id, country, why, segments, at_ms, status)
+    SELECT m.id, 0, m.provider, m.provider_id, '', 'first', m.segments, m.created_ms,
+        coalesce((SELECT s.status FROM smsbridge.statuses s WHERE s.message_id = m.id ORDER BY s.seq DESC LIMIT 1),
+            'queued')
+    FROM smsbridge.messages m WHERE m.provider_id IS NOT NULL;
+ALTER TABLE smsbridge.statuses ADD COLUMN provider text;
+ALTER TABLE smsbridge.queue ADD COLUMN watching text;
+"#,
 ];
 
 /// Brings the schema up to the newest migration this build knows.

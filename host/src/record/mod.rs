@@ -34,6 +34,8 @@ pub struct RecordedMessage {
     pub created_ms: u64,
     pub attempts: Vec<Attempt>,
     pub statuses: Vec<StatusAt>,
+    /// Each provider that took it, in order: the first, then fallbacks.
+    pub handoffs: Vec<Handoff>,
 }
 
 /// One point of a message's status timeline.
@@ -41,6 +43,45 @@ pub struct RecordedMessage {
 pub struct StatusAt {
     pub status: DeliveryState,
     pub at_ms: u64,
+    /// The provider whose receipt it was; none for smsbridge's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+}
+
+/// One provider's acceptance of a message: the first, or a fallback.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Handoff {
+    pub provider: String,
+    pub provider_id: String,
+    /// `first`, or what made smsbridge fall back to this provider.
+    pub why: String,
+    /// What it cost, in parts.
+    pub segments: u32,
+    pub at_ms: u64,
+    /// The provider's latest receipt; `queued` before any.
+    pub status: DeliveryState,
+    /// When its first final receipt (delivered, undelivered, failed) came.
+    pub settled_ms: Option<u64>,
+}
+
+/// A fallback's handoff, for [`MessageRecord::add_fallback`].
+pub struct NewHandoff<'a> {
+    pub provider: &'a str,
+    pub provider_id: &'a str,
+    pub why: &'a str,
+    pub segments: u32,
+    pub country: &'a str,
+}
+
+/// One handoff as the delivered-share figures read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandoffFigure {
+    pub provider: String,
+    /// ISO 3166 region of the number; empty when unknown.
+    pub country: String,
+    pub at_ms: u64,
+    pub status: DeliveryState,
+    pub settled_ms: Option<u64>,
 }
 
 /// A message waiting in the queue.
@@ -54,6 +95,9 @@ pub struct Queued {
     pub tries: u32,
     /// Providers that may already have it.
     pub uncertain: Vec<String>,
+    /// Set when the message was accepted and waits for a delivered receipt
+    /// from this provider: due, it falls back to the next one.
+    pub watching: Option<String>,
 }
 
 /// What one send came to, for [`MessageRecord::add`].
@@ -68,6 +112,8 @@ pub struct Entry<'a> {
     pub attempts: &'a [Attempt],
     /// `queued` when a provider took it, `failed` when none did.
     pub status: DeliveryState,
+    /// ISO 3166 region of `to`; empty when unknown.
+    pub country: &'a str,
 }
 
 /// The keyed hash under which messages to `e164` are found: without the
@@ -92,8 +138,18 @@ pub fn stored_attempt(provider: String, outcome: &str, ms: u64) -> Attempt {
 
 /// A point of a timeline as stored. Only the backends write the column,
 /// from [`DeliveryState`], so a word they cannot read is not expected.
-pub fn stored_status(status: &str, at_ms: u64) -> StatusAt {
-    StatusAt { status: DeliveryState::parse(status).unwrap_or(DeliveryState::Queued), at_ms }
+pub fn stored_status(status: &str, at_ms: u64, provider: Option<String>) -> StatusAt {
+    StatusAt { status: stored_state(status), at_ms, provider }
+}
+
+/// A delivery state as stored.
+pub fn stored_state(status: &str) -> DeliveryState {
+    DeliveryState::parse(status).unwrap_or(DeliveryState::Queued)
+}
+
+/// Whether a receipt says how a handoff ended.
+pub fn is_final(status: DeliveryState) -> bool {
+    matches!(status, DeliveryState::Delivered | DeliveryState::Undelivered | DeliveryState::Failed)
 }
 
 /// Messages read in three batches (the messages, then all their attempts,
@@ -105,6 +161,7 @@ pub fn assemble(
     messages: Vec<RecordedMessage>,
     attempts: Vec<(String, Attempt)>,
     statuses: Vec<(String, StatusAt)>,
+    handoffs: Vec<(String, Handoff)>,
 ) -> Vec<RecordedMessage> {
     let mut found: std::collections::HashMap<String, RecordedMessage> =
         messages.into_iter().map(|m| (m.id.clone(), m)).collect();
@@ -116,6 +173,11 @@ pub fn assemble(
     for (id, status) in statuses {
         if let Some(m) = found.get_mut(&id) {
             m.statuses.push(status);
+        }
+    }
+    for (id, handoff) in handoffs {
+        if let Some(m) = found.get_mut(&id) {
+            m.handoffs.push(handoff);
         }
     }
     ids.iter().filter_map(|id| found.remove(id)).collect()
@@ -131,9 +193,17 @@ pub fn now_ms() -> u64 {
 pub trait MessageRecord: Send + Sync {
     /// Records one send and its first status.
     async fn add(&self, entry: &Entry<'_>) -> Result<()>;
+    /// Records a fallback of message `id`: its `attempts`, and the
+    /// provider that took it, if one did.
+    async fn add_fallback(&self, id: &str, attempts: &[Attempt], handoff: Option<NewHandoff<'_>>) -> Result<()>;
     /// Adds `status` to the timeline of the message `provider` knows as
-    /// `provider_id`; false when there is no such message.
+    /// `provider_id`; false when there is no such message. In the same
+    /// write, a fallback waiting on the message hears of it: `delivered`
+    /// (from any provider) ends the chain, `undelivered` or `failed` from
+    /// the provider it waits on makes it due now.
     async fn update_status(&self, provider: &str, provider_id: &str, status: DeliveryState) -> Result<bool>;
+    /// Every handoff since `since_ms`, for the delivered-share figures.
+    async fn handoffs_since(&self, since_ms: u64) -> Result<Vec<HandoffFigure>>;
     async fn get(&self, id: &str) -> Result<Option<RecordedMessage>>;
     /// The latest `limit` messages to `e164`, newest first.
     async fn by_number(&self, e164: &str, limit: usize) -> Result<Vec<RecordedMessage>>;
@@ -181,6 +251,22 @@ pub trait Queue: Send + Sync {
     /// Tries again after `wait`, never again at the `uncertain` providers
     /// (they may have it).
     async fn reschedule(&self, id: &str, wait: Duration, uncertain: &[String]) -> Result<()>;
+    /// Keeps message `id`, which the providers `had` took (the last one
+    /// now), until `validity`: due after `after` unless a `delivered`
+    /// receipt comes first (see [`MessageRecord::update_status`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn watch(
+        &self,
+        id: &str,
+        route: &str,
+        to: &str,
+        body: &str,
+        validity: Duration,
+        after: Duration,
+        had: &[String],
+    ) -> Result<()>;
+    /// A claimed message goes on waiting, now for the last of `had`.
+    async fn watch_next(&self, id: &str, after: Duration, had: &[String]) -> Result<()>;
     /// The message is done with: delivered, refused or expired.
     async fn dequeue(&self, id: &str) -> Result<()>;
 }

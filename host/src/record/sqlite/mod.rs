@@ -1,6 +1,10 @@
 //! The embedded message record and queue: one SQLite database (WAL).
 
-use super::{Entry, MessageRecord, RecordedMessage, assemble, now_ms, stored_attempt, stored_status};
+use super::{
+    Entry, Handoff, HandoffFigure, MessageRecord, NewHandoff, RecordedMessage, assemble, is_final, now_ms,
+    stored_attempt, stored_state, stored_status,
+};
+use crate::outcome::Attempt;
 use crate::outcome::DeliveryState;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
@@ -153,6 +157,7 @@ fn read_messages(db: &Connection, ids: &[String]) -> Result<Vec<RecordedMessage>
                 created_ms: r.get(6)?,
                 attempts: Vec::new(),
                 statuses: Vec::new(),
+                handoffs: Vec::new(),
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -168,15 +173,34 @@ fn read_messages(db: &Connection, ids: &[String]) -> Result<Vec<RecordedMessage>
         .collect::<Result<_, _>>()?;
     let statuses = db
         .prepare_cached(
-            "SELECT message_id, status, at_ms FROM statuses
+            "SELECT message_id, status, at_ms, provider FROM statuses
              WHERE message_id IN (SELECT value FROM json_each(?1)) ORDER BY message_id, rowid",
         )?
         .query_map([&wanted], |r| {
             let status: String = r.get(1)?;
-            Ok((r.get(0)?, stored_status(&status, r.get(2)?)))
+            Ok((r.get(0)?, stored_status(&status, r.get(2)?, r.get(3)?)))
         })?
         .collect::<Result<_, _>>()?;
-    Ok(assemble(ids, messages, attempts, statuses))
+    let handoffs = db
+        .prepare_cached(
+            "SELECT message_id, provider, provider_id, why, segments, at_ms, status, settled_ms FROM handoffs
+             WHERE message_id IN (SELECT value FROM json_each(?1)) ORDER BY message_id, n",
+        )?
+        .query_map([&wanted], |r| {
+            let status: String = r.get(6)?;
+            let handoff = Handoff {
+                provider: r.get(1)?,
+                provider_id: r.get(2)?,
+                why: r.get(3)?,
+                segments: r.get(4)?,
+                at_ms: r.get(5)?,
+                status: stored_state(&status),
+                settled_ms: r.get(7)?,
+            };
+            Ok((r.get(0)?, handoff))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(assemble(ids, messages, attempts, statuses, handoffs))
 }
 
 #[async_trait]
@@ -189,6 +213,7 @@ impl MessageRecord for SqliteRecord {
         let (id, route, provider) = (entry.id.to_string(), entry.route.to_string(), entry.provider.to_string());
         let (provider_id, segments, status) = (entry.provider_id.map(String::from), entry.segments, entry.status);
         let attempts = entry.attempts.to_vec();
+        let country = entry.country.to_string();
         self.run(move |_, db| {
             let tx = db.transaction()?;
             tx.execute(
@@ -206,8 +231,71 @@ impl MessageRecord for SqliteRecord {
                 "INSERT INTO statuses (message_id, status, at_ms) VALUES (?1, ?2, ?3)",
                 params![id, status.as_str(), now],
             )?;
+            if let Some(provider_id) = &provider_id {
+                tx.execute(
+                    "INSERT INTO handoffs (message_id, n, provider, provider_id, country, why, segments, at_ms, status)
+                     VALUES (?1, 0, ?2, ?3, ?4, 'first', ?5, ?6, ?7)",
+                    params![id, provider, provider_id, country, segments, now, status.as_str()],
+                )?;
+            }
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn add_fallback(&self, id: &str, attempts: &[Attempt], handoff: Option<NewHandoff<'_>>) -> Result<()> {
+        let (id, attempts) = (id.to_string(), attempts.to_vec());
+        let handoff = handoff.map(|h| {
+            (h.provider.to_string(), h.provider_id.to_string(), h.why.to_string(), h.segments, h.country.to_string())
+        });
+        self.run(move |_, db| {
+            let now = now_ms();
+            let tx = db.transaction()?;
+            let first: i64 =
+                tx.query_row("SELECT coalesce(max(n) + 1, 0) FROM attempts WHERE message_id = ?1", [&id], |r| {
+                    r.get(0)
+                })?;
+            for (n, a) in attempts.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO attempts (message_id, n, provider, outcome, ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, first + n as i64, a.provider, a.outcome.as_str(), a.ms],
+                )?;
+            }
+            if let Some((provider, provider_id, why, segments, country)) = &handoff {
+                tx.execute(
+                    "INSERT INTO handoffs (message_id, n, provider, provider_id, country, why, segments, at_ms, status)
+                     SELECT ?1, coalesce(max(n) + 1, 0), ?2, ?3, ?4, ?5, ?6, ?7, 'queued'
+                     FROM handoffs WHERE message_id = ?1",
+                    params![id, provider, provider_id, country, why, segments, now],
+                )?;
+                tx.execute(
+                    "INSERT INTO statuses (message_id, status, at_ms, provider) VALUES (?1, 'queued', ?2, ?3)",
+                    params![id, now, provider],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn handoffs_since(&self, since_ms: u64) -> Result<Vec<HandoffFigure>> {
+        self.run(move |_, db| {
+            let figures = db
+                .prepare_cached("SELECT provider, country, at_ms, status, settled_ms FROM handoffs WHERE at_ms >= ?1")?
+                .query_map([since_ms], |r| {
+                    let status: String = r.get(3)?;
+                    Ok(HandoffFigure {
+                        provider: r.get(0)?,
+                        country: r.get(1)?,
+                        at_ms: r.get(2)?,
+                        status: stored_state(&status),
+                        settled_ms: r.get(4)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(figures)
         })
         .await
     }
@@ -217,18 +305,38 @@ impl MessageRecord for SqliteRecord {
     async fn update_status(&self, provider: &str, provider_id: &str, status: DeliveryState) -> Result<bool> {
         let (provider, provider_id) = (provider.to_string(), provider_id.to_string());
         self.run(move |_, db| {
-            let id: Option<String> = db
+            let now = now_ms();
+            let tx = db.transaction()?;
+            let found: Option<(String, i64)> = tx
                 .query_row(
-                    "SELECT id FROM messages WHERE provider = ?1 AND provider_id = ?2",
+                    "SELECT message_id, n FROM handoffs WHERE provider = ?1 AND provider_id = ?2",
                     params![provider, provider_id],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            let Some(id) = id else { return Ok(false) };
-            db.execute(
-                "INSERT INTO statuses (message_id, status, at_ms) VALUES (?1, ?2, ?3)",
-                params![id, status.as_str(), now_ms()],
+            let Some((id, n)) = found else { return Ok(false) };
+            tx.execute(
+                "INSERT INTO statuses (message_id, status, at_ms, provider) VALUES (?1, ?2, ?3, ?4)",
+                params![id, status.as_str(), now, provider],
             )?;
+            let settled = is_final(status).then_some(now);
+            tx.execute(
+                "UPDATE handoffs SET status = ?3, settled_ms = coalesce(settled_ms, ?4) WHERE message_id = ?1 AND n = ?2",
+                params![id, n, status.as_str(), settled],
+            )?;
+            match status {
+                DeliveryState::Delivered => {
+                    tx.execute("DELETE FROM queue WHERE id = ?1 AND watching IS NOT NULL", [&id])?;
+                }
+                DeliveryState::Undelivered | DeliveryState::Failed => {
+                    tx.execute(
+                        "UPDATE queue SET next_ms = ?3 WHERE id = ?1 AND watching = ?2",
+                        params![id, provider, now],
+                    )?;
+                }
+                _ => {}
+            }
+            tx.commit()?;
             Ok(true)
         })
         .await
@@ -317,6 +425,7 @@ mod tests {
             segments: 1,
             attempts,
             status: DeliveryState::Queued,
+            country: "GB",
         }
     }
 
@@ -378,13 +487,31 @@ mod tests {
     fn the_schema_is_versioned_and_a_newer_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.db");
+        // A file from before versioning (the first schema, user_version 0)
+        // adopts it as it is, and its sends become handoffs.
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(MIGRATIONS[0]).unwrap();
+        old.execute_batch(
+            "INSERT INTO messages VALUES ('m0', 1, '/v1/send', '+4474****3456', 'h', 'twilio', 'SM0', 1);
+             INSERT INTO statuses VALUES ('m0', 'queued', 1), ('m0', 'delivered', 2);",
+        )
+        .unwrap();
+        drop(old);
         let record = SqliteRecord::open(&path, None).unwrap();
         let version = |record: &SqliteRecord| -> usize {
             record.inner.db.lock().unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
         };
         assert_eq!(version(&record), MIGRATIONS.len());
-        // A file from before versioning adopts it as it is.
-        record.inner.db.lock().unwrap().pragma_update(None, "user_version", 0).unwrap();
+        let handoff: (String, String, String) = record
+            .inner
+            .db
+            .lock()
+            .unwrap()
+            .query_row("SELECT provider, provider_id, status FROM handoffs WHERE message_id = 'm0'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(handoff, ("twilio".into(), "SM0".into(), "delivered".into()));
         drop(record);
         assert_eq!(version(&SqliteRecord::open(&path, None).unwrap()), MIGRATIONS.len());
         let newer = rusqlite::Connection::open(&path).unwrap();

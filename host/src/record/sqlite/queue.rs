@@ -48,7 +48,7 @@ impl Queue for SqliteRecord {
         let busy = busy.clone();
         self.run(move |inner, db| {
             let mut q = db.prepare_cached(
-                "SELECT id, route, to_e164, body, expires_ms, tries, uncertain, sending FROM queue
+                "SELECT id, route, to_e164, body, expires_ms, tries, uncertain, sending, watching FROM queue
              WHERE next_ms <= ?1 ORDER BY next_ms, id LIMIT ?2",
             )?;
             let rows = q.query_map(params![now_ms(), (limit + busy.len()) as i64], |r| {
@@ -69,6 +69,7 @@ impl Queue for SqliteRecord {
                     expires_ms: r.get(4)?,
                     tries: r.get(5)?,
                     uncertain,
+                    watching: r.get(8)?,
                 })
             })?;
             let mut out = Vec::new();
@@ -100,6 +101,34 @@ impl Queue for SqliteRecord {
         let uncertain = serde_json::to_string(uncertain)?;
         let sql = "UPDATE queue SET next_ms = ?2, tries = tries + 1, sending = NULL, uncertain = ?3 WHERE id = ?1";
         self.execute(sql, (id.to_string(), now_ms() + wait.as_millis() as u64, uncertain)).await?;
+        Ok(())
+    }
+
+    async fn watch(
+        &self,
+        id: &str,
+        route: &str,
+        to: &str,
+        body: &str,
+        validity: Duration,
+        after: Duration,
+        had: &[String],
+    ) -> Result<()> {
+        let now = now_ms();
+        let sealer = &self.inner.sealer;
+        let row = (id.to_string(), route.to_string(), sealer.seal(id, to), sealer.seal(id, body));
+        let (expires, due) = (now + validity.as_millis() as u64, now + after.as_millis() as u64);
+        let (had, watching) = (serde_json::to_string(had)?, had.last().cloned());
+        let sql = "INSERT INTO queue (id, route, to_e164, body, expires_ms, next_ms, uncertain, watching)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+        self.execute(sql, (row.0, row.1, row.2, row.3, expires, due, had, watching)).await?;
+        Ok(())
+    }
+
+    async fn watch_next(&self, id: &str, after: Duration, had: &[String]) -> Result<()> {
+        let (json, watching) = (serde_json::to_string(had)?, had.last().cloned());
+        let sql = "UPDATE queue SET next_ms = ?2, sending = NULL, uncertain = ?3, watching = ?4 WHERE id = ?1";
+        self.execute(sql, (id.to_string(), now_ms() + after.as_millis() as u64, json, watching)).await?;
         Ok(())
     }
 

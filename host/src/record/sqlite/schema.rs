@@ -19,7 +19,7 @@ PRAGMA foreign_keys = ON;
 /// applied. They only add, so an older smsbridge refuses a newer file
 /// rather than misread it. The first creates what files from before
 /// versioning already hold, so those adopt it as they are.
-pub(super) const MIGRATIONS: &[&str] = &[SCHEMA_1];
+pub(super) const MIGRATIONS: &[&str] = &[SCHEMA_1, HANDOFFS_2];
 
 const SCHEMA_1: &str = "
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -68,6 +68,34 @@ CREATE TABLE IF NOT EXISTS queue (
     uncertain TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS queue_due ON queue (next_ms);
+";
+
+/// Fallbacks: a message may be taken by several providers, each with its
+/// own id, receipts and cost; the handoffs feed the delivered-share figures.
+const HANDOFFS_2: &str = "
+CREATE TABLE handoffs (
+    message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    n INTEGER NOT NULL,
+    provider TEXT NOT NULL,
+    provider_id TEXT NOT NULL,
+    country TEXT NOT NULL,
+    why TEXT NOT NULL,
+    segments INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    settled_ms INTEGER,
+    PRIMARY KEY (message_id, n)
+);
+CREATE INDEX handoffs_by_provider_id ON handoffs (provider, provider_id);
+CREATE INDEX handoffs_by_age ON handoffs (at_ms);
+INSERT INTO handoffs (message_id, n, provider, provider_id, country, why, segments, at_ms, status)
+    SELECT m.id, 0, m.provider, m.provider_id, '', 'first', m.segments, m.created_ms,
+        coalesce((SELECT s.status FROM statuses s WHERE s.message_id = m.id ORDER BY s.rowid DESC LIMIT 1), 'queued')
+    FROM messages m WHERE m.provider_id IS NOT NULL;
+ALTER TABLE statuses ADD COLUMN provider TEXT;
+-- The provider a delivered message's fallback waits on; NULL for messages
+-- not yet delivered.
+ALTER TABLE queue ADD COLUMN watching TEXT;
 ";
 
 /// Applies the migrations `db` lacks, in one transaction that holds the
