@@ -159,8 +159,8 @@ async fn adapters(State(gateway): State<Arc<Gateway>>) -> axum::Json<Value> {
 }
 
 /// `GET /admin/stats`: the last 5 and 60 minutes per provider and route,
-/// from the process itself, and each configured provider's circuit and
-/// sends in flight against its limit.
+/// from the process itself, each configured provider's circuit and sends
+/// in flight against its limit, and the delivered-share table.
 async fn stats(State(gateway): State<Arc<Gateway>>) -> axum::Json<Value> {
     let snapshot = crate::stats::Stats::global().snapshot();
     let routing = gateway.routing();
@@ -193,7 +193,9 @@ async fn stats(State(gateway): State<Arc<Gateway>>) -> axum::Json<Value> {
             })
         })
         .collect();
-    axum::Json(json!({ "providers": providers, "routes": routes }))
+    // Per provider and destination country, from the shared record.
+    let delivered = gateway.learned().table();
+    axum::Json(json!({ "providers": providers, "routes": routes, "delivered": *delivered }))
 }
 
 async fn metrics() -> Response {

@@ -169,13 +169,15 @@ pub fn order(
     let shares: Vec<Option<f64>> = providers.iter().map(|p| ranked_share(table, p, country, min_receipts)).collect();
     let mut ranked: Vec<usize> = (0..providers.len()).filter(|&i| shares[i].is_some()).collect();
     let slots = ranked.clone();
+    let slots_empty = slots.is_empty();
     // Stable: equal shares keep the listed order.
     ranked.sort_by(|&a, &b| shares[b].partial_cmp(&shares[a]).unwrap_or(std::cmp::Ordering::Equal));
     let mut out = providers.to_vec();
     for (slot, from) in slots.into_iter().zip(ranked) {
         out[slot] = providers[from].clone();
     }
-    if out.len() > 1 && roll < explore {
+    // Exploration starts once figures do: before, the list is the order.
+    if out.len() > 1 && !slots_empty && roll < explore {
         let chosen = out.remove(1 + pick % (out.len() - 1));
         out.insert(0, chosen);
     }
@@ -313,6 +315,7 @@ mod tests {
         assert_eq!(order(&list, "GB", &table, 0.05, 20, 0.5, 0), names(&["b", "a"]));
         assert_eq!(order(&list, "US", &table, 0.05, 20, 0.5, 0), names(&["a", "b"]), "a tie keeps the list");
         assert_eq!(order(&list, "FR", &table, 0.05, 20, 0.5, 0), names(&["a", "b"]), "no figures: as listed");
+        assert_eq!(order(&list, "FR", &table, 0.05, 20, 0.01, 0), names(&["a", "b"]), "and no exploring");
         // The exploratory share still goes to a first.
         assert_eq!(order(&list, "GB", &table, 0.05, 20, 0.01, 7), names(&["a", "b"]));
         // Below the minimum of receipts, nothing moves.
