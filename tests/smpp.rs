@@ -492,3 +492,38 @@ async fn new_bind_settings_bind_anew_and_the_old_bind_unbinds() {
     assert_eq!(send(&bridge, "/v1/send", "+447400123456", "Your code is 2").await.status, 200);
     assert_eq!(bridge.gateway.smpp_sessions()[0].settings().window, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undelivered_receipt_from_the_bind_falls_back_to_an_http_provider_at_once() {
+    let smsc = Smsc::start(script(json!({"receipts": {"form": "decimal", "tlv": true, "stat": "UNDELIV"}})));
+    let http = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_raw(r#"{"id":"h1"}"#, "application/json"))
+        .mount(&http)
+        .await;
+    let b = format!(
+        "[[provider]]\nname = \"b\"\nadapter = \"generic-http\"\nallow_hosts = [\"{uri}\"]\n[provider.config]\n\
+         url = \"{uri}/send\"\nparams = \"to={{to}}&text={{body}}\"\nid_pointer = \"/id\"\n",
+        uri = http.uri()
+    );
+    let route = quiet_route("/v1/send", &["p", "b"], "fallback_after_s = 60");
+    let bridge = Bridge::start(&format!("{RECORD}{}{b}{route}", provider(&smsc, ""))).await;
+    bound(&smsc).await;
+    let a = send(&bridge, "/v1/send", "+447400123456", "Your code is 975310").await;
+    assert_eq!((a.status, a.json["provider"].as_str()), (200, Some("p")), "{a:?}");
+    smsc.wait_for("receipt_acked", 1, Duration::from_secs(5));
+    let until = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let got = http.received_requests().await.unwrap_or_default();
+        if let Some(r) = got.first() {
+            break String::from_utf8_lossy(&r.body).to_string();
+        }
+        assert!(Instant::now() < until, "no fallback after the bind's undelivered receipt");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(body, "to=%2B447400123456&text=Your+code+is+975310");
+    let m = wait_status(&bridge, a.json["id"].as_str().unwrap(), "queued").await;
+    let why: Vec<&str> = m["handoffs"].as_array().unwrap().iter().map(|h| h["why"].as_str().unwrap()).collect();
+    assert_eq!(why, ["first", "p reported it undelivered"]);
+    assert_eq!(smsc.of("submit").len(), 1, "the bind had it once");
+}

@@ -115,7 +115,7 @@ fn a_per_number_limit_is_exact_across_three_instances() {
         .collect();
     let instances: Vec<Arc<Instance>> = starting.into_iter().map(|t| t.join().unwrap()).collect();
     let applied = pg.query_i64("SELECT count(*) FROM smsbridge.migrations");
-    assert_eq!((applied, pg.query_i64("SELECT max(version) FROM smsbridge.migrations")), (2, 2), "each migration once");
+    assert_eq!((applied, pg.query_i64("SELECT max(version) FROM smsbridge.migrations")), (3, 3), "each migration once");
     // Ten sends to one number at once, round-robin over the three.
     let sends: Vec<_> = (0..10)
         .map(|i| {
@@ -257,6 +257,59 @@ fn queued_messages_of_a_killed_instance_are_delivered_by_the_others_and_none_twi
     assert_eq!(left, 0, "messages left in the queue");
     b.logs();
     c.logs();
+}
+
+#[test]
+fn a_fallback_due_after_its_instance_was_killed_is_sent_once_by_one_of_the_others() {
+    let pg = Postgres::start();
+    let ((a, a_texts), (b, b_texts)) = (holding_provider(Duration::ZERO), holding_provider(Duration::ZERO));
+    let config = format!(
+        r#"
+[admin]
+[state]
+url = "{url}"
+lease_ms = 2000
+timeout_ms = 1000
+[record]
+number_key = "shared-number-key-5d1c"
+{a}{b}
+[[route]]
+path = "/v1/send"
+providers = ["a", "b"]
+fallback_after_s = 3
+idempotency_window_s = 0
+limits = {{ per_number = "off", per_prefix = "off" }}
+"#,
+        url = pg.url(),
+        a = common::generic_provider_named("a", &a),
+        b = common::generic_provider_named("b", &b),
+    );
+    let instances: Vec<Instance> = (0..3).map(|_| Instance::start(&config)).collect();
+    let mut instances = instances.into_iter();
+    let mut first = instances.next().unwrap();
+    let (status, body) = first.send("/v1/send", "Your code is 468024", "");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sum(&a_texts), 1);
+    // The instance that accepted it dies before the timeout.
+    first.child.0.kill().unwrap();
+    first.child.0.wait().unwrap();
+    let sent = Instant::now();
+    let until = sent + Duration::from_secs(15);
+    while sum(&b_texts) < 1 {
+        assert!(Instant::now() < until, "no fallback came");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(sent.elapsed() >= Duration::from_millis(2500), "not before its time: {:?}", sent.elapsed());
+    // Past another timeout and a lease: one fallback, from one instance.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!((sum(&a_texts), sum(&b_texts)), (1, 1));
+    assert_eq!(b_texts.lock().unwrap().get("Your code is 468024"), Some(&1));
+    let others: Vec<Instance> = instances.collect();
+    let fallbacks: usize =
+        others.iter().map(|i| i.logs().iter().filter(|l| l.contains("fallback sent")).count()).sum();
+    assert_eq!(fallbacks, 1, "exactly one instance acted");
+    assert_eq!(pg.query_i64("SELECT count(*) FROM smsbridge.queue"), 0, "nothing left waiting: b was the last");
+    assert_eq!(pg.query_i64("SELECT count(*) FROM smsbridge.handoffs"), 2);
 }
 
 #[test]

@@ -37,9 +37,14 @@ pub fn exchange(addr: &str, method: &str, path: &str, headers: &str, body: &str)
 /// A `[[provider]]` named `p`: generic-http, posting `to` and `text` to a
 /// [`holding_provider`] at `addr`, which answers `{"id": …}`.
 pub fn generic_provider(addr: &str) -> String {
+    generic_provider_named("p", addr)
+}
+
+/// [`generic_provider`], named `name`.
+pub fn generic_provider_named(name: &str, addr: &str) -> String {
     format!(
         r#"[[provider]]
-name = "p"
+name = "{name}"
 adapter = "generic-http"
 allow_hosts = ["http://{addr}"]
 [provider.config]
