@@ -194,7 +194,7 @@ async fn stats(State(gateway): State<Arc<Gateway>>) -> axum::Json<Value> {
         })
         .collect();
     // Per provider and destination country, from the shared record.
-    let delivered = gateway.learned().table();
+    let delivered = gateway.learned().table_within(std::time::Duration::from_secs(1)).await;
     axum::Json(json!({ "providers": providers, "routes": routes, "delivered": *delivered }))
 }
 

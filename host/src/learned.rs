@@ -188,17 +188,28 @@ pub fn order(
 pub struct Learned {
     record: Option<Arc<dyn MessageRecord>>,
     table: RwLock<Arc<Table>>,
+    /// When the table was last read.
+    read_at: Mutex<Option<std::time::Instant>>,
     /// Ratios exported last, so that a row that left the table is zeroed.
     exported: Mutex<Vec<(String, String)>>,
 }
 
 impl Learned {
     pub fn new(record: Option<Arc<dyn MessageRecord>>) -> Learned {
-        Learned { record, table: Default::default(), exported: Default::default() }
+        Learned { record, table: Default::default(), read_at: Default::default(), exported: Default::default() }
     }
 
     pub fn table(&self) -> Arc<Table> {
         self.table.read().unwrap().clone()
+    }
+
+    /// The table, read again first if it is older than `age`: what an
+    /// operator looks at is at most that old.
+    pub async fn table_within(&self, age: Duration) -> Arc<Table> {
+        if self.read_at.lock().unwrap().is_none_or(|at| at.elapsed() > age) {
+            self.refresh().await;
+        }
+        self.table()
     }
 
     /// The providers of `route` in the order to try for `country`.
@@ -222,6 +233,7 @@ impl Learned {
                 let table = tally(&figures, now);
                 self.export(&table);
                 *self.table.write().unwrap() = Arc::new(table);
+                *self.read_at.lock().unwrap() = Some(std::time::Instant::now());
             }
             Err(e) => tracing::warn!("delivered-share figures not read (the last ones stand): {e:#}"),
         }

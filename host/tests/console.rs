@@ -40,6 +40,7 @@ with sync_playwright() as p:
     seen["result_html"] = page.content()
     page.goto(admin + "/admin/")
     seen["messages"] = page.locator("tr.message").all_inner_texts()
+    seen["delivered"] = page.locator("tr.delivered").all_inner_texts()
     seen["html"] = page.content()
     page.screenshot(path=shot, full_page=True)
     page.fill("#messages input[name=number]", "+447400123456")
@@ -99,6 +100,11 @@ providers = ["box"]
     let messages = seen["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 1, "{messages:?}");
     assert!(messages[0].as_str().unwrap().contains("+4474****3456"), "{messages:?}");
+    // The outbox gives no receipts: its row says so.
+    let delivered = seen["delivered"].as_array().unwrap();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let row = delivered[0].as_str().unwrap();
+    assert!(row.starts_with("box\tGB\t1\t") && row.contains("no receipts"), "{row:?}");
     assert_eq!(seen["found"].as_array().unwrap().len(), 1, "search by number: {}", seen["found"]);
     assert_eq!(seen["found_other"], 0, "another number has no messages");
     assert!(!seen["search_url"].as_str().unwrap().contains("447400"), "the number is in no URL");

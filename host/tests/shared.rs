@@ -305,8 +305,7 @@ limits = {{ per_number = "off", per_prefix = "off" }}
     assert_eq!((sum(&a_texts), sum(&b_texts)), (1, 1));
     assert_eq!(b_texts.lock().unwrap().get("Your code is 468024"), Some(&1));
     let others: Vec<Instance> = instances.collect();
-    let fallbacks: usize =
-        others.iter().map(|i| i.logs().iter().filter(|l| l.contains("fallback sent")).count()).sum();
+    let fallbacks: usize = others.iter().map(|i| i.logs().iter().filter(|l| l.contains("fallback sent")).count()).sum();
     assert_eq!(fallbacks, 1, "exactly one instance acted");
     assert_eq!(pg.query_i64("SELECT count(*) FROM smsbridge.queue"), 0, "nothing left waiting: b was the last");
     assert_eq!(pg.query_i64("SELECT count(*) FROM smsbridge.handoffs"), 2);

@@ -29,7 +29,7 @@ use maud::Markup;
 use serde::Deserialize;
 use session::{COOKIE, IDLE, LOGIN_COOKIE, SESSION, admin_token, cookie, csrf, csrf_ok, same, secure, session_key};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use views::Listing;
 
 const CSS: &str = include_str!("console.css");
@@ -195,10 +195,12 @@ async fn render(gateway: &Gateway, headers: &HeaderMap, number: Option<&str>) ->
         .collect();
     let now_s = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let listing = listing(gateway, number).await;
+    let delivered = gateway.learned().table_within(Duration::ZERO).await;
     let sections = [
         views::now(&Stats::global().snapshot(), &providers, config, now_s),
         views::send(config, &csrf, None),
         views::messages(&listing, &csrf),
+        views::delivered(&delivered),
         views::adapters(&gateway.registry.list(), &gateway.registry.errors(), &Stats::global().reloads()),
     ];
     html(StatusCode::OK, "Console", views::console(&csrf, sections))

@@ -3,6 +3,7 @@
 //! provider's, an adapter's or a caller's text as HTML.
 
 use crate::config::Config;
+use crate::learned::Table;
 use crate::outcome::Attempt;
 use crate::record::RecordedMessage;
 use crate::registry::LoadError;
@@ -46,7 +47,7 @@ pub(super) fn sign_in(why: Option<&str>, login: &str) -> Markup {
 }
 
 /// The console: its header, then each section.
-pub(super) fn console(csrf: &str, sections: [Markup; 4]) -> Markup {
+pub(super) fn console(csrf: &str, sections: [Markup; 5]) -> Markup {
     html! {
         header {
             h1 { "smsbridge" }
@@ -254,7 +255,14 @@ pub(super) fn messages(listing: &Listing, csrf: &str) -> Markup {
 
 fn message_row(m: &RecordedMessage) -> Markup {
     let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(m.created_ms));
-    let timeline: Vec<&str> = m.statuses.iter().map(|s| s.status.as_str()).collect();
+    let timeline: Vec<String> = m
+        .statuses
+        .iter()
+        .map(|s| match &s.provider {
+            Some(p) => format!("{p}: {}", s.status.as_str()),
+            None => s.status.as_str().to_string(),
+        })
+        .collect();
     html! {
         tr.message {
             td { (when) }
@@ -262,9 +270,56 @@ fn message_row(m: &RecordedMessage) -> Markup {
             td { (m.route) }
             // The record keeps numbers masked; masked again in case.
             td { (crate::phone::mask_in(&m.to)) }
-            td { (m.provider) }
+            td {
+                (m.provider)
+                @for h in m.handoffs.iter().skip(1) {
+                    br; small.fallback { "fallback to " (h.provider) " (" (h.segments) " parts): " (h.why) }
+                }
+            }
             td { (attempts_list(&m.attempts)) }
             td { (timeline.join(" → ")) }
+        }
+    }
+}
+
+/// Which provider delivers where: per provider and destination country,
+/// the last hour and day.
+pub(super) fn delivered(table: &Table) -> Markup {
+    let share = |v: Option<f64>| v.map(|v| format!("{:.0} %", v * 100.0)).unwrap_or_else(|| "–".into());
+    let ms = |v: Option<u64>| v.map(|v| format!("{:.1} s", v as f64 / 1000.0)).unwrap_or_else(|| "–".into());
+    html! {
+        section #delivered {
+            h2 { "Delivered" }
+            @if table.rows.is_empty() {
+                p.quiet { "No handoffs in the last day." }
+            } @else {
+                table {
+                    thead { tr {
+                        th { "provider" } th { "country" }
+                        th { "hour: sent" } th { "delivered" } th { "failed" } th { "p50" } th { "p90" }
+                        th { "day: sent" } th { "delivered" } th { "failed" } th { "p50" } th { "p90" }
+                    } }
+                    tbody {
+                        @for r in &table.rows {
+                            tr.delivered {
+                                td { (r.provider) }
+                                td { (r.country) }
+                                @for w in [&r.hour, &r.day] {
+                                    td { (w.sent) }
+                                    @if r.no_receipts {
+                                        td colspan="4" { span.quiet { "no receipts" } }
+                                    } @else {
+                                        td { (share(w.delivered_share())) }
+                                        td { (share(w.failed_share())) }
+                                        td { (ms(w.p50_ms)) }
+                                        td { (ms(w.p90_ms)) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -322,5 +377,36 @@ mod tests {
         assert!(!html.contains("<script>"));
         let attr = sign_in(None, "\"><img src=x>").into_string();
         assert!(attr.contains("value=\"&quot;&gt;&lt;img src=x&gt;\""), "{attr}");
+    }
+
+    #[test]
+    fn a_message_row_shows_each_fallback_why_and_whose_receipt_each_status_was() {
+        use crate::outcome::DeliveryState::*;
+        use crate::record::{Handoff, StatusAt};
+        let handoff = |provider: &str, why: &str, status| Handoff {
+            provider: provider.into(),
+            provider_id: format!("{provider}-1"),
+            why: why.into(),
+            segments: 2,
+            at_ms: 0,
+            status,
+            settled_ms: None,
+        };
+        let status = |status, provider: Option<&str>| StatusAt { status, at_ms: 0, provider: provider.map(Into::into) };
+        let m = RecordedMessage {
+            id: "m1".into(),
+            route: "/v1/send".into(),
+            to: "+4474****3456".into(),
+            provider: "a".into(),
+            provider_id: Some("a-1".into()),
+            segments: 2,
+            created_ms: 0,
+            attempts: Vec::new(),
+            statuses: vec![status(Queued, None), status(Undelivered, Some("a")), status(Queued, Some("b"))],
+            handoffs: vec![handoff("a", "first", Undelivered), handoff("b", "a reported it undelivered", Queued)],
+        };
+        let html = message_row(&m).into_string();
+        assert!(html.contains("fallback to b (2 parts): a reported it undelivered"), "{html}");
+        assert!(html.contains("queued → a: undelivered → b: queued"), "{html}");
     }
 }
