@@ -238,7 +238,7 @@ async fn a_provider_that_stops_delivering_in_one_country_goes_behind_there_only_
 
     // GB: b first, a keeps the exploratory share (20 %: about 8 in 40).
     let (a_gb, b_gb) = spread(&bridge, "/v1/send", GB, 40).await;
-    assert!(a_gb >= 1 && a_gb <= 20, "a kept a small share of GB: {a_gb} of 40");
+    assert!((1..=20).contains(&a_gb), "a kept a small share of GB: {a_gb} of 40");
     assert!(b_gb >= 20, "b leads for GB: {b_gb} of 40");
     // The US: a still leads.
     let (a_us, _) = spread(&bridge, "/v1/send", US, 20).await;

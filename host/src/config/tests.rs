@@ -220,3 +220,30 @@ fn presets_fill_what_a_route_leaves_out_and_yield_to_what_it_sets() {
     let jwt = "auth = { jwt = { secret = \"auth0-secret-0123456789\", audience = \"\" } }\n";
     assert!(err(jwt).contains("auth `audience` is empty"));
 }
+
+#[test]
+fn fallback_and_learned_order_are_checked_with_the_line_and_the_reason() {
+    let providers =
+        "[[provider]]\nname = \"a\"\nadapter = \"outbox\"\n[[provider]]\nname = \"b\"\nadapter = \"outbox\"\n";
+    let record = "[record]\npath = \"m.db\"\n";
+    let route = |head: &str, list: &str, extra: &str| {
+        let text = format!("{head}{providers}[[route]]\npath = \"/o\"\nproviders = [{list}]\n{extra}");
+        Config::parse(&text, "gw.toml").map(|mut c| c.routes.remove(0))
+    };
+    let ok = route(record, "\"a\", \"b\"", "fallback_after_s = 30\norder = \"delivered\"\n").unwrap();
+    assert_eq!(ok.delivery.fallback_after, Some(Duration::from_secs(30)));
+    assert_eq!(ok.delivery.order, Order::Delivered { explore: 0.05, min_receipts: 20 });
+    let plain = route("", "\"a\"", "").unwrap();
+    assert_eq!((plain.delivery.fallback_after, plain.delivery.order), (None, Order::Listed));
+    let err = |head: &str, list: &str, extra: &str| route(head, list, extra).unwrap_err().to_string();
+    let e = err("", "\"a\", \"b\"", "fallback_after_s = 30\n");
+    assert!(e.contains("gw.toml:10: route `/o`: `fallback_after_s` waits for receipts in the message record"), "{e}");
+    let e = err(record, "\"a\"", "fallback_after_s = 30\n");
+    assert!(e.contains("gw.toml:12: route `/o`: `fallback_after_s` needs a second provider"), "{e}");
+    let e = err(record, "\"a\", \"b\"", "fallback_after_s = 600\n");
+    assert!(e.contains("`fallback_after_s` (600) must be at least 1 and less than `validity_s` (600)"), "{e}");
+    let e = err(record, "\"a\", \"b\"", "order = \"cheapest\"\n");
+    assert!(e.contains("gw.toml:12: route `/o`: `order` `cheapest` is not one of listed, delivered"), "{e}");
+    let e = err(record, "\"a\", \"b\"", "order = \"delivered\"\nexplore_percent = 90\n");
+    assert!(e.contains("`explore_percent` must be between 0 and 50"), "{e}");
+}

@@ -9,6 +9,7 @@
 //! instances must agree on (limit windows, leases, expiries) are the
 //! database's clock, not each instance's.
 
+mod queue;
 mod record;
 mod schema;
 mod state;
