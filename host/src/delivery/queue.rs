@@ -301,6 +301,11 @@ impl QueueWorker {
             tracing::info!(id = %q.id, route = %q.route, "no fallback: the message's validity is over");
             return self.settle(&q.id, Write::Dequeue).await;
         }
+        // The route may have changed since: every provider left had it.
+        if route.providers.iter().all(|p| q.uncertain.contains(p)) {
+            tracing::info!(id = %q.id, route = %q.route, "no fallback: every provider of the route had the message");
+            return self.settle(&q.id, Write::Dequeue).await;
+        }
         let read = match courier.record() {
             Some(record) => record.get(&q.id).await,
             None => Ok(None),

@@ -45,6 +45,10 @@ pub struct Postgres {
     sealer: crate::keyed::Sealer,
     /// `UNKNOWN` until the first operation, then `UP` or `DOWN`.
     health: AtomicU8,
+    /// Failed operations so far: a success that began before the latest
+    /// failure (a query the database finished as it stopped) says nothing
+    /// of now, and does not mark it up.
+    failures: std::sync::atomic::AtomicU64,
     /// The schema is migrated (done once, by the first operation that can).
     migrated: tokio::sync::OnceCell<()>,
     /// When this instance last extended the leases of its claimed messages.
@@ -80,6 +84,7 @@ impl Postgres {
             number_key: number_key.as_bytes().to_vec(),
             sealer: crate::keyed::Sealer::new(&crate::keyed::Keyed::new(number_key.as_bytes()).derive("queue")),
             health: AtomicU8::new(UNKNOWN),
+            failures: Default::default(),
             migrated: tokio::sync::OnceCell::new(),
             renewed: Mutex::new(None),
         }))
@@ -122,6 +127,7 @@ impl Postgres {
         op: &'static str,
         f: impl AsyncFnOnce(&mut deadpool_postgres::Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T> {
+        let failures_before = self.failures.load(Ordering::Relaxed);
         let work = async {
             let mut client = self.pool.get().await.map_err(|e| anyhow!("no connection to the state database: {e}"))?;
             self.migrated.get_or_try_init(|| schema::migrate(&mut client)).await?;
@@ -134,8 +140,12 @@ impl Postgres {
             Err(_) => Err(anyhow!("the state database did not answer within {} ms", limit.as_millis())),
         };
         match &result {
+            Ok(_) if self.failures.load(Ordering::Relaxed) != failures_before => {}
             Ok(_) => self.mark(true, op, None),
-            Err(e) => self.mark(false, op, Some(e)),
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                self.mark(false, op, Some(e))
+            }
         }
         result.with_context(|| format!("state {op}"))
     }
