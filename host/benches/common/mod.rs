@@ -46,12 +46,17 @@ pub fn ms(d: Duration) -> String {
 
 /// Starts the release binary on `config`; returns it once a send to
 /// `/v1/send` is answered, with the time that took.
-#[expect(clippy::zombie_processes, reason = "the caller kills and waits for the child it is given")]
 pub fn start_smsbridge(config: &std::path::Path, addr: SocketAddr) -> (Child, Duration) {
+    start_smsbridge_logging(config, addr, "warn")
+}
+
+/// [`start_smsbridge`], logging at `level` (to nowhere).
+#[expect(clippy::zombie_processes, reason = "the caller kills and waits for the child it is given")]
+pub fn start_smsbridge_logging(config: &std::path::Path, addr: SocketAddr, level: &str) -> (Child, Duration) {
     let started = Instant::now();
     let mut child = Command::new(binary())
         .args(["serve", "--config", config.to_str().unwrap(), "--listen", &addr.to_string()])
-        .env("SMSBRIDGE_LOG", "warn")
+        .env("SMSBRIDGE_LOG", level)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
