@@ -8,7 +8,7 @@
 mod classify;
 
 use phonenumber::country::Id as Country;
-use phonenumber::{Mode, PhoneNumber, Type};
+use phonenumber::{PhoneNumber, Type};
 
 /// The number types whose lengths make a number possible.
 pub(crate) const NUMBER_TYPES: &[Type] = &[
@@ -77,15 +77,15 @@ pub fn normalise(raw: &str, default_country: Option<Country>) -> Result<String, 
         return Err(PhoneError::Empty);
     }
 
-    if digits.starts_with('+') {
-        return parse_valid(None, &digits).ok_or(PhoneError::Invalid);
+    if let Some(international) = digits.strip_prefix('+') {
+        return classify::as_written(international).or_else(|| parse_valid(None, &digits)).ok_or(PhoneError::Invalid);
     }
     if let Some(country) = default_country
         && let Some(n) = parse_valid(Some(country), &digits)
     {
         return Ok(n);
     }
-    match parse_valid(None, &format!("+{digits}")) {
+    match classify::as_written(&digits).or_else(|| parse_valid(None, &format!("+{digits}"))) {
         Some(n) => Ok(n),
         None if default_country.is_none() && digits.starts_with('0') => Err(PhoneError::NoCountry),
         None => Err(PhoneError::Invalid),
@@ -97,9 +97,10 @@ pub fn normalise(raw: &str, default_country: Option<Country>) -> Result<String, 
 /// Length, not the full validity rules: numbers reserved for drama and tests
 /// (`+44 7700 900xxx`, `+1 555 01xx`) must pass, and numbering plans change
 /// faster than metadata.
-fn parse_valid(country: Option<Country>, text: &str) -> Option<String> {
+pub(crate) fn parse_valid(country: Option<Country>, text: &str) -> Option<String> {
     let number: PhoneNumber = phonenumber::parse(country, text).ok()?;
-    let national_len = number.national().to_string().len() as u16;
+    let national = number.national().to_string();
+    let national_len = national.len() as u16;
     // Every region sharing the country code (44: GB, GG, IM, JE).
     let regions = phonenumber::metadata::DATABASE.by_code(&number.code().value())?;
     let possible = regions.iter().any(|meta| {
@@ -107,7 +108,9 @@ fn parse_valid(country: Option<Country>, text: &str) -> Option<String> {
             .iter()
             .any(|kind| meta.descriptors().get(*kind).is_some_and(|d| d.possible_length().contains(&national_len)))
     });
-    possible.then(|| number.format().mode(Mode::E164).to_string())
+    // What the crate's E.164 formatter writes, without its search for a
+    // national format it does not use.
+    possible.then(|| format!("+{}{national}", number.code().value()))
 }
 
 /// The region (`GB`) and number type of an E.164 number, from

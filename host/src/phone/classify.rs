@@ -27,6 +27,12 @@ struct Region {
     mobile: Option<Pattern>,
     /// Fixed-line and mobile numbers share one pattern here.
     fixed_is_mobile: bool,
+    /// What parsing strips from the start of a national number here: the
+    /// national prefix, and the pattern libphonenumber reads it by.
+    national_prefix: Option<String>,
+    prefix_for_parsing: Option<Regex>,
+    /// The lengths of a possible national number, any type.
+    possible: Vec<u16>,
 }
 
 struct Pattern {
@@ -80,7 +86,20 @@ impl Region {
             fixed_line: d.fixed_line().map(Pattern::new),
             mobile: d.mobile().map(Pattern::new),
             fixed_is_mobile: same(d.fixed_line(), d.mobile()),
+            national_prefix: meta.national_prefix().map(String::from),
+            prefix_for_parsing: meta.national_prefix_for_parsing().map(|r| anchored(r.as_str())),
+            possible: crate::phone::NUMBER_TYPES
+                .iter()
+                .filter_map(|kind| d.get(*kind))
+                .flat_map(|desc| desc.possible_length().iter().copied())
+                .collect(),
         }
+    }
+
+    /// Whether parsing may strip something from the start of `national`.
+    fn may_strip(&self, national: &str) -> bool {
+        self.national_prefix.as_ref().is_some_and(|p| national.starts_with(p.as_str()))
+            || self.prefix_for_parsing.as_ref().is_some_and(|r| r.is_match(national))
     }
 
     fn number_type(&self, national: &str) -> Type {
@@ -139,6 +158,29 @@ pub fn classify(e164: &str) -> (Option<Country>, Type) {
     (None, Type::Unknown)
 }
 
+/// `+digits` in E.164, when the digits already are what the full parse
+/// would make of them: a country code, then a national number that none of
+/// that code's regions would strip a national prefix from, of a length one
+/// of them uses. `None` leaves the answer to the full parse, which is slower
+/// (it matches every region's patterns through a shared cache).
+pub fn as_written(digits: &str) -> Option<String> {
+    // The crate refuses more than 17 digits in all, country code included.
+    if !(3..=17).contains(&digits.len()) || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    for len in 1..=3.min(digits.len()) {
+        let code = digits[..len].parse::<u16>().ok()?;
+        let Some(regions) = regions(code) else { continue };
+        let national = &digits[len..];
+        if national.len() < 2 || regions.iter().any(|r| r.may_strip(national)) {
+            return None;
+        }
+        let possible = regions.iter().any(|r| r.possible.contains(&(national.len() as u16)));
+        return possible.then(|| format!("+{digits}"));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +231,58 @@ mod tests {
         assert_eq!(classify("+4470"), (None, Type::Unknown));
         assert_eq!(classify("+999123"), (None, Type::Unknown));
         assert_eq!(classify("+"), (None, Type::Unknown));
+    }
+
+    /// The full parse, as `normalise` did it before `as_written`.
+    fn parsed(e164: &str) -> Option<String> {
+        crate::phone::parse_valid(None, e164)
+    }
+
+    #[test]
+    fn every_example_number_written_as_e164_reads_as_the_full_parse_reads_it() {
+        let (mut fast, mut checked) = (0, 0);
+        for code in 1..1000u16 {
+            let Some(metas) = DATABASE.by_code(&code) else { continue };
+            for meta in metas {
+                let d = meta.descriptors();
+                let all = [d.general()].into_iter().chain(crate::phone::NUMBER_TYPES.iter().filter_map(|k| d.get(*k)));
+                for example in all.filter_map(|desc| desc.example()) {
+                    // As written, with the national prefix left in, and cut short.
+                    let prefix = meta.national_prefix().unwrap_or("0");
+                    for digits in [
+                        format!("{code}{example}"),
+                        format!("{code}{prefix}{example}"),
+                        format!("{code}{}", &example[..example.len() / 2]),
+                    ] {
+                        let e164 = format!("+{digits}");
+                        let quick = as_written(&digits);
+                        if quick.is_some() {
+                            assert_eq!(quick, parsed(&e164), "{e164}");
+                            fast += 1;
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        // Those written as E.164 do; those with a prefix or cut short do not.
+        assert!(fast > checked / 3, "the quick path is taken: {fast} of {checked}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20000))]
+        /// Any digits after any real country code: where the quick path
+        /// answers, the full parse answers the same.
+        #[test]
+        fn the_quick_path_answers_as_the_full_parse(
+            code in prop::sample::select((1..1000u16).filter(|c| DATABASE.by_code(c).is_some()).collect::<Vec<_>>()),
+            national in "[0-9]{0,18}",
+        ) {
+            let digits = format!("{code}{national}");
+            if let Some(quick) = as_written(&digits) {
+                prop_assert_eq!(Some(quick), parsed(&format!("+{digits}")), "+{}", digits);
+            }
+        }
     }
 
     proptest! {
