@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{KillOnDrop, free_addr, rss_mib, start_smsbridge};
+use common::{KillOnDrop, cpu, free_addr, kannel_config, rss_mib, start_smsbridge};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -55,20 +55,6 @@ fn start_smsc(system_id: &str) -> Smsc {
 
 fn epoch_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
-/// CPU time (user + system) of `pids`, from /proc.
-fn cpu(pids: &[u32]) -> Duration {
-    let tick = 100.0; // USER_HZ on Linux
-    let secs: f64 = pids
-        .iter()
-        .map(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
-            let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
-            (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / tick
-        })
-        .sum();
-    Duration::from_secs_f64(secs)
 }
 
 struct Figures {
@@ -141,49 +127,6 @@ async fn race(
     }
 }
 
-fn kannel_config(dir: &std::path::Path, smsc_port: u16, sendsms: u16) -> std::path::PathBuf {
-    let d = dir.display();
-    let text = format!(
-        r#"group = core
-admin-port = {admin}
-admin-password = bench
-smsbox-port = {boxes}
-log-level = 4
-log-file = "{d}/bearerbox.log"
-box-allow-ip = "127.0.0.1"
-
-group = smsc
-smsc = smpp
-host = 127.0.0.1
-port = {smsc_port}
-transceiver-mode = true
-smsc-username = "kannel"
-smsc-password = "secret12"
-system-type = ""
-max-pending-submits = 10
-source-addr-ton = 5
-source-addr-npi = 0
-dest-addr-ton = 1
-dest-addr-npi = 1
-
-group = smsbox
-bearerbox-host = 127.0.0.1
-sendsms-port = {sendsms}
-log-level = 4
-log-file = "{d}/smsbox.log"
-
-group = sendsms-user
-username = bench
-password = bench
-"#,
-        admin = free_addr().port(),
-        boxes = free_addr().port(),
-    );
-    let file = dir.join("kannel.conf");
-    std::fs::write(&file, text).unwrap();
-    file
-}
-
 fn report(label: &str, f: &Figures, baseline: Option<&Figures>) {
     let ratio = baseline.map(|b| format!("  ({:.2}× Kannel's rate)", f.rate / b.rate)).unwrap_or_default();
     println!(
@@ -209,7 +152,13 @@ async fn main() {
     // Kannel: bearerbox holds the bind, smsbox takes HTTP.
     let kannel_smsc = start_smsc("kannel");
     let sendsms = free_addr().port();
-    let conf = kannel_config(dir.path(), kannel_smsc.port, sendsms);
+    let smsc = format!(
+        "smsc = smpp\nhost = 127.0.0.1\nport = {}\ntransceiver-mode = true\nsmsc-username = \"kannel\"\n\
+         smsc-password = \"secret12\"\nsystem-type = \"\"\nmax-pending-submits = 10\nsource-addr-ton = 5\n\
+         source-addr-npi = 0\ndest-addr-ton = 1\ndest-addr-npi = 1\n",
+        kannel_smsc.port
+    );
+    let conf = kannel_config(dir.path(), &smsc, sendsms, 4);
     let bearerbox =
         KillOnDrop(Command::new("bearerbox").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
     std::thread::sleep(Duration::from_secs(1));

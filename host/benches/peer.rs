@@ -15,7 +15,7 @@ mod common;
 use axum::Router;
 use axum::routing::{get, post};
 use common::twilio::{self, median};
-use common::{KillOnDrop, free_addr, rss_mib};
+use common::{KillOnDrop, cpu, free_addr, kannel_config, rss_mib};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,20 +64,6 @@ async fn mock() -> (std::net::SocketAddr, Arc<Delivered>) {
     (twilio::serve(router).await, delivered)
 }
 
-/// CPU time (user + system) of `pids` so far, from /proc.
-fn cpu(pids: &[u32]) -> Duration {
-    let secs: f64 = pids
-        .iter()
-        .map(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
-            let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
-            // utime and stime, in USER_HZ (100 on Linux).
-            (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
-        })
-        .sum();
-    Duration::from_secs_f64(secs)
-}
-
 #[derive(Clone, Copy)]
 struct Figures {
     /// Messages the mock got per second, from ab's start to the last one.
@@ -119,43 +105,6 @@ async fn race(label: &str, pids: &[u32], args: &[String], delivered: &Delivered)
         cpu_us: used.as_secs_f64() * 1e6 / MESSAGES as f64,
         rss: peak.max(pids.iter().map(|p| rss_mib(*p)).sum()),
     }
-}
-
-fn kannel_config(dir: &std::path::Path, mock: std::net::SocketAddr, sendsms: u16) -> std::path::PathBuf {
-    let d = dir.display();
-    let text = format!(
-        r#"group = core
-admin-port = {admin}
-admin-password = bench
-smsbox-port = {boxes}
-log-level = 2
-log-file = "{d}/bearerbox.log"
-box-allow-ip = "127.0.0.1"
-
-group = smsc
-smsc = http
-system-type = generic
-send-url = "http://{mock}/kannel?to=%p&text=%a"
-port = {mo}
-status-success-regex = "OK"
-
-group = smsbox
-bearerbox-host = 127.0.0.1
-sendsms-port = {sendsms}
-log-level = 2
-log-file = "{d}/smsbox.log"
-
-group = sendsms-user
-username = bench
-password = bench
-"#,
-        admin = free_addr().port(),
-        boxes = free_addr().port(),
-        mo = free_addr().port(),
-    );
-    let file = dir.join("kannel.conf");
-    std::fs::write(&file, text).unwrap();
-    file
 }
 
 /// Starts smsbridge on the twilio adapter to `mock`, logging at `level`.
@@ -201,7 +150,12 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
 
     let sendsms = free_addr().port();
-    let conf = kannel_config(dir.path(), mock, sendsms);
+    let smsc = format!(
+        "smsc = http\nsystem-type = generic\nsend-url = \"http://{mock}/kannel?to=%p&text=%a\"\nport = {}\n\
+         status-success-regex = \"OK\"\n",
+        free_addr().port()
+    );
+    let conf = kannel_config(dir.path(), &smsc, sendsms, 2);
     let bearerbox =
         KillOnDrop(Command::new("bearerbox").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
     std::thread::sleep(Duration::from_secs(1));

@@ -100,3 +100,37 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// CPU time (user + system) of `pids` so far, from /proc.
+pub fn cpu(pids: &[u32]) -> Duration {
+    let secs: f64 = pids
+        .iter()
+        .map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+            let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+            // utime and stime, in USER_HZ (100 on Linux).
+            (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+        })
+        .sum();
+    Duration::from_secs_f64(secs)
+}
+
+/// A Kannel config in `dir` with bearerbox, one `smsc` group (`smsc`'s
+/// lines) and smsbox's `sendsms` on `sendsms` for user `bench`, logging at
+/// `log_level`; its path.
+pub fn kannel_config(dir: &std::path::Path, smsc: &str, sendsms: u16, log_level: u8) -> std::path::PathBuf {
+    let d = dir.display();
+    let text = format!(
+        "group = core\nadmin-port = {admin}\nadmin-password = bench\nsmsbox-port = {boxes}\nlog-level = {log_level}\n\
+         log-file = \"{d}/bearerbox.log\"\nbox-allow-ip = \"127.0.0.1\"\n\n\
+         group = smsc\n{smsc}\n\
+         group = smsbox\nbearerbox-host = 127.0.0.1\nsendsms-port = {sendsms}\nlog-level = {log_level}\n\
+         log-file = \"{d}/smsbox.log\"\n\n\
+         group = sendsms-user\nusername = bench\npassword = bench\n",
+        admin = free_addr().port(),
+        boxes = free_addr().port(),
+    );
+    let file = dir.join("kannel.conf");
+    std::fs::write(&file, text).unwrap();
+    file
+}
