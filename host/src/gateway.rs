@@ -125,7 +125,11 @@ impl Gateway {
         if let Some(queue) = &self.queue {
             queue.start(&self.courier, &self.live);
         }
-        self.learned.start();
+        let live = Arc::downgrade(&self.live);
+        self.learned.start(move || {
+            let Some(live) = live.upgrade() else { return false };
+            live.current().config.routes.iter().any(|r| r.delivery.order != crate::config::Order::Listed)
+        });
     }
 
     /// The delivered-share figures.

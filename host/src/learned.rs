@@ -21,8 +21,11 @@ const DAY_MS: u64 = 24 * HOUR_MS;
 /// not delivered: a provider that goes quiet is a provider that fails.
 pub const RECEIPT_WAIT_MS: u64 = 10 * 60 * 1000;
 
-/// How often the figures are read again.
+/// How often the figures are read again while a route orders by them.
 const REFRESH: Duration = Duration::from_secs(5);
+/// How often otherwise, for the exported ratios alone: a day of handoffs is
+/// not read every few seconds for nothing.
+const REFRESH_IDLE: Duration = Duration::from_secs(60);
 
 /// One provider's figures for one country over one window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -253,8 +256,9 @@ impl Learned {
         }
     }
 
-    /// Refreshes the table every few seconds while `self` lives.
-    pub fn start(self: &Arc<Self>) {
+    /// Refreshes the table while `self` lives: every few seconds while
+    /// `ordering()` says a route orders by it, else once a minute.
+    pub fn start(self: &Arc<Self>, ordering: impl Fn() -> bool + Send + 'static) {
         if self.record.is_none() {
             return;
         }
@@ -263,7 +267,7 @@ impl Learned {
             while let Some(l) = learned.upgrade() {
                 l.refresh().await;
                 drop(l);
-                tokio::time::sleep(REFRESH).await;
+                tokio::time::sleep(if ordering() { REFRESH } else { REFRESH_IDLE }).await;
             }
         });
     }
