@@ -170,45 +170,110 @@ impl Outbound {
         if remaining.is_zero() {
             return Err(Error::Timeout);
         }
-        let mut builder = self.client.request(method, url).timeout(remaining).body(req.body);
-        for (name, value) in &req.headers {
-            if HOST_OWNED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                continue;
-            }
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| Error::Denied(format!("invalid header name `{name}`")))?;
-            let value = reqwest::header::HeaderValue::from_str(value)
-                .map_err(|_| Error::Denied(format!("invalid value for header `{name}`")))?;
-            builder = builder.header(name, value);
-        }
         // From here bytes may leave; a request dropped midway stays in doubt.
         let mut leaving = exchange.leaving();
-        let mut resp = match builder.send().await {
-            Ok(resp) => resp,
-            Err(e) => {
-                // Refused or unreachable: nothing reached the provider.
-                if e.is_connect() {
-                    leaving.settled();
-                }
-                return Err(transport_error(e));
+        // The client runs as its own task: polled here, on the sandbox's
+        // fiber stack, its deep frames stayed resident there for as long as
+        // the provider took to answer (BENCHMARKS.md, "held"). Doubt is
+        // settled here, not there, so an exchange dropped with its sandbox
+        // never counts as answered.
+        let (client, max) = (self.client.clone(), self.max_response_bytes);
+        let work = async move {
+            match builder(&client, method, url, remaining, req) {
+                Ok(builder) => exchange_over(builder, max).await,
+                Err(refused) => Sent::NotSent(refused),
             }
         };
-        // The provider answered: it knows what it did with the request.
-        leaving.settled();
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
-            if body.len() + chunk.len() > self.max_response_bytes {
-                return Err(Error::Protocol(format!("response larger than {} bytes", self.max_response_bytes)));
+        match Detached(tokio::spawn(work)).await {
+            Sent::NotSent(e) => {
+                leaving.settled();
+                Err(e)
             }
-            body.extend_from_slice(&chunk);
+            Sent::Answered(answer) => {
+                leaving.settled();
+                answer
+            }
+            Sent::Broken(e) => Err(e),
         }
-        Ok(Response { status, headers, body })
+    }
+}
+
+/// The client's request for `req`, with the headers the host owns left out.
+fn builder(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: Url,
+    timeout: std::time::Duration,
+    req: Request,
+) -> Result<reqwest::RequestBuilder, Error> {
+    let mut builder = client.request(method, url).timeout(timeout).body(req.body);
+    for (name, value) in &req.headers {
+        if HOST_OWNED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Error::Denied(format!("invalid header name `{name}`")))?;
+        let value = reqwest::header::HeaderValue::from_str(value)
+            .map_err(|_| Error::Denied(format!("invalid value for header `{name}`")))?;
+        builder = builder.header(name, value);
+    }
+    Ok(builder)
+}
+
+/// How an exchange ended, as the gate's doubt needs it.
+enum Sent {
+    /// Refused or unreachable: nothing reached the provider.
+    NotSent(Error),
+    /// The provider answered: it knows what it did with the request, even
+    /// if its answer then broke off or ran too long.
+    Answered(Result<Response, Error>),
+    /// The request may have reached the provider; no answer came.
+    Broken(Error),
+}
+
+async fn exchange_over(builder: reqwest::RequestBuilder, max_response_bytes: usize) -> Sent {
+    let mut resp = match builder.send().await {
+        Ok(resp) => resp,
+        Err(e) if e.is_connect() => return Sent::NotSent(transport_error(e)),
+        Err(e) => return Sent::Broken(transport_error(e)),
+    };
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > max_response_bytes => {
+                return Sent::Answered(Err(Error::Protocol(format!(
+                    "response larger than {max_response_bytes} bytes"
+                ))));
+            }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => return Sent::Answered(Ok(Response { status, headers, body })),
+            Err(e) => return Sent::Answered(Err(transport_error(e))),
+        }
+    }
+}
+
+/// A spawned exchange, aborted when dropped: a sandbox that times out takes
+/// its request with it, as when the request was polled in place.
+struct Detached(tokio::task::JoinHandle<Sent>);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::future::Future for Detached {
+    type Output = Sent;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Sent> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|done| done.unwrap_or_else(|e| Sent::Broken(Error::Protocol(format!("the exchange stopped: {e}")))))
     }
 }
 
@@ -286,6 +351,36 @@ mod tests {
         let url = format!("http://sms.example:{}/send", at.port());
         let resp = out.send(request(&url), deadline, exchange).await.unwrap();
         assert_eq!((resp.status, resp.body.as_slice()), (200, &b"ok"[..]));
+    }
+
+    #[tokio::test]
+    async fn an_exchange_dropped_before_its_answer_stays_in_doubt_and_closes_its_connection() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let at = listener.local_addr().unwrap();
+        let (got, got_it) = tokio::sync::oneshot::channel();
+        let closed = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = got.send(());
+            // Never answers; reads until the client hangs up.
+            s.set_read_timeout(Some(std::time::Duration::from_secs(3))).unwrap();
+            matches!(s.read(&mut buf), Ok(0))
+        });
+        let allow = Allowlist::parse(&[format!("http://{at}")]).unwrap();
+        let out = Outbound::new(allow, 1024, None, None);
+        let doubt = AtomicU32::new(0);
+        let exchange = Exchange { provider: "p", message_id: Some("m"), in_doubt: Some(&doubt) };
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        tokio::select! {
+            r = out.send(request(&format!("http://{at}/send")), deadline, exchange) => panic!("answered: {r:?}"),
+            _ = got_it => {}
+        }
+        // The send was dropped, as a sandbox that times out drops it.
+        assert_eq!(doubt.load(Ordering::SeqCst), 1, "it may have reached the provider");
+        let closed = tokio::task::spawn_blocking(move || closed.join().unwrap()).await.unwrap();
+        assert!(closed, "the request was abandoned with its send, not left running");
     }
 
     #[tokio::test]

@@ -89,6 +89,7 @@ pub fn probe(addr: SocketAddr) -> std::io::Result<u16> {
     s.read_to_string(&mut answer)?;
     Ok(answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0))
 }
+pub mod smaps;
 pub mod twilio;
 
 /// A child process killed when dropped, a panicking bench included.
