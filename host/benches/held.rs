@@ -40,25 +40,18 @@ impl Reading {
 
 #[tokio::main]
 async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    if twilio::serve_baseline_if_asked().await {
+    let Some((mock, provider, dir)) = twilio::start().await else {
         return;
-    }
-    let (mock, provider) = twilio::mock_twilio(0).await;
-    let dir = tempfile::tempdir().unwrap();
-    // Written as is, also for `SMSBRIDGE_BIN`: a build without
-    // `max_in_flight` cannot hold 5,000 sends.
-    let file = dir.path().join("bench.toml");
-    std::fs::write(
-        &file,
-        format!(
+    };
+    let file = common::write_config(
+        dir.path(),
+        &format!(
             "[server]\nmax_connections = 12000\n[adapters]\ncache_dir = \"{d}/cache\"\n{p}\n[[route]]\npath = \"/v1/send\"\nproviders = [\"twilio\"]\ndeadline_ms = 30000\n{q}",
             d = dir.path().display(),
             p = twilio::provider("twilio", mock, "max_in_flight = 6000\ntimeout_ms = 20000"),
             q = common::QUIET,
         ),
-    )
-    .unwrap();
+    );
     // Compiles the adapters into the cache once, outside the runs.
     drop(KillOnDrop(start_smsbridge(&file, free_addr()).0));
 

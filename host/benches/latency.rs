@@ -54,12 +54,9 @@ fn row(name: &str, runs: &[Run]) -> String {
 
 #[tokio::main]
 async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    if twilio::serve_baseline_if_asked().await {
+    let Some((mock, provider, dir)) = twilio::start().await else {
         return;
-    }
-    let (mock, provider) = twilio::mock_twilio(0).await;
-    let dir = tempfile::tempdir().unwrap();
+    };
     let file = config(
         dir.path(),
         &twilio::provider("twilio", mock, "max_in_flight = 6000"),

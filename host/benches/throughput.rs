@@ -68,12 +68,9 @@ async fn load(url: &str) -> Run {
 
 #[tokio::main]
 async fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    if twilio::serve_baseline_if_asked().await {
+    let Some((mock, _, dir)) = twilio::start().await else {
         return;
-    }
-    let (mock, _) = twilio::mock_twilio(0).await;
-    let dir = tempfile::tempdir().unwrap();
+    };
     let config = common::write_config(
         dir.path(),
         &format!(

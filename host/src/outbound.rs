@@ -178,13 +178,13 @@ impl Outbound {
         // settled here, not there, so an exchange dropped with its sandbox
         // never counts as answered.
         let (client, max) = (self.client.clone(), self.max_response_bytes);
-        let work = async move {
+        let exchange = tokio::spawn(async move {
             match builder(&client, method, url, remaining, req) {
                 Ok(builder) => exchange_over(builder, max).await,
                 Err(refused) => Sent::NotSent(refused),
             }
-        };
-        match Detached(tokio::spawn(work)).await {
+        });
+        match Detached(exchange).await {
             Sent::NotSent(e) => {
                 leaving.settled();
                 Err(e)

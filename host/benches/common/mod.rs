@@ -18,14 +18,9 @@ pub fn rss_mib(pid: u32) -> f64 {
     kb / 1024.0
 }
 
-/// Writes `text` as `dir/bench.toml`; its path. For an older build
-/// (`SMSBRIDGE_BIN`), keys it does not know are left out.
+/// Writes `text` as `dir/bench.toml`; its path.
 pub fn write_config(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     let file = dir.join("bench.toml");
-    let text = match std::env::var_os("SMSBRIDGE_BIN") {
-        Some(_) => text.lines().filter(|l| !l.starts_with("max_in_flight")).collect::<Vec<_>>().join("\n"),
-        None => text.to_string(),
-    };
     std::fs::write(&file, text).unwrap();
     file
 }

@@ -109,6 +109,18 @@ async fn baseline_send(State(b): State<Arc<Baseline>>, Form(fields): Form<HashMa
     )
 }
 
+/// A bench's start: `None` in the re-run bench binary, once it has served
+/// the baseline; else, with the TLS provider installed, an instant mock
+/// Twilio and a temporary directory.
+pub async fn start() -> Option<(SocketAddr, Arc<Mock>, tempfile::TempDir)> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if serve_baseline_if_asked().await {
+        return None;
+    }
+    let (mock, provider) = mock_twilio(0).await;
+    Some((mock, provider, tempfile::tempdir().unwrap()))
+}
+
 /// In the re-run bench binary, serves the baseline until killed; `false`
 /// in the bench itself.
 pub async fn serve_baseline_if_asked() -> bool {

@@ -138,11 +138,13 @@ impl Runtime {
         // provider's.
         let mut store =
             self.store(provider, about).map_err(|e| Failure::Host(format!("cannot set up the sandbox: {e:#}")))?;
-        let work = async {
+        // Built in place: a named future moved into `timeout` took its room
+        // twice in every send's future.
+        let outcome = tokio::time::timeout(provider.limits.timeout + DEADLINE_GRACE, async {
             let instance = pre.instantiate_async(&mut store).await?;
             call(&instance, &mut store).await
-        };
-        let outcome = tokio::time::timeout(provider.limits.timeout + DEADLINE_GRACE, work).await;
+        })
+        .await;
         match outcome {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => Err(Failure::Fault(describe_fault(&e, &store))),
