@@ -181,19 +181,19 @@ impl Outbound {
         let exchange = tokio::spawn(async move {
             match builder(&client, method, url, remaining, req) {
                 Ok(builder) => exchange_over(builder, max).await,
-                Err(refused) => Sent::NotSent(refused),
+                Err(refused) => Ended::NotSent(refused),
             }
         });
         match Detached(exchange).await {
-            Sent::NotSent(e) => {
+            Ended::NotSent(e) => {
                 leaving.settled();
                 Err(e)
             }
-            Sent::Answered(answer) => {
+            Ended::Answered(answer) => {
                 leaving.settled();
                 answer
             }
-            Sent::Broken(e) => Err(e),
+            Ended::Broken(e) => Err(e),
         }
     }
 }
@@ -221,7 +221,7 @@ fn builder(
 }
 
 /// How an exchange ended, as the gate's doubt needs it.
-enum Sent {
+enum Ended {
     /// Refused or unreachable: nothing reached the provider.
     NotSent(Error),
     /// The provider answered: it knows what it did with the request, even
@@ -231,11 +231,11 @@ enum Sent {
     Broken(Error),
 }
 
-async fn exchange_over(builder: reqwest::RequestBuilder, max_response_bytes: usize) -> Sent {
+async fn exchange_over(builder: reqwest::RequestBuilder, max_response_bytes: usize) -> Ended {
     let mut resp = match builder.send().await {
         Ok(resp) => resp,
-        Err(e) if e.is_connect() => return Sent::NotSent(transport_error(e)),
-        Err(e) => return Sent::Broken(transport_error(e)),
+        Err(e) if e.is_connect() => return Ended::NotSent(transport_error(e)),
+        Err(e) => return Ended::Broken(transport_error(e)),
     };
     let status = resp.status().as_u16();
     let headers = resp
@@ -247,20 +247,20 @@ async fn exchange_over(builder: reqwest::RequestBuilder, max_response_bytes: usi
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) if body.len() + chunk.len() > max_response_bytes => {
-                return Sent::Answered(Err(Error::Protocol(format!(
+                return Ended::Answered(Err(Error::Protocol(format!(
                     "response larger than {max_response_bytes} bytes"
                 ))));
             }
             Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) => return Sent::Answered(Ok(Response { status, headers, body })),
-            Err(e) => return Sent::Answered(Err(transport_error(e))),
+            Ok(None) => return Ended::Answered(Ok(Response { status, headers, body })),
+            Err(e) => return Ended::Answered(Err(transport_error(e))),
         }
     }
 }
 
 /// A spawned exchange, aborted when dropped: a sandbox that times out takes
 /// its request with it, as when the request was polled in place.
-struct Detached(tokio::task::JoinHandle<Sent>);
+struct Detached(tokio::task::JoinHandle<Ended>);
 
 impl Drop for Detached {
     fn drop(&mut self) {
@@ -269,11 +269,11 @@ impl Drop for Detached {
 }
 
 impl std::future::Future for Detached {
-    type Output = Sent;
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Sent> {
+    type Output = Ended;
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Ended> {
         std::pin::Pin::new(&mut self.0)
             .poll(cx)
-            .map(|done| done.unwrap_or_else(|e| Sent::Broken(Error::Protocol(format!("the exchange stopped: {e}")))))
+            .map(|done| done.unwrap_or_else(|e| Ended::Broken(Error::Protocol(format!("the exchange stopped: {e}")))))
     }
 }
 

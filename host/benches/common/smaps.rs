@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-/// Resident KiB by part. Stacks (wasmtime's fiber stacks, and threads') are
-/// the writable mappings right after a one-page guard; tables the one
+/// Resident KiB by part. Stacks (wasmtime's fiber stacks, and threads' of
+/// the same size) are the writable mappings of the commonest size right
+/// after a one-page guard; tables the one
 /// writable reservation over 1 GiB; linear memories the run of mappings
 /// around the largest reservation: private pages, and pages of the shared
 /// initial image, counted once per slot that maps them, as `VmRSS` counts
@@ -65,13 +66,31 @@ impl Parts {
         let vmas = vmas(pid);
         let largest = (0..vmas.len()).max_by_key(|&i| vmas[i].end - vmas[i].start).unwrap();
         // glibc's per-thread heaps: 64 MiB-aligned reservations of 64 MiB,
-        // placed next to whatever was mapped before them.
+        // their unused end inaccessible. The kernel may merge a heap's
+        // start with a mapping just below it, so its end is what is checked.
         const ARENA: u64 = 64 << 20;
         let arena = |i: usize| {
             let v = &vmas[i];
-            let rest = vmas.get(i + 1).filter(|n| n.start == v.end && !n.writable).map_or(0, |n| n.end - n.start);
-            v.writable && v.name.is_empty() && v.start % ARENA == 0 && v.end - v.start + rest == ARENA
+            let rest = vmas.get(i + 1).filter(|n| n.start == v.end && !n.writable);
+            v.writable
+                && v.name.is_empty()
+                && match rest {
+                    Some(n) => n.end.is_multiple_of(ARENA) && n.end - v.end < ARENA,
+                    None => v.start.is_multiple_of(ARENA) && v.end - v.start == ARENA,
+                }
         };
+        // Fiber stacks (and threads'): writable after a one-page guard, all
+        // of one size; the commonest such size is the fiber stacks'.
+        let guarded: Vec<bool> = (0..vmas.len())
+            .map(|i| {
+                i > 0 && vmas[i].writable && !vmas[i - 1].writable && vmas[i - 1].end - vmas[i - 1].start == 4 << 10
+            })
+            .collect();
+        let mut sizes = BTreeMap::new();
+        for (_, v) in vmas.iter().enumerate().filter(|(i, _)| guarded[*i]) {
+            *sizes.entry(v.end - v.start).or_insert(0usize) += 1;
+        }
+        let stack_size = sizes.into_iter().max_by_key(|(_, n)| *n).map(|(size, _)| size);
         let in_pool = |i: usize| (vmas[i].name.is_empty() || vmas[i].image) && !arena(i);
         let (mut lo, mut hi) = (largest, largest);
         while lo > 0 && vmas[lo - 1].end == vmas[lo].start && in_pool(lo - 1) {
@@ -82,15 +101,14 @@ impl Parts {
         }
         let mut parts = BTreeMap::new();
         for (i, v) in vmas.iter().enumerate() {
-            let after_guard = i > 0 && !vmas[i - 1].writable && vmas[i - 1].end - vmas[i - 1].start == 4 << 10;
             let part = if v.image {
                 *parts.entry(MEMORY_PRIVATE).or_default() += v.anonymous;
                 *parts.entry(MEMORY_IMAGE).or_default() += v.rss - v.anonymous;
                 continue;
+            } else if guarded[i] && Some(v.end - v.start) == stack_size {
+                STACKS
             } else if arena(i) {
                 HEAP
-            } else if v.writable && after_guard {
-                STACKS
             } else if v.writable && v.end - v.start > 1 << 30 {
                 TABLES
             } else if (lo..=hi).contains(&i) {

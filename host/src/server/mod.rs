@@ -197,7 +197,7 @@ async fn send_on(front: &Front, routing: &Routing, route: &Route, req: Request) 
     let idempotency_key = match parts.headers.get(key_header) {
         None => None,
         Some(v) => match v.to_str() {
-            Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Some(k.trim()),
+            Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Some(k.trim().to_string()),
             _ => {
                 return Err(Problem::new(
                     StatusCode::BAD_REQUEST,
@@ -207,13 +207,16 @@ async fn send_on(front: &Front, routing: &Routing, route: &Route, req: Request) 
             }
         },
     };
+    // The head and body point into the connection's first read buffer:
+    // let it go before the provider's answer, which can take seconds.
+    drop((parts, body));
     let sent = gateway
         .send(
             routing,
             route,
             phone,
             message,
-            Repeat { caller: &caller.name, key: idempotency_key, keep_at_least: caller.replay_window },
+            Repeat { caller: &caller.name, key: idempotency_key.as_deref(), keep_at_least: caller.replay_window },
         )
         .await
         .map_err(|refusal| problem::refusal(route, refusal))?;
